@@ -1,0 +1,34 @@
+"""Text environments: tasks, the sequential AEC env, the registry and the conformance checks.
+
+>>> from seqmarl import envs
+>>> env = envs.make("arithmetic-v0", num_agents=2)
+>>> env.reset(seed=0)
+>>> env.agent_selection
+'llm_0'
+"""
+
+from seqmarl.envs.registration import ENVS, EnvSpec, make, register_env
+from seqmarl.envs.sequential import SequentialTextEnv
+from seqmarl.envs.spaces import AnyText
+from seqmarl.envs.task import DatasetTask, FormatTemplate, Prompt, TextTask, load_records
+from seqmarl.envs.tasks import ArithmeticTask
+from seqmarl.envs.testing import CheckReport, check_env
+
+register_env("arithmetic-v0", ArithmeticTask)
+
+__all__ = [
+    "ENVS",
+    "AnyText",
+    "ArithmeticTask",
+    "CheckReport",
+    "DatasetTask",
+    "EnvSpec",
+    "FormatTemplate",
+    "Prompt",
+    "SequentialTextEnv",
+    "TextTask",
+    "check_env",
+    "load_records",
+    "make",
+    "register_env",
+]

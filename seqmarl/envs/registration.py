@@ -1,0 +1,118 @@
+"""The env registry: versioned ids (``name-vN``) mapped to task factories.
+
+Every registered env is a :class:`~seqmarl.envs.sequential.SequentialTextEnv` around a task;
+:func:`make` builds one for N agents. Register your own with :func:`register_env`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from seqmarl.envs.sequential import SequentialTextEnv
+from seqmarl.envs.task import TextTask
+from seqmarl.errors import ConfigError
+from seqmarl.registry import Registry
+from seqmarl.settings import Setting
+
+__all__ = ["ENVS", "EnvSpec", "make", "register_env"]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
+_ENV_KWARGS = ("reward_matrix", "knowledge_transfer", "max_text_length", "render_mode")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """A registered env: its id, how to build its task, and a one-line description."""
+
+    id: str
+    task_factory: Callable[..., TextTask]
+    description: str = ""
+
+
+ENVS: Registry[EnvSpec] = Registry("env")
+
+
+def register_env(
+    env_id: str, task_factory: Callable[..., TextTask], *, description: str = "", **kw: Any
+) -> EnvSpec:
+    """Register a task under a versioned env id such as ``"my-task-v0"``.
+
+    Args:
+        env_id: Lower-case name ending in ``-v<N>``.
+        task_factory: Called with the task keyword arguments given to :func:`make`.
+        description: One line for ``seqmarl list``.
+        **kw: Passed to :meth:`Registry.register` (``overwrite=True``).
+
+    Raises:
+        ValueError: The id is not versioned or already taken.
+    """
+    if not _ID.match(env_id):
+        raise ValueError(f"env id {env_id!r} must be lower-case and end in -v<N>, e.g. 'qa-v0'")
+    if not description:
+        doc = inspect.getdoc(task_factory) or ""
+        description = doc.splitlines()[0] if doc else ""
+    return ENVS.register(env_id, EnvSpec(env_id, task_factory, description), **kw)
+
+
+def make(
+    env_id: str,
+    *,
+    num_agents: int | None = None,
+    setting: Setting | None = None,
+    **kwargs: Any,
+) -> SequentialTextEnv:
+    """Build a registered env for ``num_agents`` agents.
+
+    Args:
+        env_id: A registered id (``seqmarl list``) or ``"pkg.module:factory"``.
+        num_agents: N (default 2, or the setting's N).
+        setting: Take N, the coefficient matrix and knowledge transfer from a Setting.
+        **kwargs: Env options (``reward_matrix``, ``knowledge_transfer``, ``max_text_length``,
+            ``render_mode``); everything else goes to the task factory.
+
+    Raises:
+        UnknownNameError: ``env_id`` is not registered; the message lists the registered ids.
+        ConfigError: A task argument is not accepted, or ``setting`` conflicts with an argument.
+    """
+    spec = ENVS.get(env_id)
+    if not isinstance(spec, EnvSpec):  # "pkg.mod:factory" returns the factory itself
+        spec = EnvSpec(env_id, spec)
+    env_kwargs = {k: kwargs.pop(k) for k in _ENV_KWARGS if k in kwargs}
+    if setting is not None:
+        if num_agents is not None and num_agents != setting.num_agents:
+            raise ConfigError(
+                f"num_agents={num_agents} conflicts with setting {setting.name!r} "
+                f"({setting.num_agents} agents)"
+            )
+        for key in ("reward_matrix", "knowledge_transfer"):
+            if key in env_kwargs:
+                raise ConfigError(f"{key}: given both directly and through the setting; pick one")
+        num_agents = setting.num_agents
+        env_kwargs["reward_matrix"] = [list(r) for r in setting.coefficients]
+        env_kwargs["knowledge_transfer"] = setting.knowledge_transfer
+    try:
+        task = spec.task_factory(**kwargs)
+    except TypeError as exc:
+        params = _parameters(spec.task_factory)
+        raise ConfigError(
+            f"env {env_id!r}: bad task arguments {sorted(kwargs)} ({exc}); "
+            f"the task accepts: {', '.join(params) or '(none)'}"
+        ) from exc
+    return SequentialTextEnv(
+        task, num_agents=2 if num_agents is None else num_agents, env_id=spec.id, **env_kwargs
+    )
+
+
+def _parameters(fn: Callable[..., Any]) -> Sequence[str]:
+    try:
+        return [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return []

@@ -1,0 +1,240 @@
+"""``SequentialTextEnv``: one prompt played by N language-model agents in seat order.
+
+One episode is one prompt. The agent in seat ``k`` observes the prompt plus the responses of
+seats ``< k`` (only the prompt when knowledge transfer is off), answers with a string, and the
+turn passes on. When the last seat has answered, each agent's response is scored on the prompt
+alone (its *task reward* ``r_j``), every agent ``i`` receives ``sum_j C[i][j] * r_j`` and the
+episode terminates.
+
+The seat order is chosen at reset (``options={"seat_order": [...]}``), so role exchange between
+iterations never rebuilds the env. Reset options:
+
+* ``seat_order``: agent ids (``"llm_1"``) or indices, one per seat, a permutation of all agents;
+* ``prompt``: a :class:`~seqmarl.envs.task.Prompt` or string to play instead of sampling one.
+
+Other option keys are ignored (PettingZoo's ``api_test`` passes a dummy one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import AECEnv
+from pettingzoo.utils import AgentSelector
+
+from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
+from seqmarl.envs.task import Prompt, TextTask
+from seqmarl.settings import agent_ids, coefficient_matrix
+
+__all__ = ["SequentialTextEnv"]
+
+
+class SequentialTextEnv(AECEnv):
+    """A PettingZoo AEC env in which N agents answer one text prompt in turn.
+
+    Args:
+        task: The text task (prompts, observation template, reward).
+        num_agents: N >= 1; agents are ``llm_0 ... llm_{N-1}``.
+        reward_matrix: Preset (``cooperative``, ``independent``, ``competitive``) or N x N.
+        knowledge_transfer: Whether later seats see earlier responses.
+        max_text_length: Longest observation/response (characters) the spaces contain.
+        render_mode: ``None``, ``"human"`` (print the transcript) or ``"ansi"`` (return it).
+        env_id: Registered id, shown in ``metadata["name"]`` and in transcripts.
+    """
+
+    metadata = {  # noqa: RUF012 (PettingZoo reads a plain dict)
+        "name": "sequential_text_v0",
+        "render_modes": ["human", "ansi"],
+        "is_parallelizable": False,
+    }
+
+    def __init__(
+        self,
+        task: TextTask,
+        *,
+        num_agents: int = 2,
+        reward_matrix: str | Sequence[Sequence[float]] = "cooperative",
+        knowledge_transfer: bool = True,
+        max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
+        render_mode: str | None = None,
+        env_id: str | None = None,
+    ):
+        super().__init__()
+        if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
+            raise ValueError(f"num_agents must be an integer >= 1, got {num_agents!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
+            )
+        self.task = task
+        self.knowledge_transfer = bool(knowledge_transfer)
+        self.render_mode = render_mode
+        self.coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
+        self.metadata = {**self.metadata, "name": env_id or self.metadata["name"]}
+        self._init_kwargs = {
+            "num_agents": num_agents,
+            "reward_matrix": self.coef.tolist(),
+            "knowledge_transfer": knowledge_transfer,
+            "max_text_length": max_text_length,
+            "render_mode": render_mode,
+            "env_id": env_id,
+        }
+        self.possible_agents = list(agent_ids(num_agents))
+        self.observation_spaces = {
+            a: spaces.Dict({"text": AnyText(max_text_length), "seat": spaces.Discrete(num_agents)})
+            for a in self.possible_agents
+        }
+        self.action_spaces = {a: AnyText(max_text_length) for a in self.possible_agents}
+        self._rng = np.random.default_rng()
+        self._precomputed: dict[str, float] | None = None
+        self.prompt: Prompt | None = None
+
+    # ----------------------------------------------------------------- spaces
+    def observation_space(self, agent: str) -> spaces.Space:
+        """``Dict(text=AnyText, seat=Discrete(N))``, the same object on every call."""
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Space:
+        """``AnyText``: any string is a valid response."""
+        return self.action_spaces[agent]
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, seed: int | None = None, options: Mapping[str, Any] | None = None) -> None:
+        """Start an episode on a new (or given) prompt with the given seat order."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        options = dict(options or {})
+        prompt = options.get("prompt")
+        if prompt is None:
+            prompt = self.task.sample_prompts(1, self._rng)[0]
+        elif isinstance(prompt, str):
+            prompt = Prompt(prompt)
+        elif not isinstance(prompt, Prompt):
+            raise TypeError(f"options['prompt'] must be a Prompt or str, got {type(prompt)}")
+        self.prompt = prompt
+        self.seats = self._parse_seat_order(options.get("seat_order"))
+        self._seat_of = {a: k for k, a in enumerate(self.seats)}
+        self.agents = list(self.seats)
+        self.responses: dict[str, str] = {}
+        self.task_rewards: dict[str, float] = {}
+        self.trained_rewards: dict[str, float] = {}
+        self._precomputed = None
+        self.rewards = {a: 0.0 for a in self.agents}
+        self._cumulative_rewards = {a: 0.0 for a in self.agents}
+        self.terminations = {a: False for a in self.agents}
+        self.truncations = {a: False for a in self.agents}
+        self.infos = {a: {"seat": self._seat_of[a]} for a in self.agents}
+        self._agent_selector = AgentSelector(self.agents)
+        self.agent_selection = self._agent_selector.reset()
+
+    def _parse_seat_order(self, order: Sequence[str | int] | None) -> list[str]:
+        if order is None:
+            return list(self.possible_agents)
+        ids = [self.possible_agents[o] if isinstance(o, (int, np.integer)) else o for o in order]
+        if sorted(ids) != sorted(self.possible_agents):
+            raise ValueError(
+                f"seat_order must list every agent exactly once ({self.possible_agents} or "
+                f"indices 0..{len(self.possible_agents) - 1}), got {list(order)}"
+            )
+        return ids
+
+    # ---------------------------------------------------------------- observe
+    def earlier_responses(self, agent: str) -> list[str]:
+        """Responses ``agent`` gets to see: those of earlier seats, if transfer is on."""
+        if not self.knowledge_transfer:
+            return []
+        seat = self._seat_of[agent]
+        return [self.responses[a] for a in self.seats[:seat] if a in self.responses]
+
+    def observe(self, agent: str) -> dict[str, Any]:
+        """``{"text": prompt (+ earlier responses), "seat": k}`` for ``agent``."""
+        self._require_reset()
+        text = self.task.observe(self.prompt, self.earlier_responses(agent))
+        return {"text": text, "seat": self._seat_of[agent]}
+
+    # ------------------------------------------------------------------- step
+    def provide_task_rewards(self, task_rewards: Mapping[str, float]) -> None:
+        """Hand in task rewards computed outside (one batched scoring call for many envs).
+
+        Used on the last seat's step instead of calling the task, so a rollout over B env
+        copies can score all B x N responses in one batch. Must name every agent.
+        """
+        missing = set(self.possible_agents) - set(task_rewards)
+        if missing:
+            raise ValueError(f"provide_task_rewards: missing agents {sorted(missing)}")
+        self._precomputed = {a: float(task_rewards[a]) for a in self.possible_agents}
+
+    def step(self, action: str | None) -> None:
+        """The current agent answers ``action``; the last answer ends the episode."""
+        self._require_reset()
+        agent = self.agent_selection
+        if self.terminations[agent] or self.truncations[agent]:
+            self._was_dead_step(action)
+            return
+        if not isinstance(action, str):
+            raise TypeError(f"{agent}: action must be a str (the response), got {type(action)}")
+        self._cumulative_rewards[agent] = 0.0
+        self._clear_rewards()
+        self.responses[agent] = action
+        if self._agent_selector.is_last():
+            self._finish()
+        self.agent_selection = self._agent_selector.next()
+        self._accumulate_rewards()
+        if self.render_mode == "human" and self.terminations[agent]:
+            print(self.render())
+
+    def _finish(self) -> None:
+        order = self.possible_agents  # agent-id order for the matrix
+        if self._precomputed is not None:
+            r = [self._precomputed[a] for a in order]
+        else:
+            r = self.task.score_batch([self.prompt] * len(order), [self.responses[a] for a in order])
+        if not all(math.isfinite(x) for x in r):
+            raise ValueError(f"task {self.task.name!r} returned non-finite rewards {r}")
+        mixed = self.coef @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
+        for i, a in enumerate(order):
+            self.task_rewards[a] = float(r[i])
+            self.trained_rewards[a] = float(mixed[i])
+            self.rewards[a] = float(mixed[i])
+            self.terminations[a] = True
+            self.infos[a] = {
+                "seat": self._seat_of[a],
+                "task_reward": float(r[i]),
+                "response": self.responses[a],
+            }
+
+    def _require_reset(self) -> None:
+        if self.prompt is None:
+            raise RuntimeError("call reset() before observe() or step()")
+
+    # ------------------------------------------------------------- rendering
+    def transcript(self) -> str:
+        """The episode so far as text: prompt, each seat's response, rewards when done."""
+        self._require_reset()
+        lines = [f"[{self.metadata['name']}] prompt: {self.prompt.text!r}"]
+        for k, a in enumerate(self.seats):
+            if a in self.responses:
+                line = f"  seat {k} {a}: {self.responses[a]!r}"
+                if a in self.task_rewards:
+                    line += f"  task_reward={self.task_rewards[a]:+.3f}"
+                    line += f" reward={self.trained_rewards[a]:+.3f}"
+                lines.append(line)
+        return "\n".join(lines)
+
+    def render(self) -> str | None:
+        """The transcript (``ansi``), or ``None`` when no render mode is set."""
+        if self.render_mode is None:
+            return None
+        return self.transcript()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def clone(self) -> SequentialTextEnv:
+        """A new env with the same task object and settings (fresh episode state)."""
+        return SequentialTextEnv(self.task, **self._init_kwargs)
