@@ -298,7 +298,7 @@ def make_setting(
             else f">= {spec.min_agents}"
             + (f" and <= {spec.max_agents}" if spec.max_agents is not None else "")
         )
-        raise ConfigError(f"num_agents: setting {name!r} needs {allowed} agents, got {n}")
+        raise ConfigError(f"num_agents: setting {name!r} needs {allowed} agent(s), got {n}")
     matrix = coefficient_matrix(spec.reward_matrix if reward_matrix is None else reward_matrix, n)
     kind = spec.schedule if schedule is None else schedule
     period = spec.exchange_every if exchange_every is None else exchange_every

@@ -10,7 +10,14 @@
 from seqmarl.envs.registration import ENVS, EnvSpec, make, register_env
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.spaces import AnyText
-from seqmarl.envs.task import DatasetTask, FormatTemplate, Prompt, TextTask, load_records
+from seqmarl.envs.task import (
+    DatasetTask,
+    FormatTemplate,
+    Prompt,
+    TextTask,
+    as_generator,
+    load_records,
+)
 from seqmarl.envs.tasks import ArithmeticTask
 from seqmarl.envs.testing import CheckReport, check_env
 
@@ -27,6 +34,7 @@ __all__ = [
     "Prompt",
     "SequentialTextEnv",
     "TextTask",
+    "as_generator",
     "check_env",
     "load_records",
     "make",

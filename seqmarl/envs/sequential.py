@@ -135,8 +135,12 @@ class SequentialTextEnv(AECEnv):
     def _parse_seat_order(self, order: Sequence[str | int] | None) -> list[str]:
         if order is None:
             return list(self.possible_agents)
-        ids = [self.possible_agents[o] if isinstance(o, (int, np.integer)) else o for o in order]
-        if sorted(ids) != sorted(self.possible_agents):
+        n = len(self.possible_agents)
+        ids = [
+            self.possible_agents[o] if isinstance(o, (int, np.integer)) and 0 <= o < n else o
+            for o in order
+        ]
+        if sorted(map(str, ids)) != sorted(self.possible_agents):
             raise ValueError(
                 f"seat_order must list every agent exactly once ({self.possible_agents} or "
                 f"indices 0..{len(self.possible_agents) - 1}), got {list(order)}"
@@ -193,7 +197,9 @@ class SequentialTextEnv(AECEnv):
         if self._precomputed is not None:
             r = [self._precomputed[a] for a in order]
         else:
-            r = self.task.score_batch([self.prompt] * len(order), [self.responses[a] for a in order])
+            r = self.task.score_batch(
+                [self.prompt] * len(order), [self.responses[a] for a in order]
+            )
         if not all(math.isfinite(x) for x in r):
             raise ValueError(f"task {self.task.name!r} returned non-finite rewards {r}")
         mixed = self.coef @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)

@@ -74,6 +74,7 @@ class FormatTemplate:
     joiner: str = "\n"
 
     def __call__(self, prompt: Prompt, earlier: Sequence[str]) -> str:
+        """The observation text for a seat that has seen ``earlier`` responses."""
         if not earlier:
             return self.first.format(prompt=prompt.text)
         responses = self.joiner.join(
@@ -111,7 +112,7 @@ class TextTask(ABC):
         """Task rewards of many (prompt, response) pairs; override to batch a model call."""
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [float(self.score(p, r)) for p, r in zip(prompts, responses)]
+        return [float(self.score(p, r)) for p, r in zip(prompts, responses, strict=True)]
 
     def observe(self, prompt: Prompt, earlier: Sequence[str]) -> str:
         """What a seat sees, given the earlier seats' responses (empty for the first seat)."""

@@ -1,7 +1,7 @@
 """``arithmetic-v0``: small arithmetic questions, exact-answer reward. Needs no model or data.
 
-Prompts look like ``"Question: What is 17 + 25?\\nAnswer:"``; operands and operators are drawn
-from the seed, so a seed fixes the prompts. The reward is 1.0 when the last number in the
+Prompts are ``Question: What is 17 + 25?`` and a line ``Answer:``; operands and operators
+are drawn from the seed, so a seed fixes the prompts. The reward is 1.0 when the last number in the
 response equals the true result, else 0.0 (the same extraction the GSM8K task uses). A later
 seat sees the earlier answers as references, in the GSM8K observer format::
 

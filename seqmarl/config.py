@@ -1,0 +1,367 @@
+"""Run configuration: pydantic models, YAML loading and ``key.sub=value`` overrides.
+
+Everything is validated before any model is loaded: env ids, setting names and algorithm
+names against their registries, algorithm parameters against the algorithm's own config, and
+the setting (agent count, coefficient matrix, schedule) by building it. Errors name the field
+and say what is allowed, in one line (:class:`~seqmarl.errors.ConfigError`).
+
+Besides dotted paths, a few common choices work as top-level overrides (:data:`SHORTCUTS`):
+``env=``, ``setting=``, ``num_agents=``, ``algo=``, ``model=``, ``iterations=``,
+``batch_size=``, ``seed=``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from seqmarl.algos import ALGORITHMS, AlgoConfig
+from seqmarl.envs import ENVS
+from seqmarl.errors import ConfigError, SeqmarlError
+from seqmarl.settings import SETTINGS, Setting, make_setting
+
+__all__ = [
+    "SHORTCUTS",
+    "AgentConfig",
+    "AlgoSelection",
+    "GenerationConfig",
+    "LoraSettings",
+    "RunConfig",
+    "SettingConfig",
+    "TaskConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "parse_overrides",
+]
+
+#: Top-level override names and the dotted paths they stand for.
+SHORTCUTS = {
+    "env": "task.env",
+    "setting": "setting.name",
+    "num_agents": "setting.num_agents",
+    "algo": "algo.name",
+    "model": "agents.model",
+    "iterations": "train.iterations",
+    "batch_size": "train.batch_size",
+    "seed": "train.seed",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _registered(registry, name: str) -> str:
+    """Validate a name against a registry (``pkg.mod:attr`` names are imported)."""
+    try:
+        registry.get(name)
+    except SeqmarlError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+class TaskConfig(_Strict):
+    """Which environment (task) to play."""
+
+    env: str = Field("arithmetic-v0", description="Registered env id (`seqmarl list`).")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Task constructor arguments (data paths, sizes, ...)."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_known(cls, v: str) -> str:
+        return _registered(ENVS, v)
+
+
+class SettingConfig(_Strict):
+    """The multi-agent game; unset fields take the registered setting's defaults."""
+
+    name: str = Field("cory", description="Registered setting (`seqmarl list`).")
+    num_agents: int | None = Field(None, ge=1, description="N; None = the setting's default.")
+    reward_matrix: (
+        Literal["cooperative", "independent", "competitive"] | list[list[float]] | None
+    ) = Field(None, description="Coefficient preset or explicit N x N matrix.")
+    schedule: Literal["fixed", "rotate", "permutations"] | None = Field(
+        None, description="Seat schedule kind."
+    )
+    exchange_every: int | None = Field(None, ge=1, description="Iterations between seat changes.")
+    permutations: list[list[int]] | None = Field(None, description="Seat orders to cycle through.")
+    knowledge_transfer: bool | None = Field(None, description="Later seats see earlier answers.")
+
+    @field_validator("name")
+    @classmethod
+    def _setting_known(cls, v: str) -> str:
+        return _registered(SETTINGS, v)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> SettingConfig:
+        try:
+            self.build()
+        except SeqmarlError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    def build(self) -> Setting:
+        """The :class:`~seqmarl.settings.Setting` this config describes."""
+        return make_setting(
+            self.name,
+            num_agents=self.num_agents,
+            reward_matrix=self.reward_matrix,
+            schedule=self.schedule,
+            exchange_every=self.exchange_every,
+            permutations=self.permutations,
+            knowledge_transfer=self.knowledge_transfer,
+        )
+
+
+class GenerationConfig(_Strict):
+    """How agents sample responses."""
+
+    max_new_tokens: int = Field(16, ge=1, description="Longest response in tokens.")
+    min_new_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="If set, each batch's length is drawn from min..max (the paper's sampler).",
+    )
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_k: int = Field(0, ge=0, description="Top-k filtering; 0 = off.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus filtering; 1 = off.")
+    repetition_penalty: float = Field(1.0, gt=0, description="1 = off.")
+    stop_at_eos: bool = Field(True, description="End a response at the EOS token.")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> GenerationConfig:
+        if self.min_new_tokens is not None and self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens ({self.min_new_tokens}) must be <= max_new_tokens "
+                f"({self.max_new_tokens})"
+            )
+        return self
+
+
+class LoraSettings(_Strict):
+    """LoRA adapter shape for shared-base agents."""
+
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules to adapt (peft's target_modules)."
+    )
+
+
+class AgentConfig(_Strict):
+    """The language model the agents are made from, and how N of them are held."""
+
+    model: str = Field(
+        "embedded:smollm2-135m-instruct",
+        description="Hub id, local folder, or an embedded default (`embedded:<name>`).",
+    )
+    gguf_file: str | None = Field(None, description="GGUF file inside the model folder.")
+    tokenizer: str | None = Field(None, description="Tokenizer source; None = the model's.")
+    mode: Literal["shared", "separate"] = Field(
+        "shared",
+        description="shared: one frozen base + a LoRA adapter per agent; "
+        "separate: N full copies + one frozen reference.",
+    )
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="Weights dtype (bf16/fp16 only where the device supports it)."
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
+    trust_remote_code: bool = Field(False, description="Allow a model's own code to run.")
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+
+
+class AlgoSelection(_Strict):
+    """An algorithm and its parameters (validated against the algorithm's config)."""
+
+    name: str = Field("ppo", description="Registered algorithm (`seqmarl list`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Algorithm parameters.")
+
+    @field_validator("name")
+    @classmethod
+    def _algo_known(cls, v: str) -> str:
+        return _registered(ALGORITHMS, v)
+
+    @model_validator(mode="after")
+    def _params_valid(self) -> AlgoSelection:
+        self.build()
+        return self
+
+    def build(self) -> AlgoConfig:
+        """The algorithm's validated config object."""
+        algo = ALGORITHMS.get(self.name)
+        try:
+            return algo.make_config(**self.params)
+        except ValidationError as exc:
+            raise ValueError(_format_errors(exc, algo.config_cls, prefix="params.")) from None
+
+
+class TrainConfig(_Strict):
+    """The training loop."""
+
+    iterations: int = Field(100, ge=1, description="Training iterations.")
+    batch_size: int = Field(8, ge=1, description="Prompts per iteration.")
+    seed: int = Field(0, description="Seed for prompts, sampling and initialisation.")
+    out_dir: str = Field("runs/latest", description="Output folder.")
+    sample_every: int = Field(5, ge=1, description="Write samples.jsonl every N iterations.")
+    checkpoint_every: int = Field(10, ge=1, description="Checkpoint every N iterations.")
+    keep_checkpoints: int = Field(2, ge=1, description="How many checkpoints to keep.")
+
+
+class RunConfig(_Strict):
+    """A whole run: task, setting, agents, algorithm(s) and training loop."""
+
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    setting: SettingConfig = Field(default_factory=SettingConfig)
+    agents: AgentConfig = Field(default_factory=AgentConfig)
+    algo: AlgoSelection = Field(default_factory=AlgoSelection)
+    algos: dict[str, AlgoSelection] = Field(
+        default_factory=dict,
+        description="Per-agent algorithm overrides, keyed by agent id (llm_0, llm_1, ...).",
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _agent_keys(self) -> RunConfig:
+        ids = self.setting.build().agent_ids
+        unknown = sorted(set(self.algos) - set(ids))
+        if unknown:
+            raise ValueError(
+                f"algos: unknown agent id(s) {unknown}; this setting has {', '.join(ids)}"
+            )
+        return self
+
+    def algo_for(self, agent_id: str) -> AlgoSelection:
+        """The algorithm selection of one agent (its override, else ``algo``)."""
+        return self.algos.get(agent_id, self.algo)
+
+
+# ---------------------------------------------------------------- loading
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["a.b=1", "env=x-v0"]`` -> nested dict; values are parsed as YAML scalars/lists.
+
+    Raises:
+        ConfigError: An item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.iterations=20")
+        key = SHORTCUTS.get(key, key)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is already set to a value")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``."""
+    out = dict(base)
+    for k, v in overrides.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = apply_overrides(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Load a YAML config (or the defaults), apply overrides, and validate.
+
+    Raises:
+        ConfigError: Missing file, bad YAML, or an invalid field (named, with what is allowed).
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(p)!r}: top level must be a mapping of sections")
+        data = loaded or {}
+    data = apply_overrides(data, parse_overrides(overrides))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("config error: " + _format_errors(exc, RunConfig)) from None
+
+
+def _format_errors(exc: ValidationError, root: type[BaseModel], prefix: str = "") -> str:
+    """Pydantic errors as ``field: what is wrong (got X)`` joined by ``; ``."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err["loc"]]
+        where = prefix + ".".join(loc) if loc else prefix.rstrip(".") or "config"
+        if err["type"] == "extra_forbidden":
+            allowed = _fields_at(root, err["loc"][:-1])
+            close = difflib.get_close_matches(loc[-1], allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            extra = (
+                f"; shortcuts: {', '.join(SHORTCUTS)}"
+                if len(loc) == 1 and root is RunConfig
+                else ""
+            )
+            parts.append(f"{where}: unknown field{hint}; allowed: {', '.join(allowed)}{extra}")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        # A validator's "field: message" about a sub-field joins the location.
+        head, colon, rest = msg.partition(": ")
+        sub = head.split(".")[0]
+        if colon and (sub in _fields_at(root, err["loc"]) or sub == "params"):
+            where, msg = f"{where}.{head}" if loc else head, rest
+        got = err.get("input")
+        shown = "" if isinstance(got, (dict, BaseModel)) else f" (got {got!r})"
+        parts.append(f"{where}: {msg}{shown}")
+    return "; ".join(parts)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) model at ``loc`` (dict-valued fields skip their key)."""
+    current: Any = model
+    skip_key = False
+    for key in loc:
+        if skip_key:
+            skip_key = False
+            continue
+        if not _is_model(current) or str(key) not in current.model_fields:
+            return []
+        annotation = current.model_fields[str(key)].annotation
+        if typing.get_origin(annotation) is dict:
+            annotation, skip_key = typing.get_args(annotation)[1], True
+        current = _model_in(annotation)
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(x: Any) -> bool:
+    return isinstance(x, type) and issubclass(x, BaseModel)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if _is_model(annotation):
+        return annotation
+    return next((a for a in typing.get_args(annotation) if _is_model(a)), None)

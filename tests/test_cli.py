@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seqmarl.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "seqmarl.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_list_json(capsys):
+    assert main(["list", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"envs", "settings", "algorithms"}
+    assert "arithmetic-v0" in data["envs"]
+    assert {"single", "cory", "cory-no-transfer", "cory-no-exchange"} <= set(data["settings"])
+    assert {"ppo", "reinforce", "rloo", "grpo"} <= set(data["algorithms"])
+
+
+def test_list_human(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "arithmetic-v0" in out and "cory-no-transfer" in out and "ppo" in out
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_check_env_exit_zero(capsys, n):
+    assert main(["check-env", "arithmetic-v0", "--num-agents", str(n)]) == 0
+    out = capsys.readouterr().out
+    assert "7/7: all checks passed" in out
+
+
+def test_env_demo_prints_transcripts_and_rotates_seats(capsys):
+    assert main(["env-demo", "arithmetic-v0", "--episodes", "2", "--num-agents", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "episode 0: seats ['llm_0', 'llm_1']" in out
+    assert "episode 1: seats ['llm_1', 'llm_0']" in out
+    assert out.count("task_reward=") == 4
+
+
+def test_user_errors_are_one_line_without_traceback():
+    proc = run_cli("check-env", "arithmetc-v0", "--num-agents", "2")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "seqmarl: error: unknown env 'arithmetc-v0'. Did you mean 'arithmetic-v0'? "
+        "Registered envs: arithmetic-v0"
+    ]
+    assert "Traceback" not in proc.stderr
+    proc = run_cli("env-demo", "--setting", "single", "--num-agents", "2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "needs exactly 1 agent" in proc.stderr

@@ -1,0 +1,127 @@
+import pytest
+
+from seqmarl.config import RunConfig, load_config, parse_overrides
+from seqmarl.errors import ConfigError
+
+
+def test_defaults_are_valid_and_build_a_setting():
+    cfg = load_config()
+    assert isinstance(cfg, RunConfig)
+    assert cfg.setting.build().num_agents == 2
+    assert cfg.algo_for("llm_1").name == "ppo"
+    assert cfg.algo.build().kl_coef == 0.3
+
+
+def test_yaml_and_overrides(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "task: {env: arithmetic-v0, kwargs: {max_operand: 5}}\n"
+        "setting: {name: cory, num_agents: 3, reward_matrix: competitive}\n"
+        "algos:\n  llm_1: {name: reinforce, params: {lr: 0.001}}\n"
+        "train: {iterations: 7}\n"
+    )
+    cfg = load_config(path, ["train.iterations=9", "seed=3", "algo.params.epochs=2"])
+    assert cfg.task.kwargs == {"max_operand": 5}
+    assert cfg.train.iterations == 9 and cfg.train.seed == 3
+    assert cfg.algo_for("llm_0").name == "ppo" and cfg.algo_for("llm_0").build().epochs == 2
+    assert cfg.algo_for("llm_1").build().lr == 0.001
+    assert cfg.setting.build().coef_matrix[0, 1] == -1.0
+
+
+def test_top_level_shortcuts():
+    cfg = load_config(
+        overrides=[
+            "env=arithmetic-v0",
+            "setting=cory",
+            "num_agents=3",
+            "algo=grpo",
+            "model=/m",
+            "iterations=20",
+            "batch_size=16",
+            "seed=1",
+        ]
+    )
+    assert (cfg.task.env, cfg.setting.name, cfg.setting.num_agents, cfg.algo.name) == (
+        "arithmetic-v0",
+        "cory",
+        3,
+        "grpo",
+    )
+    assert (cfg.agents.model, cfg.train.iterations, cfg.train.batch_size, cfg.train.seed) == (
+        "/m",
+        20,
+        16,
+        1,
+    )
+
+
+def test_override_values_are_yaml_typed():
+    assert parse_overrides(["a.b=1", "a.c=0.5", "a.d=true", "a.e=[[1,-1],[-1,1]]", "a.f=text"]) == {
+        "a": {"b": 1, "c": 0.5, "d": True, "e": [[1, -1], [-1, 1]], "f": "text"}
+    }
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["iterations"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["setting.num_agent=3"], "setting.num_agent: unknown field (did you mean 'num_agents'?)"),
+        (
+            ["num_agents=0"],
+            "setting.num_agents: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            ["env=arithmetc-v0"],
+            "task.env: unknown env 'arithmetc-v0'. Did you mean 'arithmetic-v0'?",
+        ),
+        (
+            ["algo=ppp"],
+            "algo.name: unknown algorithm 'ppp'. Did you mean 'ppo'? Registered algorithms: grpo, ppo, reinforce, rloo",
+        ),
+        (["algo.params.lr=-1"], "algo.params.lr: Input should be greater than 0"),
+        (["algo.params.clip=0.1"], "algo.params.clip: unknown field"),
+        (
+            ["algos.llm_5.name=ppo"],
+            "algos: unknown agent id(s) ['llm_5']; this setting has llm_0, llm_1",
+        ),
+        (["setting.reward_matrix=[[1,2],[3]]"], "setting.reward_matrix: expected a 2x2"),
+        (
+            ["setting=single", "num_agents=2"],
+            "setting.num_agents: setting 'single' needs exactly 1 agent(s)",
+        ),
+        (
+            ["setting.schedule=shuffle"],
+            "setting.schedule: Input should be 'fixed', 'rotate' or 'permutations'",
+        ),
+        (["agents.mode=lora"], "agents.mode: Input should be 'shared' or 'separate'"),
+        (
+            ["agents.generation.min_new_tokens=30"],
+            "min_new_tokens (30) must be <= max_new_tokens (16)",
+        ),
+        (["train.iterations=many"], "train.iterations: Input should be a valid integer"),
+        (
+            ["bogus=1"],
+            "bogus: unknown field; allowed: task, setting, agents, algo, algos, train; shortcuts: env",
+        ),
+    ],
+)
+def test_config_errors_name_the_field_and_the_fix(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text  # one line
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(scalar)
