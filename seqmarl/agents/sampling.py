@@ -1,0 +1,214 @@
+"""Batched sampling with a KV cache, and the matching teacher-forced forward pass.
+
+The policy being trained is ``softmax(logits / temperature)``; top-k, top-p and the
+repetition penalty only shape what is *sampled*, so the log-probs returned by :func:`sample`
+are exactly those a fresh forward pass (:func:`response_forward`) computes for the same
+tokens. Queries are left-padded, responses right-padded; position ids follow the attention
+mask, so padding never shifts a position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import (
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+__all__ = ["Completions", "response_forward", "sample", "selective_log_softmax"]
+
+
+@dataclass
+class Completions:
+    """A batch of sampled responses.
+
+    Attributes:
+        query_ids: ``(B, Tq)`` prompt tokens, left-padded.
+        query_mask: ``(B, Tq)`` 1 on real prompt tokens.
+        response_ids: ``(B, T)`` sampled tokens, right-padded with the pad id (EOS included).
+        response_mask: ``(B, T)`` float, 1 on response tokens.
+        logprobs: ``(B, T)`` log-prob of each sampled token under the policy (0 on padding).
+        values: ``(B, T)`` value estimates ``V(s_t)`` before each token, or ``None``.
+        texts: Decoded responses (special tokens removed).
+    """
+
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor | None
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``(B,)`` response lengths in tokens."""
+        return self.response_mask.sum(1)
+
+    def select(self, idx: torch.Tensor) -> Completions:
+        """The rows ``idx``."""
+        rows = idx.tolist()
+        return Completions(
+            self.query_ids[idx],
+            self.query_mask[idx],
+            self.response_ids[idx],
+            self.response_mask[idx],
+            self.logprobs[idx],
+            None if self.values is None else self.values[idx],
+            [self.texts[i] for i in rows],
+        )
+
+
+def selective_log_softmax(logits: torch.Tensor, ids: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """``log_softmax(logits)[..., ids]`` without materialising the full ``(B, T, V)`` log-softmax.
+
+    Args:
+        logits: ``(B, T, V)``.
+        ids: ``(B, T)``.
+        chunk: Rows processed at a time (bounds the temporary ``logsumexp`` memory).
+
+    Returns:
+        ``(B, T)`` float32 log-probs.
+    """
+    out = []
+    for lg, ix in zip(logits.split(chunk), ids.split(chunk), strict=True):
+        lg = lg.float()
+        picked = lg.gather(-1, ix.unsqueeze(-1)).squeeze(-1)  # (b, T)
+        out.append(picked - torch.logsumexp(lg, dim=-1))
+    return torch.cat(out)
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding: ``(B, S) -> (B, S)``."""
+    return (mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    tokenizer,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    stop_at_eos: bool = True,
+    generator: torch.Generator | None = None,
+    value_head: nn.Module | None = None,
+) -> Completions:
+    """Sample one response per prompt, batched, with the KV cache.
+
+    Returns:
+        :class:`Completions`; ``logprobs`` under ``softmax(logits / temperature)``.
+    """
+    device = next(model.parameters()).device
+    enc = tokenizer(prompts, padding=True, return_tensors="pt").to(device)
+    ids, attn = enc["input_ids"], enc["attention_mask"]
+    b = ids.shape[0]
+    processors = LogitsProcessorList()
+    if repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
+    if top_k > 0:
+        processors.append(TopKLogitsWarper(top_k))
+    if top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    want_hidden = value_head is not None
+
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=_positions(attn),
+        use_cache=True,
+        output_hidden_states=want_hidden,
+    )
+    seen = ids  # (B, S + t) for the repetition penalty
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    tokens, logps, values, masks = [], [], [], []
+    for _ in range(max_new_tokens):
+        scaled = out.logits[:, -1].float() / temperature  # (B, V)
+        logp = scaled.log_softmax(-1)
+        scores = processors(seen, scaled) if processors else scaled
+        probs = scores.softmax(-1)
+        tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+        tok = torch.where(done, torch.full_like(tok, pad), tok)
+        alive = (~done).float()
+        tokens.append(tok)
+        masks.append(alive)
+        logps.append(logp.gather(-1, tok[:, None]).squeeze(1) * alive)
+        if want_hidden:
+            values.append(value_head(out.hidden_states[-1][:, -1]).squeeze(-1) * alive)
+        if stop_at_eos:
+            done = done | (tok == eos)
+        if bool(done.all()):
+            break
+        seen = torch.cat([seen, tok[:, None]], dim=1)
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=attn,
+            position_ids=_positions(attn)[:, -1:],
+            past_key_values=out.past_key_values,
+            use_cache=True,
+            output_hidden_states=want_hidden,
+        )
+    response_ids = torch.stack(tokens, 1)  # (B, T)
+    response_mask = torch.stack(masks, 1)  # (B, T)
+    texts = tokenizer.batch_decode(
+        response_ids.masked_fill(response_mask == 0, pad), skip_special_tokens=True
+    )
+    return Completions(
+        query_ids=ids,
+        query_mask=enc["attention_mask"],
+        response_ids=response_ids,
+        response_mask=response_mask,
+        logprobs=torch.stack(logps, 1),
+        values=torch.stack(values, 1) if want_hidden else None,
+        texts=texts,
+    )
+
+
+def response_forward(
+    model: nn.Module,
+    completions: Completions,
+    *,
+    temperature: float = 1.0,
+    value_head: nn.Module | None = None,
+    return_logits: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Teacher-forced pass over prompt + response; only response positions get logits.
+
+    Returns:
+        ``(logprobs (B, T), values (B, T) or None, logits (B, T, V) or None)``, all zeroed
+        (logprobs, values) on padding; ``logits`` are already divided by the temperature.
+    """
+    q, r = completions.query_ids, completions.response_ids
+    t = r.shape[1]
+    ids = torch.cat([q, r], dim=1)  # (B, Tq + T)
+    attn = torch.cat([completions.query_mask, completions.response_mask.long()], dim=1)
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=_positions(attn),
+        use_cache=False,
+        logits_to_keep=t + 1,
+        output_hidden_states=value_head is not None,
+    )
+    logits = out.logits[:, :-1] / temperature  # (B, T, V): position i predicts token i
+    mask = completions.response_mask
+    logprobs = selective_log_softmax(logits, r) * mask
+    values = None
+    if value_head is not None:
+        hidden = out.hidden_states[-1][:, -t - 1 : -1]  # (B, T, H)
+        values = value_head(hidden).squeeze(-1) * mask
+    return logprobs, values, logits if return_logits else None
