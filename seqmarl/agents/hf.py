@@ -68,14 +68,25 @@ class LMAgent:
         generator: torch.Generator | None = None,
         max_new_tokens: int | None = None,
     ) -> Completions:
-        """One response per prompt, batched; log-probs (and values) of the sampled tokens."""
+        """One response per prompt, batched; log-probs (and values) of the sampled tokens.
+
+        With ``generation.min_new_tokens`` set, the batch's length limit is drawn uniformly
+        from ``min..max`` (the paper's length sampler) using ``generator``.
+        """
         g = self.generation
+        if max_new_tokens is None:
+            max_new_tokens = g.max_new_tokens
+            if g.min_new_tokens is not None:
+                span = g.max_new_tokens - g.min_new_tokens + 1
+                max_new_tokens = g.min_new_tokens + int(
+                    torch.randint(span, (1,), generator=generator)
+                )
         with self.pool.policy(self.agent_id) as model:
             return sample(
                 model,
                 self.tokenizer,
                 prompts,
-                max_new_tokens=max_new_tokens or g.max_new_tokens,
+                max_new_tokens=max_new_tokens,
                 temperature=g.temperature,
                 top_k=g.top_k,
                 top_p=g.top_p,

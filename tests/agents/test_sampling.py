@@ -1,0 +1,97 @@
+import pytest
+import torch
+
+from seqmarl.agents import response_forward, sample, selective_log_softmax, tiny_model_and_tokenizer
+
+PROMPTS = ["hi", "a much longer prompt with spaces", "ünïcode 🙂", ""]
+
+
+def eos_biased(model, tok, bias=4.0):
+    """Make EOS likely so that rows finish at different lengths (padding after EOS)."""
+    head = model.get_output_embeddings()
+
+    def hook(module, inputs, output):
+        output = output.clone()
+        output[..., tok.eos_token_id] += bias
+        return output
+
+    head.register_forward_hook(hook)
+    return model
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampled_logprobs_equal_a_fresh_forward_pass(arch, temperature):
+    model, tok = tiny_model_and_tokenizer(arch)
+    eos_biased(model, tok)
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    c = sample(
+        model,
+        tok,
+        PROMPTS,
+        max_new_tokens=24,
+        temperature=temperature,
+        top_k=40,
+        top_p=0.9,
+        repetition_penalty=1.2,
+        generator=torch.Generator().manual_seed(0),
+        value_head=head,
+    )
+    lengths = c.lengths.tolist()
+    assert len(set(lengths)) > 1, "rows should stop at different lengths"
+    assert c.query_mask[:, 0].tolist().count(0) >= 1  # left padding present
+    logprobs, values, _ = response_forward(model, c, temperature=temperature, value_head=head)
+    assert torch.allclose(logprobs, c.logprobs, atol=1e-5, rtol=0)
+    assert torch.allclose(values, c.values, atol=1e-5, rtol=0)
+    # masks: ones then zeros; every finished row ends with EOS; padding is pad id and logprob 0
+    for row, n in enumerate(lengths):
+        n = int(n)
+        assert c.response_mask[row, :n].all() and not c.response_mask[row, n:].any()
+        if n < c.response_ids.shape[1]:
+            assert int(c.response_ids[row, n - 1]) == tok.eos_token_id
+            assert torch.all(c.response_ids[row, n:] == tok.pad_token_id)
+        assert torch.all(c.logprobs[row, n:] == 0)
+
+
+def test_sampling_is_deterministic_under_a_seed():
+    model, tok = tiny_model_and_tokenizer("llama")
+    runs = [
+        sample(model, tok, PROMPTS, max_new_tokens=10, generator=torch.Generator().manual_seed(5))
+        for _ in range(2)
+    ]
+    assert torch.equal(runs[0].response_ids, runs[1].response_ids)
+    assert runs[0].texts == runs[1].texts
+    other = sample(
+        model, tok, PROMPTS, max_new_tokens=10, generator=torch.Generator().manual_seed(6)
+    )
+    assert not torch.equal(runs[0].response_ids, other.response_ids)
+
+
+def test_texts_decode_the_response_tokens():
+    model, tok = tiny_model_and_tokenizer("llama")
+    c = sample(
+        model,
+        tok,
+        ["x"],
+        max_new_tokens=6,
+        stop_at_eos=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert c.texts[0] == tok.decode(c.response_ids[0], skip_special_tokens=True)
+    assert c.response_ids.shape == (1, 6)
+
+
+def test_selective_log_softmax_matches_log_softmax():
+    logits = torch.randn(5, 7, 13)
+    ids = torch.randint(13, (5, 7))
+    expected = logits.log_softmax(-1).gather(-1, ids[..., None]).squeeze(-1)
+    assert torch.allclose(selective_log_softmax(logits, ids, chunk=2), expected, atol=1e-6)
+
+
+def test_min_max_length_sampler(make_pool):
+    pool = make_pool(max_new_tokens=9, min_new_tokens=3, stop_at_eos=False)
+    g = torch.Generator().manual_seed(0)
+    lengths = {
+        pool["llm_0"].sample(["q", "r"], generator=g).response_ids.shape[1] for _ in range(40)
+    }
+    assert lengths <= set(range(3, 10)) and len(lengths) >= 4

@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny in-process models, and the ../shared assets (skipped when absent)."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
+from seqmarl.config import GenerationConfig
+from seqmarl.paths import shared_path
+
+
+@pytest.fixture
+def make_pool():
+    """Build an AgentPool over a fresh tiny model."""
+
+    def build(mode="shared", agent_ids=("llm_0", "llm_1"), value_heads=(), arch="llama", **gen):
+        model, tok = tiny_model_and_tokenizer(arch, seed=0)
+        generation = GenerationConfig(**{"max_new_tokens": 8, **gen})
+        return AgentPool(
+            model, tok, agent_ids, mode=mode, value_heads=value_heads, generation=generation
+        )
+
+    return build
+
+
+def require_shared(*parts):
+    """The path under ../shared, or skip the test."""
+    path = shared_path(*parts)
+    if path is None:
+        pytest.skip(f"needs ../shared/{'/'.join(parts)} (set SEQMARL_SHARED)")
+    return path
