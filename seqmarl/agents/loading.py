@@ -92,12 +92,19 @@ def load_model_and_tokenizer(
                 + ", ".join(f"embedded:{m}" for m in EMBEDDED_MODELS)
             )
     kwargs = {"trust_remote_code": trust_remote_code}
+    tok_kwargs = dict(kwargs)
     if gguf_file is not None:
+        gguf_path = os.path.join(model, gguf_file)
+        if not os.path.exists(gguf_path):
+            raise ConfigError(f"agents.gguf_file: {gguf_path!r} not found")
         kwargs["gguf_file"] = gguf_file
-        if not os.path.exists(os.path.join(model, gguf_file)):
-            raise ConfigError(f"agents.gguf_file: {os.path.join(model, gguf_file)!r} not found")
+        # Prefer tokenizer files beside the GGUF; else read the tokenizer from the GGUF.
+        if tokenizer is None and not os.path.exists(os.path.join(model, "tokenizer.json")):
+            tok_kwargs["gguf_file"] = gguf_file
     try:
-        tok = AutoTokenizer.from_pretrained(tokenizer or model, **kwargs)
+        tok = AutoTokenizer.from_pretrained(tokenizer or model, **tok_kwargs)
+        if "gguf_file" in tok_kwargs:
+            _gguf_special_tokens(tok, Path(gguf_path))
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, **kwargs)
     except OSError as exc:
         raise ConfigError(
@@ -113,6 +120,11 @@ def load_model_and_tokenizer(
 def _finish(lm: PreTrainedModel, tok, dtype: torch.dtype, device):
     tok.padding_side = "left"
     if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ConfigError(
+                "agents.tokenizer: the tokenizer has neither a pad nor an eos token; "
+                "give a tokenizer folder with special tokens (agents.tokenizer)"
+            )
         tok.pad_token = tok.eos_token
     lm.config.pad_token_id = tok.pad_token_id
     lm = lm.to(device=device, dtype=dtype)

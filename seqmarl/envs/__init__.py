@@ -18,10 +18,11 @@ from seqmarl.envs.task import (
     as_generator,
     load_records,
 )
-from seqmarl.envs.tasks import ArithmeticTask
+from seqmarl.envs.tasks import ArithmeticTask, SentimentTask
 from seqmarl.envs.testing import CheckReport, check_env
 
 register_env("arithmetic-v0", ArithmeticTask)
+register_env("sentiment-v0", SentimentTask)
 
 __all__ = [
     "ENVS",
@@ -32,6 +33,7 @@ __all__ = [
     "EnvSpec",
     "FormatTemplate",
     "Prompt",
+    "SentimentTask",
     "SequentialTextEnv",
     "TextTask",
     "as_generator",

@@ -64,8 +64,8 @@ class FormatTemplate:
     The first seat (no earlier responses) sees ``first``; a later seat sees ``later``, where
     ``{responses}`` is the earlier responses, each formatted with ``item`` and joined by
     ``joiner``. Available fields: ``{prompt}`` (the prompt text), ``{previous}`` (the response
-    of the seat just before), ``{responses}``, and in ``item`` ``{i}`` (1-based) and
-    ``{response}``.
+    of the seat just before), ``{responses}``, and in ``item`` ``{i}`` (1-based),
+    ``{response}`` and ``{prompt}``.
     """
 
     first: str = "{prompt}"
@@ -78,7 +78,7 @@ class FormatTemplate:
         if not earlier:
             return self.first.format(prompt=prompt.text)
         responses = self.joiner.join(
-            self.item.format(i=i + 1, response=r) for i, r in enumerate(earlier)
+            self.item.format(i=i + 1, response=r, prompt=prompt.text) for i, r in enumerate(earlier)
         )
         return self.later.format(prompt=prompt.text, previous=earlier[-1], responses=responses)
 

@@ -69,6 +69,7 @@ def smollm2_from_gguf():
 def test_gguf_from_shared_loads_and_matches_the_documented_greedy_text(smollm2_from_gguf):
     model, tok = smollm2_from_gguf
     assert type(model).__name__ == "LlamaForCausalLM"
+    assert (tok.eos_token, tok.pad_token, tok.padding_side) == ("<|im_end|>", "<|im_end|>", "left")
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
     assert greedy(model, tok, "This movie was") == SMOL_GREEDY
 

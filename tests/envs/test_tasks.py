@@ -134,3 +134,28 @@ def test_any_text_space_contains_any_string_and_samples_variety():
     assert any(" " in s for s in samples)
     assert any(ord(c) > 127 for s in samples for c in s)
     assert all(space.contains(s) for s in samples)
+
+
+def test_sentiment_task_scores_prompt_plus_own_response():
+    from seqmarl.envs import SentimentTask
+
+    task = SentimentTask()
+    p = Prompt("This movie was")
+    good, bad = task.score_batch([p, p], [" wonderful, I loved it!", " a boring waste of time."])
+    assert good > 0.5 and bad < -0.3
+    assert task.score(p, "") == 0.0
+    assert task.sample_prompts(8, 0) == task.sample_prompts(8, 0)
+
+
+def test_sentiment_observer_sees_the_papers_template():
+    from seqmarl.envs import SentimentTask
+
+    task = SentimentTask()
+    p = Prompt("The ending")
+    assert task.observe(p, []) == "The ending"
+    assert task.observe(p, [" was sad"]) == (
+        'I can make this sentence "The ending was sad" more positive: The ending'
+    )
+    assert task.observe(p, [" was sad", " was lovely"]) == (
+        'I can make this sentence "The ending was sad" and "The ending was lovely" more positive: The ending'
+    )

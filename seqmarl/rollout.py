@@ -1,0 +1,116 @@
+"""The one place that walks the environments: B x K env copies played in lockstep.
+
+Each iteration samples B prompts; every prompt is played in K copies (K responses per prompt
+for group algorithms such as RLOO and GRPO). Seat by seat, the agent in that seat observes
+all copies, samples one batched response, and every copy steps. After the last seat, all
+B x K x N responses are scored in one batched call to the task and handed to the envs, which
+mix them with the coefficient matrix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from seqmarl.agents.hf import LMAgent
+from seqmarl.agents.sampling import Completions
+from seqmarl.envs.sequential import SequentialTextEnv
+from seqmarl.envs.task import Prompt
+
+__all__ = ["Rollout", "play"]
+
+
+@dataclass
+class Rollout:
+    """What one iteration's play produced.
+
+    Attributes:
+        prompts: The ``B * K`` prompts, copy-major (copies of a prompt are adjacent).
+        group_ids: ``(B * K,)`` index of the prompt each copy plays.
+        seats: Agent id in each seat.
+        completions: Per agent, its sampled responses over all copies.
+        observations: Per agent, the text it saw in each copy.
+        task_rewards: ``(B * K, N)`` each agent's own task reward (agent-id order).
+        trained_rewards: ``(B * K, N)`` after the coefficient matrix.
+        timings: Seconds spent generating and scoring.
+    """
+
+    prompts: list[Prompt]
+    group_ids: torch.Tensor
+    seats: tuple[str, ...]
+    completions: dict[str, Completions]
+    observations: dict[str, list[str]]
+    task_rewards: np.ndarray
+    trained_rewards: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def play(
+    envs: Sequence[SequentialTextEnv],
+    agents: Mapping[str, LMAgent],
+    prompts: Sequence[Prompt],
+    seats: Sequence[str],
+    *,
+    copies: int = 1,
+    generator: torch.Generator | None = None,
+) -> Rollout:
+    """Play ``prompts`` (each in ``copies`` env copies) with the agents in ``seats`` order.
+
+    Args:
+        envs: At least ``len(prompts) * copies`` envs; the first that many are used.
+        agents: Agent id -> agent.
+        prompts: The B prompts.
+        seats: Agent id in each seat (a permutation of the env's agents).
+        copies: K, copies per prompt.
+        generator: Sampling generator.
+    """
+    n_envs = len(prompts) * copies
+    if len(envs) < n_envs:
+        raise ValueError(
+            f"need {n_envs} envs for {len(prompts)} prompts x {copies}, got {len(envs)}"
+        )
+    envs = list(envs[:n_envs])
+    played = [p for p in prompts for _ in range(copies)]
+    for env, prompt in zip(envs, played, strict=True):
+        env.reset(options={"prompt": prompt, "seat_order": list(seats)})
+    completions: dict[str, Completions] = {}
+    observations: dict[str, list[str]] = {}
+    t_gen = t_score = 0.0
+    task = envs[0].task
+    ids = envs[0].possible_agents
+    for seat, agent_id in enumerate(seats):
+        obs = [env.observe(agent_id)["text"] for env in envs]
+        t0 = time.perf_counter()
+        comp = agents[agent_id].sample(obs, generator=generator)
+        t_gen += time.perf_counter() - t0
+        completions[agent_id], observations[agent_id] = comp, obs
+        if seat == len(seats) - 1:
+            t0 = time.perf_counter()
+            flat = task.score_batch(
+                [p for p in played for _ in ids],
+                [completions[a].texts[i] for i in range(n_envs) for a in ids],
+            )
+            scores = np.asarray(flat, dtype=np.float64).reshape(n_envs, len(ids))  # (B*K, N)
+            for env, row in zip(envs, scores, strict=True):
+                env.provide_task_rewards(dict(zip(ids, row.tolist(), strict=True)))
+            t_score += time.perf_counter() - t0
+        for env, text in zip(envs, comp.texts, strict=True):
+            assert env.agent_selection == agent_id
+            env.step(text)
+    task_r = np.array([[env.task_rewards[a] for a in ids] for env in envs])
+    trained = np.array([[env.trained_rewards[a] for a in ids] for env in envs])
+    group_ids = torch.arange(len(prompts)).repeat_interleave(copies)
+    return Rollout(
+        prompts=played,
+        group_ids=group_ids,
+        seats=tuple(seats),
+        completions=completions,
+        observations=observations,
+        task_rewards=task_r,
+        trained_rewards=trained,
+        timings={"generate": t_gen, "score": t_score},
+    )
