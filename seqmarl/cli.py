@@ -1,6 +1,9 @@
 """The ``seqmarl`` command line.
 
 Commands:
+    train       fine-tune N agents (no config: the main job, CORY on SmolLM2 + sentiment)
+    eval        task reward, KL to the reference and samples for a run or a model
+    plot        overlay the curves of one or more runs
     list        registered envs, settings and algorithms (``--json`` for machines)
     check-env   run every conformance check on a registered env for N agents
     env-demo    play a few episodes with scripted agents and print the transcripts
@@ -14,10 +17,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from seqmarl.errors import SeqmarlError
+from seqmarl.errors import ConfigError, SeqmarlError
 
 __all__ = ["main"]
 
@@ -95,12 +99,135 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+MAIN_CONFIG = Path(__file__).resolve().parent / "configs" / "main.yaml"
+
+
+def _split_config(items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]`` -> (config path or None, overrides)."""
+    if items and "=" not in items[0]:
+        return items[0], list(items[1:])
+    return None, list(items)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from seqmarl.config import load_config
+    from seqmarl.trainer import Trainer
+
+    config, overrides = _split_config(args.items)
+    if args.resume:
+        if config is not None:
+            raise ConfigError("--resume takes the run's own config.yaml; give overrides only")
+        run = Path(args.resume)
+        if not (run / "config.yaml").exists():
+            raise ConfigError(f"--resume: {run} has no config.yaml (not a seqmarl run folder)")
+        cfg = load_config(run / "config.yaml", overrides)
+        out = run
+    else:
+        cfg = load_config(config or MAIN_CONFIG, overrides)
+        out = Path(args.out or cfg.train.out_dir)
+        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
+            raise ConfigError(
+                f"{out} already holds a run; continue it with --resume {out}, "
+                "or choose another folder with --out"
+            )
+    print(
+        f"seqmarl train: {cfg.setting.name} x{cfg.setting.build().num_agents} on "
+        f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
+    )
+    trainer = Trainer(cfg, out, resume=bool(args.resume))
+    summary = trainer.fit()
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"\ndone: {summary['iterations']} iterations in {summary['out_dir']}")
+    for agent, row in summary["agents"].items():
+        cells = [f"{name} {v['first']:+.3f} -> {v['last']:+.3f}" for name, v in row.items()]
+        print(f"  {agent}: " + ", ".join(cells))
+    for p in summary["plots"]:
+        print(f"  plot: {p}")
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from seqmarl.agents.pool import AgentPool
+    from seqmarl.config import load_config
+    from seqmarl.evaluate import evaluate, load_trained_pool
+
+    config, overrides = _split_config(args.items)
+    if config is not None and Path(config).is_dir():
+        run = Path(config)
+        cfg = load_config(run / "config.yaml", overrides)
+        pool = load_trained_pool(run, cfg)
+        out = Path(args.out) if args.out else run / "eval"
+    else:
+        base = [f"model={args.model}"] if args.model else []
+        cfg = load_config(config, ["setting=single", *base, *overrides])
+        pool = AgentPool.from_config(cfg.agents, cfg.setting.build().agent_ids)
+        out = Path(args.out) if args.out else None
+    if args.pass_k:
+        from seqmarl.evaluate import evaluate_pass_at_k_for_pool
+
+        res = evaluate_pass_at_k_for_pool(
+            cfg, pool, num_questions=args.prompts, n=args.pass_k, seed=args.seed, out_dir=out
+        )
+        for agent, r in res.items():
+            print(f"{agent}: pass@k over {r['num_questions']} questions, n={r['n']}")
+            print("  " + "  ".join(f"k={k}: {v:.3f}" for k, v in r["pass_at_k"].items()))
+        if out is not None:
+            print(f"wrote {out}/<agent>/passk.{{json,md,png}}")
+        return 0
+    result = evaluate(cfg, pool, num_prompts=args.prompts, seed=args.seed, out_dir=out)
+    for agent, row in result["agents"].items():
+        print(f"{agent}: task_reward {row['task_reward']:+.4f}  kl {row['kl']:.4f}")
+    for s in result["samples"][:2]:
+        print(json.dumps(s, ensure_ascii=False))
+    if out is not None:
+        print(f"wrote {out / 'eval.json'}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from seqmarl.plots import plot_runs
+
+    for d in args.runs:
+        if not (Path(d) / "metrics.jsonl").exists():
+            raise ConfigError(f"plot: {d} has no metrics.jsonl (not a seqmarl run folder)")
+    files = plot_runs(args.runs, args.out, labels=args.labels)
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
         prog="seqmarl", description="Sequential multi-agent RL fine-tuning of language models."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="fine-tune N agents (no config: the main job)")
+    p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="config and overrides")
+    p.add_argument("--out", help="output folder (default: train.out_dir)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.set_defaults(fn=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run folder or a model")
+    p.add_argument("items", nargs="*", metavar="[RUN_DIR|CONFIG] [key=value]")
+    p.add_argument("--model", help="evaluate this model source as one untrained agent")
+    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument(
+        "--pass-k", type=int, metavar="N", help="sample N answers per question; pass@1..N"
+    )
+    p.add_argument("--out", help="folder for eval.json (or passk files)")
+    p.set_defaults(fn=_cmd_eval)
+
+    p = sub.add_parser("plot", help="overlay runs in the same plots")
+    p.add_argument("runs", nargs="+", metavar="DIR")
+    p.add_argument("--out", default="plots", help="folder for the PNG files")
+    p.add_argument("--labels", nargs="+", help="one label per run (default: folder names)")
+    p.set_defaults(fn=_cmd_plot)
 
     p = sub.add_parser("list", help="registered envs, settings and algorithms")
     p.add_argument("--json", action="store_true", help="print a JSON object")

@@ -214,8 +214,18 @@ class TrainConfig(_Strict):
     seed: int = Field(0, description="Seed for prompts, sampling and initialisation.")
     out_dir: str = Field("runs/latest", description="Output folder.")
     sample_every: int = Field(5, ge=1, description="Write samples.jsonl every N iterations.")
+    samples_logged: int = Field(4, ge=1, description="Prompts written per samples.jsonl entry.")
     checkpoint_every: int = Field(10, ge=1, description="Checkpoint every N iterations.")
     keep_checkpoints: int = Field(2, ge=1, description="How many checkpoints to keep.")
+    max_bad_iterations: int = Field(
+        3, ge=1, description="Stop after this many consecutive iterations with a non-finite loss."
+    )
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
+        "no", description="accelerate mixed precision (GPU only)."
+    )
+    tensorboard: bool = Field(True, description="Also log to TensorBoard when it is installed.")
+    wandb_project: str | None = Field(None, description="Log to this wandb project (off if None).")
+    progress: bool = Field(True, description="Show a progress bar.")
 
 
 class RunConfig(_Strict):

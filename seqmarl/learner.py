@@ -9,6 +9,7 @@ counted; the trainer decides what to do when it repeats.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
 
@@ -31,6 +32,8 @@ class Learner:
         algorithm: Registered algorithm name or :class:`Algorithm`.
         config: The algorithm's config (default: its defaults).
         seed: Seeds minibatch shuffling.
+        accelerator: An ``accelerate.Accelerator`` for backward, autocast and grad clipping
+            (multi-process gradient sync, mixed precision); ``None`` = plain PyTorch.
     """
 
     def __init__(
@@ -40,8 +43,10 @@ class Learner:
         config: AlgoConfig | None = None,
         *,
         seed: int = 0,
+        accelerator=None,
     ):
         self.agent = agent
+        self.accelerator = accelerator
         self.algorithm = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else algorithm
         self.config = config if config is not None else self.algorithm.config_cls()
         if self.algorithm.uses_value_head and agent.value_head is None:
@@ -105,18 +110,19 @@ class Learner:
                     ref_logits = None
                     if self.wants_full_kl and cfg.kl_mode == "loss":
                         ref_logits = self.agent.reference(sub, return_logits=True)[1]
-                    out = self.agent.evaluate(
-                        sub,
-                        with_values=algo.uses_value_head,
-                        with_entropy=True,
-                        entropy_grad=cfg.entropy_coef > 0,
-                        ref_logits=ref_logits,
-                    )
+                    with self._autocast():
+                        out = self.agent.evaluate(
+                            sub,
+                            with_values=algo.uses_value_head,
+                            with_entropy=True,
+                            entropy_grad=cfg.entropy_coef > 0,
+                            ref_logits=ref_logits,
+                        )
                     loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef)
                     if not torch.isfinite(loss.loss):
                         finite = False
                         break
-                    (loss.loss * len(chunk) / len(idx)).backward()
+                    self._backward(loss.loss * len(chunk) / len(idx))
                     for k, v in loss.terms.items():
                         sums[k] += float(v)
                         counts[k] += 1
@@ -127,9 +133,12 @@ class Learner:
                     counts["skipped_steps"] = 1
                     continue
                 if cfg.max_grad_norm is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(
-                        self.agent.parameters(), cfg.max_grad_norm
+                    clip = (
+                        self.accelerator.clip_grad_norm_
+                        if self.accelerator is not None
+                        else torch.nn.utils.clip_grad_norm_
                     )
+                    norm = clip(self.agent.parameters(), cfg.max_grad_norm)
                     sums["grad_norm"] += float(norm)
                     counts["grad_norm"] += 1
                 self.optimizer.step()
@@ -139,12 +148,23 @@ class Learner:
         metrics = {k: sums[k] / max(counts[k], 1) for k in sums}
         metrics.update({f"adv/{k}": v for k, v in adv.stats.items()})
         metrics["kl_coef"] = self.kl_coef
-        metrics["rollout_kl"] = mean_kl
+        metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch
         metrics["response_length"] = float(batch.mask.sum(1).mean())
         metrics["advantage_mean"] = float(masked_mean(adv.advantages, batch.mask))
         if not all(math.isfinite(v) for v in metrics.values()):
             metrics["nonfinite_metrics"] = 1.0
         return metrics
+
+    def _autocast(self):
+        if self.accelerator is None:
+            return contextlib.nullcontext()
+        return self.accelerator.autocast()
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.accelerator is None:
+            loss.backward()
+        else:
+            self.accelerator.backward(loss)
 
     def state_dict(self) -> dict:
         """Agent weights, optimizer, algorithm state and shuffling RNG (for checkpoints)."""

@@ -32,3 +32,16 @@ def require_shared(*parts):
     if path is None:
         pytest.skip(f"needs ../shared/{'/'.join(parts)} (set SEQMARL_SHARED)")
     return path
+
+
+def env_test_kwargs(env_id):
+    """Offline kwargs for registered envs that need data (skip when ../shared is absent)."""
+    if env_id == "imdb-sentiment-v0":
+        return {
+            "source": str(require_shared("data", "imdb")),
+            "reward_model": str(require_shared("models", "imdb-sentiment-bert-tiny-scratch")),
+            "limit": 300,
+        }
+    if env_id == "gsm8k-v0":
+        return {"source": str(require_shared("data", "gsm8k")), "split": "test", "limit": 300}
+    return {}

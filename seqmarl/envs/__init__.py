@@ -18,11 +18,13 @@ from seqmarl.envs.task import (
     as_generator,
     load_records,
 )
-from seqmarl.envs.tasks import ArithmeticTask, SentimentTask
+from seqmarl.envs.tasks import ArithmeticTask, GSM8KTask, IMDBTask, SentimentTask
 from seqmarl.envs.testing import CheckReport, check_env
 
 register_env("arithmetic-v0", ArithmeticTask)
 register_env("sentiment-v0", SentimentTask)
+register_env("imdb-sentiment-v0", IMDBTask)
+register_env("gsm8k-v0", GSM8KTask)
 
 __all__ = [
     "ENVS",
@@ -32,6 +34,8 @@ __all__ = [
     "DatasetTask",
     "EnvSpec",
     "FormatTemplate",
+    "GSM8KTask",
+    "IMDBTask",
     "Prompt",
     "SentimentTask",
     "SequentialTextEnv",

@@ -63,6 +63,7 @@ def make(
     *,
     num_agents: int | None = None,
     setting: Setting | None = None,
+    context: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> SequentialTextEnv:
     """Build a registered env for ``num_agents`` agents.
@@ -71,6 +72,8 @@ def make(
         env_id: A registered id (``seqmarl list``) or ``"pkg.module:factory"``.
         num_agents: N (default 2, or the setting's N).
         setting: Take N, the coefficient matrix and knowledge transfer from a Setting.
+        context: Values the task factory receives only if it has a parameter of that name and
+            the caller did not set it (the trainer offers ``policy_tokenizer``).
         **kwargs: Env options (``reward_matrix``, ``knowledge_transfer``, ``max_text_length``,
             ``render_mode``); everything else goes to the task factory.
 
@@ -94,6 +97,10 @@ def make(
         num_agents = setting.num_agents
         env_kwargs["reward_matrix"] = [list(r) for r in setting.coefficients]
         env_kwargs["knowledge_transfer"] = setting.knowledge_transfer
+    accepted = _parameters(spec.task_factory)
+    for key, value in (context or {}).items():
+        if key in accepted and key not in kwargs:
+            kwargs[key] = value
     try:
         task = spec.task_factory(**kwargs)
     except TypeError as exc:

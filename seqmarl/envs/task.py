@@ -14,6 +14,7 @@ file or a Hugging Face dataset (:func:`load_records`) and takes the reward from 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from abc import ABC, abstractmethod
@@ -139,6 +140,13 @@ def load_records(
         ConfigError: A local path that does not exist, or a hub dataset that cannot be loaded
             (e.g. no network); the message says how to point at a local copy.
     """
+    rows = _load_rows(source, split, name)
+    return [dict(r) for r in (rows if limit is None else rows[:limit])]
+
+
+@functools.lru_cache(maxsize=8)
+def _load_rows(source: str, split: str, name: str | None) -> tuple[dict[str, Any], ...]:
+    """Rows of a dataset, cached per process (callers get copies)."""
     import datasets  # heavy import, only when data is needed
 
     path = os.path.expanduser(source)
@@ -158,9 +166,7 @@ def load_records(
                 f"data source: could not load hub dataset {source!r} (split {split!r}): "
                 f"{type(exc).__name__}: {exc}. Offline? Point the task at a local .jsonl copy."
             ) from exc
-    if limit is not None:
-        ds = ds.select(range(min(limit, len(ds))))
-    return [dict(r) for r in ds]
+    return tuple(dict(r) for r in ds)
 
 
 class DatasetTask(TextTask):

@@ -6,6 +6,7 @@ import pytest
 from pettingzoo.test import api_test, seed_test
 
 from seqmarl import envs
+from tests.conftest import env_test_kwargs
 
 ENV_IDS = envs.ENVS.names()
 
@@ -20,21 +21,23 @@ def _quiet_pettingzoo_advice():
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("num_agents", [1, 2, 3, 4])
 def test_pettingzoo_api_test(env_id, num_agents):
-    api_test(envs.make(env_id, num_agents=num_agents), num_cycles=50)
+    api_test(envs.make(env_id, num_agents=num_agents, **env_test_kwargs(env_id)), num_cycles=50)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("num_agents", [1, 2, 3, 4])
 def test_pettingzoo_seed_test(env_id, num_agents):
-    seed_test(lambda: envs.make(env_id, num_agents=num_agents), num_cycles=50)
+    kwargs = env_test_kwargs(env_id)
+    seed_test(lambda: envs.make(env_id, num_agents=num_agents, **kwargs), num_cycles=50)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("num_agents", [1, 2, 3, 4])
 @pytest.mark.parametrize("transfer", [True, False])
 def test_check_env_passes(env_id, num_agents, transfer):
+    kwargs = env_test_kwargs(env_id)
     report = envs.check_env(
-        lambda: envs.make(env_id, num_agents=num_agents, knowledge_transfer=transfer)
+        lambda: envs.make(env_id, num_agents=num_agents, knowledge_transfer=transfer, **kwargs)
     )
     assert report.passed, str(report)
     assert len(report.results) == 7

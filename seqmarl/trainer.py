@@ -1,0 +1,316 @@
+"""The training loop: rollout -> reward mixing -> per-agent update -> role exchange -> log.
+
+:class:`Trainer` is the only holder of mutable training state. Each iteration:
+
+1. sample B prompts; play B x K env copies in lockstep, one seat at a time, each seat's
+   generation batched across the copies (:func:`seqmarl.rollout.play`);
+2. the env mixes the task rewards with the setting's coefficient matrix C;
+3. each agent updates with its own algorithm on its own responses (:class:`Learner`);
+4. the seat order for the next iteration comes from the setting's schedule: nothing is saved,
+   reloaded or moved (weights, optimizer, KL controller and normaliser stay with the agent);
+5. metrics go to ``metrics.jsonl`` (and TensorBoard/wandb), samples to ``samples.jsonl``, and
+   every ``checkpoint_every`` iterations a checkpoint is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from seqmarl import envs
+from seqmarl.agents.pool import AgentPool
+from seqmarl.algos import ALGORITHMS
+from seqmarl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqmarl.config import RunConfig
+from seqmarl.errors import ConfigError, SeqmarlError
+from seqmarl.learner import Learner
+from seqmarl.rollout import Rollout, play
+from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
+
+__all__ = ["Trainer", "TrainingError"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(SeqmarlError):
+    """Training cannot go on (e.g. repeated non-finite losses); the last checkpoint is intact."""
+
+
+class Trainer:
+    """Fine-tunes the N agents of a run config.
+
+    Args:
+        cfg: The validated run config.
+        out_dir: Output folder (default ``cfg.train.out_dir``).
+        resume: Continue from the newest checkpoint in ``out_dir``.
+        pool: A ready agent pool (tests, custom models); default: built from ``cfg.agents``.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out_dir: str | Path | None = None,
+        *,
+        resume: bool = False,
+        pool: AgentPool | None = None,
+    ):
+        from accelerate import Accelerator
+
+        from seqmarl.agents.loading import resolve_device
+
+        self.cfg = cfg
+        self.out = Path(out_dir or cfg.train.out_dir)
+        self.setting = cfg.setting.build()
+        self.ids = self.setting.agent_ids
+        self.algos = {a: ALGORITHMS.get(cfg.algo_for(a).name) for a in self.ids}
+        self.algo_cfgs = {a: cfg.algo_for(a).build() for a in self.ids}
+        sizes = {c.group_size for c in self.algo_cfgs.values()} - {1}
+        if len(sizes) > 1:
+            raise ConfigError(
+                f"algo.params.group_size: agents ask for different group sizes {sorted(sizes)}; "
+                "group algorithms in one run must share one group_size"
+            )
+        self.copies = sizes.pop() if sizes else 1
+        device = pool.device if pool is not None else resolve_device(cfg.agents.device)
+        self.accelerator = Accelerator(
+            cpu=device.type == "cpu", mixed_precision=cfg.train.mixed_precision
+        )
+        seed = cfg.train.seed
+        if pool is None:
+            needs_value = [a for a in self.ids if self.algos[a].uses_value_head]
+            pool = AgentPool.from_config(cfg.agents, self.ids, value_heads=needs_value, seed=seed)
+        self.pool = pool
+        self.task_env = envs.make(
+            cfg.task.env,
+            setting=self.setting,
+            context={"policy_tokenizer": pool.tokenizer},
+            **cfg.task.kwargs,
+        )
+        self.envs = [self.task_env] + [
+            self.task_env.clone() for _ in range(cfg.train.batch_size * self.copies - 1)
+        ]
+        self.learners = {
+            a: Learner(
+                pool[a],
+                self.algos[a],
+                self.algo_cfgs[a],
+                seed=seed + i,
+                accelerator=self.accelerator,
+            )
+            for i, a in enumerate(self.ids)
+        }
+        self.prompt_rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device=pool.device).manual_seed(seed)
+        self.iteration = 0
+        self.bad_iterations = 0
+        self.resumed_from: Path | None = None
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where the run is."""
+        return {
+            "iteration": self.iteration,
+            "bad_iterations": self.bad_iterations,
+            "learners": {a: lr.state_dict() for a, lr in self.learners.items()},
+            "prompt_rng": self.prompt_rng.bit_generator.state,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.iteration = state["iteration"]
+        self.bad_iterations = state["bad_iterations"]
+        for a, lr in self.learners.items():
+            lr.load_state_dict(state["learners"][a])
+        self.prompt_rng.bit_generator.state = state["prompt_rng"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def _resume(self) -> None:
+        ckpt = latest_checkpoint(self.out / "checkpoints")
+        if ckpt is None:
+            raise ConfigError(f"--resume: no complete checkpoint under {self.out / 'checkpoints'}")
+        self.load_state_dict(load_checkpoint(ckpt))
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            if (self.out / name).exists():
+                truncate_jsonl(self.out / name, self.iteration)
+        self.resumed_from = ckpt
+        log.info("resumed from %s (iteration %d)", ckpt, self.iteration)
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current state (atomic; keeps the newest few)."""
+        return save_checkpoint(
+            self.out / "checkpoints",
+            self.iteration,
+            self.state_dict(),
+            keep=self.cfg.train.keep_checkpoints,
+        )
+
+    # ------------------------------------------------------------- loop
+    def step(self) -> tuple[dict[str, Any], Rollout]:
+        """One iteration: play, mix, update every agent. Returns (metrics, rollout)."""
+        t_start = time.perf_counter()
+        seats = self.setting.seat_agents(self.iteration)
+        prompts = self.task_env.task.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
+        roll = play(
+            self.envs,
+            self.pool.agents,
+            prompts,
+            seats,
+            copies=self.copies,
+            generator=self.generator,
+        )
+        record: dict[str, Any] = {"iteration": self.iteration}
+        t_update = time.perf_counter()
+        tokens = 0
+        bad = False
+        for i, a in enumerate(self.ids):
+            learner, comp = self.learners[a], roll.completions[a]
+            eta0 = self.algo_cfgs[a].kl_coef
+            rewards = torch.as_tensor(roll.trained_rewards[:, i])
+            batch = learner.make_batch(comp, rewards, roll.group_ids)
+            metrics = learner.update(comp, batch)
+            kl = metrics.pop("rollout_kl")
+            bad |= metrics.get("skipped_steps", 0) > 0
+            task_reward = float(roll.task_rewards[:, i].mean())
+            p = f"agent/{a}/"
+            record.update(
+                {
+                    p + "task_reward": task_reward,
+                    p + "reward": float(roll.trained_rewards[:, i].mean()),
+                    p + "kl": kl,
+                    p + "combined_reward": task_reward - eta0 * kl,
+                    p + "seat": seats.index(a),
+                    p + "algo": self.algos[a].name,
+                }
+            )
+            record.update({p + k.replace("adv/", "adv_"): v for k, v in metrics.items()})
+            tokens += int(comp.response_mask.sum())
+        t_end = time.perf_counter()
+        record["time/generate"] = roll.timings["generate"]
+        record["time/score"] = roll.timings["score"]
+        record["time/update"] = t_end - t_update
+        record["time/iteration"] = t_end - t_start
+        record["tokens_per_s"] = tokens / max(t_end - t_start, 1e-9)
+        self.bad_iterations = self.bad_iterations + 1 if bad else 0
+        return record, roll
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``cfg.train.iterations``; returns the summary (also printed by the CLI)."""
+        from tqdm.auto import tqdm
+
+        tc = self.cfg.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(
+            yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False)
+        )
+        sinks = MetricSinks(
+            self.out,
+            tensorboard=tc.tensorboard,
+            wandb_project=tc.wandb_project,
+            config=self.cfg.model_dump(mode="json"),
+        )
+        samples = JsonlSink(self.out / "samples.jsonl")
+        bar = tqdm(
+            total=tc.iterations,
+            initial=self.iteration,
+            disable=not tc.progress,
+            desc="train",
+            dynamic_ncols=True,
+        )
+        try:
+            while self.iteration < tc.iterations:
+                record, roll = self.step()
+                if self.bad_iterations >= tc.max_bad_iterations:
+                    last = latest_checkpoint(self.out / "checkpoints")
+                    raise TrainingError(
+                        f"non-finite loss in {self.bad_iterations} consecutive iterations "
+                        f"(up to iteration {self.iteration}); stopped. Last good checkpoint: "
+                        f"{last or 'none yet'}. Lower the learning rate or check the reward."
+                    )
+                sinks.write(record)
+                if self.iteration % tc.sample_every == 0:
+                    samples.write(self._samples(roll))
+                self.iteration += 1
+                bar.update(1)
+                bar.set_postfix_str(self._postfix(record))
+                if self.iteration % tc.checkpoint_every == 0 or self.iteration == tc.iterations:
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            path = self.save_checkpoint()
+            bar.close()
+            sinks.close()
+            samples.close()
+            raise TrainingError(
+                f"interrupted at iteration {self.iteration}; checkpoint written to {path}. "
+                f"Continue with: seqmarl train --resume {self.out}"
+            ) from None
+        bar.close()
+        sinks.close()
+        samples.close()
+        for a in self.ids:
+            self.pool[a].save_pretrained(self.out / "agents" / a)
+        from seqmarl.plots import plot_runs
+
+        plots = plot_runs([self.out], self.out / "plots")
+        summary = self.summary(plots)
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    # ----------------------------------------------------------- helpers
+    def _postfix(self, record: dict[str, Any]) -> str:
+        parts = []
+        for a in self.ids:
+            p = f"agent/{a}/"
+            parts.append(f"{a} r={record[p + 'task_reward']:+.2f} kl={record[p + 'kl']:.2f}")
+        return " | ".join(parts)
+
+    def _samples(self, roll: Rollout) -> dict[str, Any]:
+        n = min(self.cfg.train.samples_logged, len(roll.prompts))
+        rows = []
+        for j in range(0, n * self.copies, self.copies):
+            rows.append(
+                {
+                    "prompt": roll.prompts[j].text,
+                    "agents": {
+                        a: {
+                            "seat": roll.seats.index(a),
+                            "observation": roll.observations[a][j],
+                            "response": roll.completions[a].texts[j],
+                            "task_reward": float(roll.task_rewards[j, i]),
+                            "reward": float(roll.trained_rewards[j, i]),
+                        }
+                        for i, a in enumerate(self.ids)
+                    },
+                }
+            )
+        return {"iteration": self.iteration, "samples": rows}
+
+    def summary(self, plots: list[Path] | None = None) -> dict[str, Any]:
+        """First vs last task reward, KL and combined reward per agent (means of up to 3 its)."""
+        records = read_jsonl(self.out / "metrics.jsonl")
+        k = min(3, max(1, len(records) // 2))
+        out: dict[str, Any] = {"out_dir": str(self.out), "iterations": len(records), "agents": {}}
+        for a in self.ids:
+            row = {}
+            for name in ("task_reward", "kl", "combined_reward"):
+                key = f"agent/{a}/{name}"
+                vals = [r[key] for r in records if r.get(key) is not None]
+                if vals:
+                    row[name] = {
+                        "first": float(np.mean(vals[:k])),
+                        "last": float(np.mean(vals[-k:])),
+                    }
+            out["agents"][a] = row
+        out["plots"] = [str(p) for p in plots or []]
+        return out
