@@ -77,25 +77,21 @@ def plot_runs(
     for r_i, (label, records) in enumerate(runs):
         window = max(1, len(records) // 15)
         for a_i, agent in enumerate(_agents(records)):
-            style = ["-", "--", ":", "-."][a_i % 4]
+            # one run: a colour per agent; several runs: a colour per run, a dash per agent
+            color = colors((a_i if len(runs) == 1 else r_i) % 10)
+            style = "-" if len(runs) == 1 else ["-", "--", ":", "-."][a_i % 4]
             for ax, (name, title) in zip(axes, PANELS, strict=True):
                 it, val = _series(records, agent, name)
                 if len(it):
-                    ax.plot(
-                        it,
-                        smooth(val, window),
-                        style,
-                        color=colors(r_i % 10),
-                        label=f"{label} {agent}",
-                    )
+                    ax.plot(it, val, style, color=color, alpha=0.2, linewidth=0.8)
+                    ax.plot(it, smooth(val, window), style, color=color, label=f"{label} {agent}")
                     ax.set_title(title)
     for ax in axes:
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(
-        f"training curves (moving average over {max(1, len(runs[0][1]) // 15)} iterations)"
-    )
+    window = max(1, max(len(r) for _, r in runs) // 15)
+    fig.suptitle(f"training curves (faint: per iteration; bold: moving average over {window})")
     fig.tight_layout()
     curves = out / "training_curves.png"
     fig.savefig(curves, dpi=110)
@@ -107,18 +103,14 @@ def plot_runs(
         kl = np.mean([_series(records, a, "kl")[1] for a in agents], axis=0)
         rew = np.mean([_series(records, a, "task_reward")[1] for a in agents], axis=0)
         window = max(1, len(records) // 15)
-        ax.plot(smooth(kl, window), smooth(rew, window), "-", alpha=0.6, color=colors(r_i % 10))
-        ax.scatter(
-            smooth(kl, window)[-1:],
-            smooth(rew, window)[-1:],
-            s=60,
-            color=colors(r_i % 10),
-            label=f"{label} (end)",
-            zorder=3,
-        )
+        skl, srew = smooth(kl, window), smooth(rew, window)
+        color = colors(r_i % 10)
+        ax.plot(skl, srew, "-", alpha=0.6, color=color)
+        ax.scatter(skl[:1], srew[:1], s=40, marker="s", facecolors="none", edgecolors=color)
+        ax.scatter(skl[-1:], srew[-1:], s=60, color=color, label=f"{label} (end)", zorder=3)
     ax.set_xlabel("KL to reference (mean over agents)")
     ax.set_ylabel("task reward (mean over agents)")
-    ax.set_title("task reward against KL over training")
+    ax.set_title("task reward against KL over training (square: start)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -9,6 +9,7 @@ import pytest
 from seqmarl.config import load_config
 from seqmarl.sinks import read_jsonl
 from seqmarl.trainer import Trainer
+from tests.conftest import require_shared
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -22,8 +23,18 @@ TINY = [
 
 
 def tiny_overrides(path):
-    """Shrink an example; hub/local data sources are swapped for what exists offline."""
-    return list(TINY)
+    """Shrink an example; hub data sources are swapped for the offline copies in ../shared."""
+    out = list(TINY) + ["agents.mode=shared", "agents.device=cpu", "algo.params.minibatch_size=2"]
+    env = load_config(path).task.env
+    if env == "imdb-sentiment-v0":
+        out += [
+            f"task.kwargs.source={require_shared('data', 'imdb')}",
+            f"task.kwargs.reward_model={require_shared('models', 'imdb-sentiment-bert-tiny-scratch')}",
+            "task.kwargs.limit=200",
+        ]
+    if env == "gsm8k-v0":
+        out += [f"task.kwargs.source={require_shared('data', 'gsm8k')}", "task.kwargs.limit=50"]
+    return out
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)

@@ -113,8 +113,8 @@ def test_imdb_reward_separates_positive_from_negative_reviews(imdb_task):
     """AUC of the positive logit on full test reviews (prompt = '', response = review)."""
     from seqmarl.paths import shared_path
 
-    lines = shared_path("data", "imdb", "test.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
+    with open(shared_path("data", "imdb", "test.jsonl"), encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]  # not splitlines(): reviews hold U+2028
     rng = np.random.default_rng(0)
     picked = [rows[i] for i in rng.choice(len(rows), 400, replace=False)]
     texts = [r["text"].replace("<br />", " ") for r in picked]

@@ -1,0 +1,207 @@
+"""The CORY paper check at CPU scale: PPO vs CORY on IMDB sentiment, a KL-coefficient sweep,
+and ablations. Every run is a normal seqmarl run folder; finished runs are skipped and
+interrupted ones resume from their last checkpoint, so the script can be stopped and restarted.
+
+    # PPO (single) vs CORY (2 agents) over eta, 3 seeds (imdb-gpt2-tiny, bert-tiny reward)
+    python benchmarks/paper_check.py sweep --etas 0.01 0.03 0.1 0.3 1.0 --seeds 0 1 2
+    # CORY without knowledge transfer / without role exchange / with competitive rewards
+    python benchmarks/paper_check.py ablations --eta 0.1 --seeds 0 1 2
+    # tables (markdown) and figures from whatever has finished
+    python benchmarks/paper_check.py report
+
+Models and data come from ../shared (SEQMARL_SHARED): imdb-gpt2-tiny (5.3M parameters,
+pretrained on IMDB train reviews), imdb-sentiment-bert-tiny-scratch (the reward), and the IMDB
+train split. Both arms use the same hyperparameters (below); only the setting differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from seqmarl.checkpoint import latest_checkpoint
+from seqmarl.config import load_config
+from seqmarl.paths import shared_path
+from seqmarl.sinks import read_jsonl
+
+OUT = Path("results/paper_check")
+
+
+def base_overrides(iterations: int, batch: int) -> list[str]:
+    """The shared hyperparameters of every arm."""
+    model = shared_path("models", "imdb-gpt2-tiny")
+    reward = shared_path("models", "imdb-sentiment-bert-tiny-scratch")
+    data = shared_path("data", "imdb")
+    if None in (model, reward, data):
+        sys.exit(
+            "needs ../shared/models/imdb-gpt2-tiny, imdb-sentiment-bert-tiny-scratch, data/imdb"
+        )
+    return [
+        "env=imdb-sentiment-v0",
+        f"task.kwargs.source={data}",
+        "task.kwargs.split=train",
+        f"task.kwargs.reward_model={reward}",
+        "task.kwargs.limit=5000",
+        f"model={model}",
+        "agents.mode=separate",
+        "agents.generation.min_new_tokens=4",
+        "agents.generation.max_new_tokens=16",
+        "agents.generation.top_k=0",
+        "agents.generation.top_p=1.0",
+        "algo=ppo",
+        "algo.params.lr=1e-4",
+        "algo.params.adaptive_kl=false",
+        "algo.params.epochs=4",
+        f"iterations={iterations}",
+        f"batch_size={batch}",
+        "train.checkpoint_every=10",
+        "train.sample_every=10",
+        "train.progress=false",
+        "train.tensorboard=false",
+    ]
+
+
+def run(name: str, overrides: list[str], out: Path) -> Path:
+    """Train one arm unless it already finished; resume it if it was interrupted."""
+    from seqmarl.trainer import Trainer
+
+    folder = out / name
+    if (folder / "summary.json").exists():
+        print(f"[skip] {name}: finished")
+        return folder
+    cfg = load_config(None, overrides)
+    resume = latest_checkpoint(folder / "checkpoints") is not None
+    print(f"[run ] {name}{' (resuming)' if resume else ''}", flush=True)
+    Trainer(cfg, folder, resume=resume).fit()
+    return folder
+
+
+def cmd_sweep(args) -> None:
+    base = base_overrides(args.iterations, args.batch)
+    for seed in args.seeds:
+        for eta in args.etas:
+            for arm, setting in (
+                ("ppo", ["setting=single"]),
+                ("cory", ["setting=cory", "num_agents=2"]),
+            ):
+                run(
+                    f"{arm}_eta{eta:g}_s{seed}",
+                    [*base, *setting, f"algo.params.kl_coef={eta}", f"seed={seed}"],
+                    args.out,
+                )
+
+
+ABLATIONS = {
+    "cory": ["setting=cory"],
+    "cory-no-transfer": ["setting=cory-no-transfer"],
+    "cory-no-exchange": ["setting=cory-no-exchange"],
+    "cory-competitive": ["setting=cory", "setting.reward_matrix=competitive"],
+    "ppo": ["setting=single"],
+}
+
+
+def cmd_ablations(args) -> None:
+    base = base_overrides(args.iterations, args.batch)
+    for seed in args.seeds:
+        for name, setting in ABLATIONS.items():
+            run(
+                f"abl_{name}_eta{args.eta:g}_s{seed}",
+                [*base, *setting, f"algo.params.kl_coef={args.eta}", f"seed={seed}"],
+                args.out,
+            )
+
+
+def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
+    """Mean over agents and over the last ``last`` iterations of task reward, KL, combined."""
+    import numpy as np
+
+    recs = read_jsonl(folder / "metrics.jsonl")[-last:]
+    agents = sorted({k.split("/")[1] for k in recs[0] if k.startswith("agent/")})
+    out = {}
+    for name in ("task_reward", "kl", "combined_reward"):
+        out[name] = float(np.mean([r[f"agent/{a}/{name}"] for r in recs for a in agents]))
+    for a in agents:
+        out[f"{a}/task_reward"] = float(np.mean([r[f"agent/{a}/task_reward"] for r in recs]))
+    out["iterations"] = len(read_jsonl(folder / "metrics.jsonl"))
+    return out
+
+
+def cmd_report(args) -> None:
+    import numpy as np
+
+    from seqmarl.plots import plot_runs
+
+    done = sorted(p.parent for p in args.out.glob("*/summary.json"))
+    rows = {p.name: final_stats(p) for p in done}
+    (args.out / "final_stats.json").write_text(json.dumps(rows, indent=2))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for name, st in rows.items():
+        arm, eta = name.rsplit("_s", 1)[0].rsplit("_eta", 1)
+        groups.setdefault((arm, eta), []).append(st)
+    print("| arm | eta | seeds | task reward | KL | combined (task - eta KL) |")
+    print("|---|---|---|---|---|---|")
+    for (arm, eta), sts in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
+        cell = {k: (np.mean([s[k] for s in sts]), np.std([s[k] for s in sts])) for k in sts[0]}
+        print(
+            f"| {arm} | {eta} | {len(sts)} | {cell['task_reward'][0]:.3f} ± {cell['task_reward'][1]:.3f} "
+            f"| {cell['kl'][0]:.2f} ± {cell['kl'][1]:.2f} | {cell['combined_reward'][0]:.3f} ± "
+            f"{cell['combined_reward'][1]:.3f} |"
+        )
+    frontier(groups, args.out / "frontier.png")
+    seeds0 = [p for p in done if p.name.endswith("_s0")]
+    if seeds0:
+        plot_runs(seeds0, args.out / "curves_seed0", labels=[p.name for p in seeds0])
+
+
+def frontier(groups, path: Path) -> None:
+    """Final task reward against final KL, one point per (arm, eta) with seed error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    arms = sorted({arm for arm, _ in groups})
+    for i, arm in enumerate(arms):
+        pts = sorted(((float(eta), sts) for (a, eta), sts in groups.items() if a == arm))
+        kl = [np.mean([s["kl"] for s in sts]) for _, sts in pts]
+        rw = [np.mean([s["task_reward"] for s in sts]) for _, sts in pts]
+        kle = [np.std([s["kl"] for s in sts]) for _, sts in pts]
+        rwe = [np.std([s["task_reward"] for s in sts]) for _, sts in pts]
+        ax.errorbar(kl, rw, xerr=kle, yerr=rwe, fmt="o-", capsize=3, label=arm, color=f"C{i}")
+        for (eta, _), x, y in zip(pts, kl, rw, strict=True):
+            ax.annotate(f"η={eta:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("KL to the initial model (final, summed per response)")
+    ax.set_ylabel("task reward (final, positive logit)")
+    ax.set_title("reward vs KL frontier (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("sweep", "ablations", "report"):
+        s = sub.add_parser(name)
+        s.add_argument("--out", type=Path, default=OUT)
+        s.add_argument("--iterations", type=int, default=100)
+        s.add_argument("--batch", type=int, default=64)
+        s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sub.choices["sweep"].add_argument(
+        "--etas", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0]
+    )
+    sub.choices["ablations"].add_argument("--eta", type=float, default=0.1)
+    args = p.parse_args()
+    {"sweep": cmd_sweep, "ablations": cmd_ablations, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""Training throughput: seqmarl vs TRL (RLOO, GRPO), and CORY (2 agents) vs single-agent PPO.
+
+Part 1 trains one agent with full-parameter updates in both frameworks (seqmarl
+``setting=single``, ``agents.mode=separate``; TRL ``RLOOTrainer`` / ``GRPOTrainer`` without
+peft) on the same model, prompts, batch (B prompts x K samples), generation length, KL
+coefficient and learning rate, with one optimizer step per generation batch. It reports
+samples/s (completions generated *and* trained on per second, steady state: model loading
+and the first ``--warmup`` steps excluded) and peak memory. Part 2 times seqmarl's CORY with
+2 agents against single-agent PPO (B x K prompts per iteration, one sample each).
+
+Every (model, framework, algorithm) runs in its own process, so peak memory is its own: the
+peak resident set above a baseline taken after imports and a warm-up of the same code path
+on a micro model (model, reference, optimizer state, activations; not the interpreter).
+
+    python benchmarks/throughput.py                       # tiny model and SmolLM2-135M
+    python benchmarks/throughput.py --models tiny --steps 2
+    python benchmarks/throughput.py --models smollm2 --json throughput.json
+
+Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
+time per iteration of single-agent PPO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+PROMPTS = [
+    "The weather this morning was",
+    "My favourite way to spend a weekend is",
+    "The best advice I ever got was",
+    "When I opened the door, I saw",
+    "The old library on the corner",
+    "A good cup of coffee needs",
+    "The train was late again, so",
+    "Before the meeting started, she",
+    "The garden looks different in autumn because",
+    "If I could learn one new skill, it would be",
+    "The recipe calls for",
+    "Last summer we drove to the coast and",
+    "The museum's new exhibit shows",
+    "Every evening the neighbours",
+    "The hardest part of moving house is",
+    "On the first day of school, the children",
+]
+SEQMARL_TARGET = 1.5  # seqmarl samples/s >= this x TRL's
+CORY_TARGET = 2.1  # CORY (2 agents) time per iteration <= this x single-agent PPO's
+
+
+def lowercase_fraction(text: str) -> float:
+    """The reward: fraction of characters that are lowercase ASCII letters."""
+    return sum("a" <= c <= "z" for c in text) / max(len(text), 1)
+
+
+def lowercase_reward(completions: list[str], **kwargs) -> list[float]:
+    """The same reward as a TRL reward function."""
+    return [lowercase_fraction(c) for c in completions]
+
+
+def bench_task():
+    """Benchmark prompts; reward = fraction of lowercase ASCII letters in the response."""
+    from seqmarl.envs import DatasetTask, Prompt
+
+    return DatasetTask(
+        [{"text": p} for p in PROMPTS],
+        to_prompt=lambda r: Prompt(r["text"]),
+        reward=lambda prompts, responses: [lowercase_fraction(r) for r in responses],
+    )
+
+
+# ------------------------------------------------------------------ children
+def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: int) -> dict:
+    """Train ``steps`` iterations; time those after the first ``ns.warmup``.
+
+    Returns the timed seconds, completions per iteration (all agents) and mean length.
+    """
+    from seqmarl.config import load_config
+    from seqmarl.trainer import Trainer
+
+    overrides = [
+        "env=bench-v0",
+        f"setting={ns.setting}",
+        f"algo={ns.algo}",
+        f"algo.params.kl_coef={ns.kl_coef}",
+        f"algo.params.lr={ns.lr}",
+        f"batch_size={batch}",
+        f"model={path}",
+        f"agents.mode={ns.mode}",
+        "agents.device=cpu",
+        f"agents.generation.max_new_tokens={new_tokens}",
+        "agents.generation.stop_at_eos=false",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "train.seed=0",
+    ]
+    if ns.algo in ("rloo", "grpo"):
+        overrides.append(f"algo.params.group_size={group}")
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(load_config(None, overrides), out)
+        lengths = []
+        for i in range(steps):
+            if i == ns.warmup:
+                t0 = time.perf_counter()
+            record, _ = trainer.step()
+            lengths += [v for k, v in record.items() if k.endswith("/response_length")]
+        elapsed = time.perf_counter() - t0
+    return {
+        "elapsed": elapsed,
+        "completions": batch * group * len(trainer.ids),
+        "mean_length": sum(lengths) / len(lengths),
+    }
+
+
+def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: int) -> dict:
+    """Train ``steps`` optimizer steps; time those after the first ``ns.warmup``."""
+    import trl
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ends.append(time.perf_counter())
+
+    config_cls, trainer_cls, extra = {
+        "rloo": (trl.RLOOConfig, trl.RLOOTrainer, {"normalize_advantages": False}),
+        # seqmarl's GRPO: token-mean loss over the batch, plain k3 KL in the loss
+        "grpo": (
+            trl.GRPOConfig,
+            trl.GRPOTrainer,
+            {"loss_type": "bnpo", "scale_rewards": "group", "use_bias_correction_kl": False},
+        ),
+    }[ns.algo]
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as out:
+        args = config_cls(
+            output_dir=out,
+            use_cpu=True,
+            bf16=False,
+            fp16=False,
+            gradient_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
+            disable_dropout=True,  # seqmarl trains in eval mode (no dropout)
+            model_init_kwargs={"dtype": "float32"},
+            report_to=[],
+            save_strategy="no",
+            logging_steps=1,
+            disable_tqdm=True,
+            seed=0,
+            max_steps=steps,
+            per_device_train_batch_size=batch * group,  # completions per optimizer step
+            gradient_accumulation_steps=1,
+            steps_per_generation=1,
+            num_generations=group,
+            num_iterations=1,
+            max_completion_length=new_tokens,
+            # exactly new_tokens per completion, like seqmarl's stop_at_eos=false
+            generation_kwargs={"min_new_tokens": new_tokens},
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            learning_rate=ns.lr,
+            lr_scheduler_type="constant",
+            max_grad_norm=1.0,
+            beta=ns.kl_coef,
+            epsilon=0.2,
+            **extra,
+        )
+        trainer = trainer_cls(
+            model=path,
+            reward_funcs=lowercase_reward,
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+            callbacks=[timer],
+        )
+        trainer.remove_callback(PrinterCallback)
+        trainer.train()
+    lengths = [
+        h["completions/mean_length"]
+        for h in trainer.state.log_history
+        if "completions/mean_length" in h
+    ]
+    return {
+        "elapsed": timer.ends[-1] - timer.ends[ns.warmup - 1],
+        "completions": batch * group,
+        "mean_length": sum(lengths) / len(lengths),
+    }
+
+
+def child(ns) -> dict:
+    import torch
+
+    from benchmarks._mem import peak_since_reset, reset_peak
+    from seqmarl import envs
+
+    torch.set_num_threads(ns.threads)
+    envs.register_env("bench-v0", bench_task)
+    run = run_seqmarl if ns.child == "seqmarl" else run_trl
+    # PPO samples once per prompt: B x K prompts, so every run trains on B x K completions.
+    batch, group = (ns.batch * ns.group, 1) if ns.algo == "ppo" else (ns.batch, ns.group)
+    # The same path on a micro model first: lazy imports and one-time allocations are not
+    # the run's memory.
+    run(ns.warmup_path, ns, batch=2, group=min(group, 2), new_tokens=2, steps=ns.warmup + 1)
+    gc.collect()
+    device = torch.device("cpu")
+    baseline = reset_peak(device)
+    result = run(
+        ns.model_path,
+        ns,
+        batch=batch,
+        group=group,
+        new_tokens=ns.new_tokens,
+        steps=ns.warmup + ns.steps,
+    )
+    return {
+        "model": ns.model,
+        "framework": ns.child,
+        "algo": ns.algo,
+        "setting": ns.setting,
+        "mode": ns.mode,
+        "samples_per_s": result["completions"] * ns.steps / result["elapsed"],
+        "s_per_iteration": result["elapsed"] / ns.steps,
+        "mean_length": result["mean_length"],
+        "peak_mib": peak_since_reset(device) - baseline,
+    }
+
+
+# ------------------------------------------------------------------ parent
+def run_child(framework: str, model: str, paths: dict, algo: str, setting: str, mode: str, ns):
+    cmd = [sys.executable, __file__, "--child", framework, "--model", model]
+    cmd += ["--model-path", paths["model"], "--warmup-path", paths["micro"]]
+    cmd += ["--algo", algo, "--setting", setting, "--mode", mode]
+    for flag in ("steps", "warmup", "batch", "group", "new_tokens", "threads", "kl_coef", "lr"):
+        cmd += ["--" + flag.replace("_", "-"), str(getattr(ns, flag))]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    label = f"{model} {framework} {algo} ({setting}, {mode})"
+    if out.returncode != 0:
+        tail = [x for x in out.stderr.strip().splitlines() if x.strip()][-1:] or ["no output"]
+        print(f"  {label}: FAILED: {tail[0]}", flush=True)
+        return {
+            "model": model,
+            "framework": framework,
+            "algo": algo,
+            "setting": setting,
+            "mode": mode,
+            "error": out.stderr[-3000:],
+        }
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    print(
+        f"  {label}: {row['samples_per_s']:7.1f} samples/s  {row['s_per_iteration']:6.2f} s/it  "
+        f"length {row['mean_length']:.1f}  peak {row['peak_mib']:7.1f} MiB",
+        flush=True,
+    )
+    return row
+
+
+def save_tiny(folder: Path, arch: str, hidden: int, layers: int) -> str:
+    from seqmarl.agents import tiny_model_and_tokenizer
+
+    model, tok = tiny_model_and_tokenizer(arch, hidden=hidden, layers=layers, seed=0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def report(rows: list[dict], ns) -> None:
+    def find(**kw):
+        return next((r for r in rows if all(r.get(k) == v for k, v in kw.items())), None)
+
+    def num(row, key, fmt):
+        return "failed" if row is None or "error" in row else format(row[key], fmt)
+
+    print()
+    print(
+        f"{ns.batch} prompts x {ns.group} samples = {ns.batch * ns.group} completions of "
+        f"{ns.new_tokens} tokens per step; {ns.steps} timed steps after {ns.warmup} warm-up; "
+        f"kl_coef {ns.kl_coef}, lr {ns.lr}, {ns.threads} threads, CPU"
+    )
+    print()
+    print(
+        "| model | algo | seqmarl samples/s | TRL samples/s | ratio "
+        "| seqmarl peak MiB | TRL peak MiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    checks = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for algo in ("rloo", "grpo"):
+            ours, theirs = (
+                find(model=model, framework="seqmarl", algo=algo),
+                find(model=model, framework="trl", algo=algo),
+            )
+            ok = not any(r is None or "error" in r for r in (ours, theirs))
+            ratio = ours["samples_per_s"] / theirs["samples_per_s"] if ok else None
+            print(
+                f"| {model} | {algo} | {num(ours, 'samples_per_s', '.1f')} | "
+                f"{num(theirs, 'samples_per_s', '.1f')} | "
+                f"{f'{ratio:.2f}x' if ok else 'n/a'} | {num(ours, 'peak_mib', '.0f')} | "
+                f"{num(theirs, 'peak_mib', '.0f')} |"
+            )
+            label = f"{model} {algo}: seqmarl samples/s >= {SEQMARL_TARGET}x TRL"
+            checks.append((label, ratio, SEQMARL_TARGET, ">="))
+    print()
+    print("| model | mode | PPO single s/it | CORY 2 agents s/it | ratio |")
+    print("|---|---|---|---|---|")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for mode in ns.cory_modes:
+            ppo, cory = (
+                find(model=model, setting="single", algo="ppo", mode=mode),
+                find(model=model, setting="cory", mode=mode),
+            )
+            ok = not any(r is None or "error" in r for r in (ppo, cory))
+            ratio = cory["s_per_iteration"] / ppo["s_per_iteration"] if ok else None
+            print(
+                f"| {model} | {mode} | {num(ppo, 's_per_iteration', '.2f')} | "
+                f"{num(cory, 's_per_iteration', '.2f')} | {f'{ratio:.2f}x' if ok else 'n/a'} |"
+            )
+            label = f"{model} {mode}: CORY 2 agents s/it <= {CORY_TARGET}x PPO"
+            checks.append((label, ratio, CORY_TARGET, "<="))
+    print()
+    for label, ratio, target, op in checks:
+        if ratio is None:
+            print(f"target {label}: n/a (a run failed)")
+            continue
+        passed = ratio >= target if op == ">=" else ratio <= target
+        print(f"target {label}: {ratio:.2f}x {'PASS' if passed else 'FAIL'}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["tiny", "smollm2"], choices=["tiny", "smollm2"])
+    p.add_argument("--steps", type=int, default=5, help="timed steps (iterations) per run")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps before them")
+    p.add_argument("--batch", type=int, default=8, help="prompts per step")
+    p.add_argument("--group", type=int, default=4, help="samples per prompt (RLOO/GRPO)")
+    p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument("--kl-coef", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument(
+        "--cory-modes", nargs="+", default=["shared", "separate"], choices=["shared", "separate"]
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--child", choices=["seqmarl", "trl"], help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--model-path", help=argparse.SUPPRESS)
+    p.add_argument("--warmup-path", help=argparse.SUPPRESS)
+    p.add_argument("--algo", help=argparse.SUPPRESS)
+    p.add_argument("--setting", help=argparse.SUPPRESS)
+    p.add_argument("--mode", help=argparse.SUPPRESS)
+    ns = p.parse_args()
+    if ns.warmup < 1 or ns.steps < 1:
+        p.error("--warmup and --steps must be >= 1")
+    if ns.child:
+        print(json.dumps(child(ns)))
+        return
+
+    from benchmarks.agents import smollm2_folder
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        micro = {
+            arch: save_tiny(Path(tmp) / f"micro-{arch}", arch, hidden=32, layers=1)
+            for arch in ("gpt2", "llama")
+        }
+        for model in ns.models:
+            if model == "tiny":
+                paths = {
+                    "model": save_tiny(Path(tmp) / "tiny", "gpt2", 256, 4),
+                    "micro": micro["gpt2"],
+                }
+            else:
+                path = smollm2_folder()
+                if path is None:
+                    print(
+                        "smollm2: ../shared/models/SmolLM2-135M-Instruct-Q4_1-gguf absent, skipped"
+                    )
+                    continue
+                paths = {"model": path, "micro": micro["llama"]}
+            for algo in ("rloo", "grpo"):
+                for framework in ("seqmarl", "trl"):
+                    rows.append(run_child(framework, model, paths, algo, "single", "separate", ns))
+            for mode in ns.cory_modes:
+                for setting in ("single", "cory"):
+                    rows.append(run_child("seqmarl", model, paths, "ppo", setting, mode, ns))
+    report(rows, ns)
+    if ns.json:
+        ns.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
