@@ -145,11 +145,14 @@ def cmd_report(args) -> None:
     print("| arm | eta | seeds | task reward | KL | combined (task - eta KL) |")
     print("|---|---|---|---|---|---|")
     for (arm, eta), sts in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
-        cell = {k: (np.mean([s[k] for s in sts]), np.std([s[k] for s in sts])) for k in sts[0]}
+
+        def cell(key, digits, sts=sts):
+            vals = [s[key] for s in sts]
+            return f"{np.mean(vals):.{digits}f} ± {np.std(vals):.{digits}f}"
+
         print(
-            f"| {arm} | {eta} | {len(sts)} | {cell['task_reward'][0]:.3f} ± {cell['task_reward'][1]:.3f} "
-            f"| {cell['kl'][0]:.2f} ± {cell['kl'][1]:.2f} | {cell['combined_reward'][0]:.3f} ± "
-            f"{cell['combined_reward'][1]:.3f} |"
+            f"| {arm} | {eta} | {len(sts)} | {cell('task_reward', 3)} | {cell('kl', 2)} "
+            f"| {cell('combined_reward', 3)} |"
         )
     frontier(groups, args.out / "frontier.png")
     seeds0 = [p for p in done if p.name.endswith("_s0")]

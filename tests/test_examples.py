@@ -24,7 +24,7 @@ TINY = [
 
 def tiny_overrides(path):
     """Shrink an example; hub data sources are swapped for the offline copies in ../shared."""
-    out = list(TINY) + ["agents.mode=shared", "agents.device=cpu", "algo.params.minibatch_size=2"]
+    out = [*TINY, "agents.mode=shared", "agents.device=cpu", "algo.params.minibatch_size=2"]
     env = load_config(path).task.env
     if env == "imdb-sentiment-v0":
         out += [
