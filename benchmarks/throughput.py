@@ -17,7 +17,8 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py --models smollm2 --json throughput.json
 
 Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
-time per iteration of single-agent PPO.
+time per iteration of single-agent PPO. Keep ``--threads`` at or below the idle cores: with
+another process on them, oversubscribed threads make every run about 10x slower.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: in
             use_cpu=True,
             bf16=False,
             fp16=False,
-            gradient_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
+            activation_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
             disable_dropout=True,  # seqmarl trains in eval mode (no dropout)
             model_init_kwargs={"dtype": "float32"},
             report_to=[],
@@ -202,10 +203,12 @@ def child(ns) -> dict:
     import torch
 
     from benchmarks._mem import peak_since_reset, reset_peak
-    from seqmarl import envs
 
     torch.set_num_threads(ns.threads)
-    envs.register_env("bench-v0", bench_task)
+    if ns.child == "seqmarl":
+        from seqmarl import envs
+
+        envs.register_env("bench-v0", bench_task)
     run = run_seqmarl if ns.child == "seqmarl" else run_trl
     # PPO samples once per prompt: B x K prompts, so every run trains on B x K completions.
     batch, group = (ns.batch * ns.group, 1) if ns.algo == "ppo" else (ns.batch, ns.group)
@@ -267,8 +270,11 @@ def run_child(framework: str, model: str, paths: dict, algo: str, setting: str, 
 
 
 def save_tiny(folder: Path, arch: str, hidden: int, layers: int) -> str:
+    from transformers.utils.logging import disable_progress_bar
+
     from seqmarl.agents import tiny_model_and_tokenizer
 
+    disable_progress_bar()
     model, tok = tiny_model_and_tokenizer(arch, hidden=hidden, layers=layers, seed=0)
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -280,12 +286,14 @@ def report(rows: list[dict], ns) -> None:
         return next((r for r in rows if all(r.get(k) == v for k, v in kw.items())), None)
 
     def num(row, key, fmt):
-        return "failed" if row is None or "error" in row else format(row[key], fmt)
+        if row is None:
+            return "-"
+        return "failed" if "error" in row else format(row[key], fmt)
 
     print()
     print(
         f"{ns.batch} prompts x {ns.group} samples = {ns.batch * ns.group} completions of "
-        f"{ns.new_tokens} tokens per step; {ns.steps} timed steps after {ns.warmup} warm-up; "
+        f"{ns.new_tokens} tokens per step; {ns.steps} timed step(s) after {ns.warmup} warm-up; "
         f"kl_coef {ns.kl_coef}, lr {ns.lr}, {ns.threads} threads, CPU"
     )
     print()

@@ -276,7 +276,7 @@ class Trainer:
         return " | ".join(parts)
 
     def _samples(self, roll: Rollout) -> dict[str, Any]:
-        n = min(self.cfg.train.samples_logged, len(roll.prompts))
+        n = min(self.cfg.train.samples_logged, len(roll.prompts) // self.copies)
         rows = []
         for j in range(0, n * self.copies, self.copies):
             rows.append(

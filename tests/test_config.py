@@ -143,4 +143,4 @@ def test_configuration_doc_example_runs(monkeypatch):
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     scope = {}
     exec(code, scope)
-    assert scope["setting"].num_agents == 3 and scope["ppo"].epochs == 4
+    assert scope["setting"].num_agents == 4 and scope["ppo"].epochs == 2

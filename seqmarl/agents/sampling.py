@@ -35,6 +35,8 @@ class Completions:
         logprobs: ``(B, T)`` log-prob of each sampled token under the policy (0 on padding).
         values: ``(B, T)`` value estimates ``V(s_t)`` before each token, or ``None``.
         texts: Decoded responses (special tokens removed).
+        entropy: ``(B, T)`` entropy of the sampling policy at each step (0 on padding); it
+            comes free with the log-softmax computed for sampling.
     """
 
     query_ids: torch.Tensor
@@ -44,6 +46,7 @@ class Completions:
     logprobs: torch.Tensor
     values: torch.Tensor | None
     texts: list[str]
+    entropy: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
@@ -64,6 +67,7 @@ class Completions:
             self.logprobs[idx],
             None if self.values is None else self.values[idx],
             [self.texts[i] for i in rows],
+            None if self.entropy is None else self.entropy[idx],
         )
 
 
@@ -134,7 +138,7 @@ def sample(
     )
     seen = ids  # (B, S + t) for the repetition penalty
     done = torch.zeros(b, dtype=torch.bool, device=device)
-    tokens, logps, values, masks = [], [], [], []
+    tokens, logps, values, masks, entropies = [], [], [], [], []
     for _ in range(max_new_tokens):
         scaled = out.logits[:, -1].float() / temperature  # (B, V)
         logp = scaled.log_softmax(-1)
@@ -146,6 +150,7 @@ def sample(
         tokens.append(tok)
         masks.append(alive)
         logps.append(logp.gather(-1, tok[:, None]).squeeze(1) * alive)
+        entropies.append(-(logp.exp() * logp).sum(-1) * alive)
         if want_hidden:
             values.append(value_head(out.hidden_states[-1][:, -1]).squeeze(-1) * alive)
         if stop_at_eos:
@@ -175,6 +180,7 @@ def sample(
         logprobs=torch.stack(logps, 1),
         values=torch.stack(values, 1) if want_hidden else None,
         texts=texts,
+        entropy=torch.stack(entropies, 1),
     )
 
 
@@ -204,7 +210,9 @@ def response_forward(
         logits_to_keep=t + 1,
         output_hidden_states=value_head is not None,
     )
-    logits = out.logits[:, :-1] / temperature  # (B, T, V): position i predicts token i
+    logits = out.logits[:, :-1]  # (B, T, V): position i predicts token i
+    if temperature != 1.0:
+        logits = logits / temperature
     mask = completions.response_mask
     logprobs = selective_log_softmax(logits, r) * mask
     values = None

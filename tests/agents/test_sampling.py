@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from seqmarl.agents import response_forward, sample, selective_log_softmax, tiny_model_and_tokenizer
+from seqmarl.algos.core import entropy_from_logits
 
 PROMPTS = ["hi", "a much longer prompt with spaces", "ünïcode 🙂", ""]
 
@@ -40,9 +41,13 @@ def test_sampled_logprobs_equal_a_fresh_forward_pass(arch, temperature):
     lengths = c.lengths.tolist()
     assert len(set(lengths)) > 1, "rows should stop at different lengths"
     assert c.query_mask[:, 0].tolist().count(0) >= 1  # left padding present
-    logprobs, values, _ = response_forward(model, c, temperature=temperature, value_head=head)
+    logprobs, values, logits = response_forward(
+        model, c, temperature=temperature, value_head=head, return_logits=True
+    )
     assert torch.allclose(logprobs, c.logprobs, atol=1e-5, rtol=0)
     assert torch.allclose(values, c.values, atol=1e-5, rtol=0)
+    entropy = entropy_from_logits(logits) * c.response_mask
+    assert torch.allclose(entropy, c.entropy, atol=1e-4, rtol=0)
     # masks: ones then zeros; every finished row ends with EOS; padding is pad id and logprob 0
     for row, n in enumerate(lengths):
         n = int(n)
