@@ -56,3 +56,25 @@ def test_user_errors_are_one_line_without_traceback():
     proc = run_cli("env-demo", "--setting", "single", "--num-agents", "2")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "needs exactly 1 agent" in proc.stderr
+
+
+def test_train_config_errors_are_one_line_before_any_model_loads(tmp_path):
+    proc = run_cli(
+        "train", "model=embedded:tiny-llama", "setting.num_agent=3", "--out", str(tmp_path)
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "seqmarl: error: config error: setting.num_agent: unknown field (did you mean "
+        "'num_agents'?); allowed: name, num_agents, reward_matrix, schedule, exchange_every, "
+        "permutations, knowledge_transfer"
+    ]
+    assert not (tmp_path / "config.yaml").exists()
+
+
+def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(tmp_path):
+    (tmp_path / "checkpoints" / "iter_000001").mkdir(parents=True)
+    proc = run_cli("train", "model=embedded:tiny-llama", "--out", str(tmp_path))
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    proc = run_cli("train", "--resume", str(tmp_path / "nothing"))
+    assert proc.returncode == 2 and "no config.yaml" in proc.stderr
