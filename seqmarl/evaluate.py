@@ -79,7 +79,8 @@ def evaluate(
             ref, _ = pool[a].reference(comp)
             kls[a] += ((comp.logprobs - ref) * comp.response_mask).sum(1).tolist()
             task_r[a] += roll.task_rewards[:, i].tolist()
-        for j in range(min(4, n)) if done == 0 else ():
+        first_batch = done == 0
+        for j in range(min(4, n) if first_batch else 0):
             samples.append(
                 {
                     "prompt": roll.prompts[j].text,

@@ -78,3 +78,52 @@ def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(tmp_path):
     assert proc.returncode == 2 and "--resume" in proc.stderr
     proc = run_cli("train", "--resume", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "no config.yaml" in proc.stderr
+
+
+def test_eval_plot_and_pass_at_k_commands(tmp_path, capsys):
+    from seqmarl.config import load_config
+    from seqmarl.trainer import Trainer
+
+    run = tmp_path / "run"
+    cfg = load_config(
+        None,
+        [
+            "model=embedded:tiny-llama",
+            "env=arithmetic-v0",
+            "iterations=2",
+            "batch_size=2",
+            "agents.generation.max_new_tokens=4",
+            "train.progress=false",
+        ],
+    )
+    Trainer(cfg, run).fit()
+    assert main(["eval", str(run), "--prompts", "4"]) == 0
+    result = json.loads((run / "eval" / "eval.json").read_text())
+    assert set(result["agents"]) == {"llm_0", "llm_1"} and result["num_prompts"] == 4
+    assert (
+        main(["plot", str(run), str(run), "--labels", "a", "b", "--out", str(tmp_path / "p")]) == 0
+    )
+    assert (tmp_path / "p" / "reward_vs_kl.png").exists()
+    out = tmp_path / "passk"
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "embedded:tiny-llama",
+                "env=arithmetic-v0",
+                "--pass-k",
+                "3",
+                "--prompts",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    table = json.loads((out / "llm_0" / "passk.json").read_text())["pass_at_k"]
+    assert list(table) == ["1", "2", "3"] and all(0.0 <= v <= 1.0 for v in table.values())
+    assert (out / "llm_0" / "passk.png").exists() and (out / "llm_0" / "passk.md").exists()
+    assert main(["plot", str(tmp_path / "nope")]) == 2
+    capsys.readouterr()
