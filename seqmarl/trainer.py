@@ -248,16 +248,14 @@ class Trainer:
                     self.save_checkpoint()
         except KeyboardInterrupt:
             path = self.save_checkpoint()
-            bar.close()
-            sinks.close()
-            samples.close()
             raise TrainingError(
                 f"interrupted at iteration {self.iteration}; checkpoint written to {path}. "
                 f"Continue with: seqmarl train --resume {self.out}"
             ) from None
-        bar.close()
-        sinks.close()
-        samples.close()
+        finally:  # every exit (done, Ctrl-C, NaN stop, crash) flushes and closes the logs
+            bar.close()
+            sinks.close()
+            samples.close()
         for a in self.ids:
             self.pool[a].save_pretrained(self.out / "agents" / a)
         from seqmarl.plots import plot_runs
