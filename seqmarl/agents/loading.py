@@ -24,7 +24,9 @@ import zipfile
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.activations import GELUTanh, NewGELUActivation
 
 from seqmarl.agents.tiny import tiny_model_and_tokenizer
 from seqmarl.errors import ConfigError
@@ -127,9 +129,26 @@ def _finish(lm: PreTrainedModel, tok, dtype: torch.dtype, device):
             )
         tok.pad_token = tok.eos_token
     lm.config.pad_token_id = tok.pad_token_id
+    _fuse_tanh_gelu(lm)
     lm = lm.to(device=device, dtype=dtype)
     lm.eval()  # no dropout: sampling and training see the same policy
     return lm, tok
+
+
+def _fuse_tanh_gelu(lm: nn.Module) -> int:
+    """Swap GPT-2's ``gelu_new`` (five elementwise ops in Python) for torch's fused tanh GELU.
+
+    The two agree to ~1e-7; the fused kernel makes the tiny GPT-2's forward+backward ~10%
+    faster on CPU. Only the in-memory modules change: the config (and so what
+    ``save_pretrained`` writes) keeps ``gelu_new``. Returns the number of modules swapped.
+    """
+    swapped = 0
+    for module in lm.modules():
+        for name, child in module.named_children():
+            if isinstance(child, NewGELUActivation):
+                setattr(module, name, GELUTanh())
+                swapped += 1
+    return swapped
 
 
 def _dequantized(lm: PreTrainedModel) -> PreTrainedModel:

@@ -100,3 +100,18 @@ def test_min_max_length_sampler(make_pool):
         pool["llm_0"].sample(["q", "r"], generator=g).response_ids.shape[1] for _ in range(40)
     }
     assert lengths <= set(range(3, 10)) and len(lengths) >= 4
+
+
+def test_categorical_draws_follow_the_distribution_and_skip_zero_mass():
+    from seqmarl.agents.sampling import sample_categorical
+
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.0, 1.0], [0.1, 0.1, 0.0, 0.8]])
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    draws = torch.stack([sample_categorical(probs, g) for _ in range(n)], 1)  # (3, n)
+    freq = torch.stack([torch.bincount(d, minlength=4).float() / n for d in draws])
+    assert (freq[probs == 0] == 0).all()
+    assert torch.allclose(freq, probs, atol=0.015)  # ~4 sigma at n = 20k
+    # unnormalised rows (e.g. softmax of masked scores times a constant) draw the same way
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(sample_categorical(probs * 7.0, g1), sample_categorical(probs, g2))
