@@ -103,9 +103,10 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     one). Rows need not be normalised; zero-probability tokens are never drawn.
     """
     cdf = probs.cumsum(-1)  # (B, V)
-    u = torch.rand(
-        (probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype
-    ) * cdf[:, -1:]
+    u = (
+        torch.rand((probs.shape[0], 1), generator=generator, device=probs.device, dtype=cdf.dtype)
+        * cdf[:, -1:]
+    )
     tok = torch.searchsorted(cdf, u, right=True).squeeze(1)  # first index with cdf > u
     # u can round up to the total: fall back to the most likely token (a 2^-24 event)
     return torch.where(tok >= probs.shape[1], probs.argmax(-1), tok)
