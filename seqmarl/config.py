@@ -136,6 +136,10 @@ class GenerationConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus filtering; 1 = off.")
     repetition_penalty: float = Field(1.0, gt=0, description="1 = off.")
     stop_at_eos: bool = Field(True, description="End a response at the EOS token.")
+    stop_strings: list[str] = Field(
+        default_factory=list,
+        description="End a response once its text contains one of these (added to the task's).",
+    )
 
     @model_validator(mode="after")
     def _lengths(self) -> GenerationConfig:

@@ -61,7 +61,8 @@ def evaluate_pass_at_k(
     texts: list[str] = []
     for i in range(0, len(flat), batch_size):
         chunk = flat[i : i + batch_size]
-        texts += agent.sample([task.observe(q, []) for q in chunk], generator=gen).texts
+        obs = [task.observe(q, []) for q in chunk]
+        texts += agent.sample(obs, generator=gen, stop_strings=task.stop_strings).texts
     scores = np.asarray(task.score_batch(flat, texts)).reshape(num_questions, n)
     correct = (scores > 0.5).sum(1).astype(int).tolist()
     return {

@@ -85,7 +85,7 @@ def play(
     for seat, agent_id in enumerate(seats):
         obs = [env.observe(agent_id)["text"] for env in envs]
         t0 = time.perf_counter()
-        comp = agents[agent_id].sample(obs, generator=generator)
+        comp = agents[agent_id].sample(obs, generator=generator, stop_strings=task.stop_strings)
         t_gen += time.perf_counter() - t0
         completions[agent_id], observations[agent_id] = comp, obs
         if seat == len(seats) - 1:

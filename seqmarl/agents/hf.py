@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,8 +68,11 @@ class LMAgent:
         *,
         generator: torch.Generator | None = None,
         max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] = (),
     ) -> Completions:
         """One response per prompt, batched; log-probs (and values) of the sampled tokens.
+
+        ``stop_strings`` (usually the task's) are added to ``generation.stop_strings``.
 
         With ``generation.min_new_tokens`` set, the batch's length limit is drawn uniformly
         from ``min..max`` (the paper's length sampler) using ``generator``.
@@ -92,6 +96,7 @@ class LMAgent:
                 top_p=g.top_p,
                 repetition_penalty=g.repetition_penalty,
                 stop_at_eos=g.stop_at_eos,
+                stop_strings=(*g.stop_strings, *stop_strings),
                 generator=generator,
                 value_head=self.value_head,
             )

@@ -9,6 +9,7 @@ mask, so padding never shifts a position.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -95,6 +96,22 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
+    """``text`` up to (not including) the first occurrence of any stop string."""
+    cut = min((i for i in (text.find(s) for s in stop_strings if s) if i >= 0), default=-1)
+    return text if cut < 0 else text[:cut]
+
+
+def _tail_has_stop(tokenizer, tokens, done, stop_strings, tail) -> torch.Tensor:
+    """(B,) bool: the last ``tail`` tokens of a still-running row contain a stop string."""
+    recent = torch.stack(tokens[-tail:], 1)  # (B, <= tail)
+    hit = torch.zeros_like(done)
+    rows = (~done).nonzero().squeeze(1).tolist()
+    for row, text in zip(rows, tokenizer.batch_decode(recent[rows]), strict=True):
+        hit[row] = any(s in text for s in stop_strings)
+    return hit
+
+
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None):
     """One draw per row of ``probs`` (B, V) by inverting the CDF: ``cumsum`` + ``searchsorted``.
 
@@ -124,10 +141,15 @@ def sample(
     top_p: float = 1.0,
     repetition_penalty: float = 1.0,
     stop_at_eos: bool = True,
+    stop_strings: Sequence[str] = (),
     generator: torch.Generator | None = None,
     value_head: nn.Module | None = None,
 ) -> Completions:
     """Sample one response per prompt, batched, with the KV cache.
+
+    A row stops at EOS (``stop_at_eos``) or at the token that completes one of
+    ``stop_strings``; that token stays in ``response_ids`` (it is the last action), while
+    ``texts`` end before the stop string.
 
     Returns:
         :class:`Completions`; ``logprobs`` under ``softmax(logits / temperature)``.
@@ -145,6 +167,8 @@ def sample(
         processors.append(TopPLogitsWarper(top_p))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     want_hidden = value_head is not None
+    stop_strings = tuple(s for s in stop_strings if s)
+    tail = max((len(s) for s in stop_strings), default=0) + 2  # tokens that can hold one
 
     out = model(
         input_ids=ids,
@@ -173,6 +197,8 @@ def sample(
             values.append(value_head(out.hidden_states[-1][:, -1]).squeeze(-1) * alive)
         if stop_at_eos:
             done = done | (tok == eos)
+        if stop_strings:
+            done = done | _tail_has_stop(tokenizer, tokens, done, stop_strings, tail)
         if bool(done.all()):
             break
         seen = torch.cat([seen, tok[:, None]], dim=1)
@@ -190,6 +216,8 @@ def sample(
     texts = tokenizer.batch_decode(
         response_ids.masked_fill(response_mask == 0, pad), skip_special_tokens=True
     )
+    if stop_strings:
+        texts = [cut_at_stop(t, stop_strings) for t in texts]
     return Completions(
         query_ids=ids,
         query_mask=enc["attention_mask"],

@@ -97,6 +97,10 @@ class TextTask(ABC):
 
     #: Short human-readable name, used in transcripts and docs.
     name: str = "task"
+    #: Sampling ends a response once its text contains one of these; the response's text
+    #: (what is scored and what later seats see) stops before it. For few-shot prompts whose
+    #: model would otherwise go on to write the next "Question:".
+    stop_strings: tuple[str, ...] = ()
 
     def __init__(self, *, template: Callable[[Prompt, Sequence[str]], str] | None = None):
         self.template = template if template is not None else FormatTemplate()

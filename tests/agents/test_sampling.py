@@ -115,3 +115,39 @@ def test_categorical_draws_follow_the_distribution_and_skip_zero_mass():
     # unnormalised rows (e.g. softmax of masked scores times a constant) draw the same way
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(sample_categorical(probs * 7.0, g1), sample_categorical(probs, g2))
+
+
+def test_stop_strings_end_rows_early_and_cut_their_text():
+    from seqmarl.agents.sampling import cut_at_stop
+
+    model, tok = tiny_model_and_tokenizer("llama")
+    x = tok("x", add_special_tokens=False)["input_ids"][-1]
+    head = model.get_output_embeddings()
+
+    def likely_x(module, inputs, output):  # "x" in most rows within a few tokens
+        output = output.clone()
+        output[..., x] += 3.0
+        return output
+
+    head.register_forward_hook(likely_x)
+    prompts = PROMPTS * 2
+
+    def run(**kw):
+        g = torch.Generator().manual_seed(0)
+        return sample(model, tok, prompts, max_new_tokens=24, generator=g, stop_at_eos=False, **kw)
+
+    free, stopped = run(), run(stop_strings=["x"])
+    hits = 0
+    for i, text in enumerate(free.texts):
+        n = int(stopped.response_mask[i].sum())
+        # same draws until the stop: the stopped row is a prefix of the free one
+        assert torch.equal(stopped.response_ids[i, :n], free.response_ids[i, :n])
+        assert stopped.texts[i] == cut_at_stop(text, ["x"])
+        if "x" in text:
+            hits += 1
+            assert n < 24 and int(stopped.response_ids[i, n - 1]) == x  # ends on the "x"
+        else:
+            assert n == 24
+    assert hits >= 4
+    assert cut_at_stop("12 toys.\nQuestion: next", ["Question:", "\n\n"]) == "12 toys.\n"
+    assert cut_at_stop("no stop here", ["Question:"]) == "no stop here"

@@ -67,6 +67,9 @@ class GSM8KTask(DatasetTask):
     """
 
     name = "gsm8k"
+    # A few-shot prompt invites the model to write the next "Question:" after its answer; the
+    # answer's last number must come from before it.
+    stop_strings = ("Question:",)
 
     def __init__(
         self,
