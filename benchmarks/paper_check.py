@@ -95,12 +95,11 @@ def cmd_sweep(args) -> None:
                 )
 
 
+# CORY and PPO themselves come from the sweep's runs at the same eta and seed (same config).
 ABLATIONS = {
-    "cory": ["setting=cory"],
     "cory-no-transfer": ["setting=cory-no-transfer"],
     "cory-no-exchange": ["setting=cory-no-exchange"],
     "cory-competitive": ["setting=cory", "setting.reward_matrix=competitive"],
-    "ppo": ["setting=single"],
 }
 
 

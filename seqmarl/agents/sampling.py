@@ -107,6 +107,8 @@ def _tail_has_stop(tokenizer, tokens, done, stop_strings, tail) -> torch.Tensor:
     recent = torch.stack(tokens[-tail:], 1)  # (B, <= tail)
     hit = torch.zeros_like(done)
     rows = (~done).nonzero().squeeze(1).tolist()
+    if not rows:  # (decoding an empty batch is not an empty list for every tokenizer)
+        return hit
     for row, text in zip(rows, tokenizer.batch_decode(recent[rows]), strict=True):
         hit[row] = any(s in text for s in stop_strings)
     return hit
