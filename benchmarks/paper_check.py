@@ -115,48 +115,96 @@ def cmd_ablations(args) -> None:
 
 
 def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
-    """Mean over agents and over the last ``last`` iterations of task reward, KL, combined."""
+    """Means over the last ``last`` iterations (and over agents) of task reward, KL, combined.
+
+    Also each agent's own task reward, the run's mean seconds per iteration and its length.
+    """
     import numpy as np
 
-    recs = read_jsonl(folder / "metrics.jsonl")[-last:]
+    every = read_jsonl(folder / "metrics.jsonl")
+    recs = every[-last:]
     agents = sorted({k.split("/")[1] for k in recs[0] if k.startswith("agent/")})
     out = {}
     for name in ("task_reward", "kl", "combined_reward"):
         out[name] = float(np.mean([r[f"agent/{a}/{name}"] for r in recs for a in agents]))
     for a in agents:
         out[f"{a}/task_reward"] = float(np.mean([r[f"agent/{a}/task_reward"] for r in recs]))
-    out["iterations"] = len(read_jsonl(folder / "metrics.jsonl"))
+    out["first_task_reward"] = float(np.mean([every[0][f"agent/{a}/task_reward"] for a in agents]))
+    out["s_per_it"] = float(np.mean([r["time/iteration"] for r in every]))
+    out["iterations"] = len(every)
     return out
 
 
-def cmd_report(args) -> None:
+def split_name(name: str) -> tuple[str, str, int]:
+    """``cory_eta0.1_s2`` -> ``("cory", "0.1", 2)``."""
+    head, seed = name.rsplit("_s", 1)
+    arm, eta = head.rsplit("_eta", 1)
+    return arm, eta, int(seed)
+
+
+def _cell(sts: list[dict], key: str, digits: int) -> str:
     import numpy as np
 
+    vals = [s[key] for s in sts]
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals):.{digits}f}"
+
+
+def _table(groups, keys) -> None:
+    print(
+        "| arm | eta | seeds | task reward (start -> final) | KL | combined (task - eta KL) "
+        "| s/iteration |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for arm, eta in keys:
+        sts = groups[(arm, eta)]
+        seeds = ",".join(str(s["seed"]) for s in sts)
+        print(
+            f"| {arm} | {eta} | {seeds} | {_cell(sts, 'first_task_reward', 3)} -> "
+            f"{_cell(sts, 'task_reward', 3)} | {_cell(sts, 'kl', 2)} "
+            f"| {_cell(sts, 'combined_reward', 3)} | {_cell(sts, 's_per_it', 1)} |"
+        )
+
+
+def cmd_report(args) -> None:
     from seqmarl.plots import plot_runs
 
     done = sorted(p.parent for p in args.out.glob("*/summary.json"))
-    rows = {p.name: final_stats(p) for p in done}
+    if not done:
+        sys.exit(f"no finished runs under {args.out}")
+    rows = {p.name: {**final_stats(p), "seed": split_name(p.name)[2]} for p in done}
     (args.out / "final_stats.json").write_text(json.dumps(rows, indent=2))
     groups: dict[tuple[str, str], list[dict]] = {}
     for name, st in rows.items():
-        arm, eta = name.rsplit("_s", 1)[0].rsplit("_eta", 1)
+        arm, eta, _ = split_name(name)
         groups.setdefault((arm, eta), []).append(st)
-    print("| arm | eta | seeds | task reward | KL | combined (task - eta KL) |")
-    print("|---|---|---|---|---|---|")
-    for (arm, eta), sts in sorted(groups.items(), key=lambda kv: (kv[0][0], float(kv[0][1]))):
-
-        def cell(key, digits, sts=sts):
-            vals = [s[key] for s in sts]
-            return f"{np.mean(vals):.{digits}f} ± {np.std(vals):.{digits}f}"
-
-        print(
-            f"| {arm} | {eta} | {len(sts)} | {cell('task_reward', 3)} | {cell('kl', 2)} "
-            f"| {cell('combined_reward', 3)} |"
-        )
-    frontier(groups, args.out / "frontier.png")
-    seeds0 = [p for p in done if p.name.endswith("_s0")]
-    if seeds0:
-        plot_runs(seeds0, args.out / "curves_seed0", labels=[p.name for p in seeds0])
+    print(f"finished runs: {len(done)} (final = mean of the last 10 iterations)\n")
+    print("### PPO vs CORY over eta\n")
+    sweep = [k for k in groups if k[0] in ("ppo", "cory")]
+    _table(groups, sorted(sweep, key=lambda k: (float(k[1]), k[0] != "ppo")))
+    frontier({k: v for k, v in groups.items() if k in sweep}, args.out / "frontier.png")
+    abl = sorted(k for k in groups if k[0].startswith("abl_"))
+    if abl:
+        eta = abl[0][1]
+        seeds = {s["seed"] for k in abl for s in groups[k]}
+        print(f"\n### Ablations at eta = {eta} (CORY and PPO rows: the sweep's runs, same seeds)\n")
+        base = [k for k in (("ppo", eta), ("cory", eta)) if k in groups]
+        for k in base:  # only the seeds the ablations have, so the rows compare like with like
+            groups[k] = [s for s in groups[k] if s["seed"] in seeds]
+        _table(groups, base + abl)
+        # per-agent rewards show whether one agent carries the pair (e.g. competitive)
+        print("\n| arm | llm_0 task reward | llm_1 task reward |\n|---|---|---|")
+        for k in base[1:] + abl:
+            sts = groups[k]
+            cells = [_cell(sts, f"llm_{i}/task_reward", 3) for i in (0, 1)]
+            print(f"| {k[0]} | {cells[0]} | {cells[1]} |")
+        runs = [args.out / f"{k[0]}_eta{k[1]}_s{min(seeds)}" for k in base + abl]
+        plot_runs(runs, args.out / "ablation_curves", labels=[r.name for r in runs])
+    seed0 = [args.out / f"{arm}_eta{eta}_s0" for arm, eta in sorted(sweep)]
+    seed0 = [p for p in seed0 if (p / "summary.json").exists()]
+    if seed0:
+        plot_runs(seed0, args.out / "sweep_curves_seed0", labels=[p.name for p in seed0])
 
 
 def frontier(groups, path: Path) -> None:
