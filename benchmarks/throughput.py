@@ -15,6 +15,7 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py                       # tiny model and SmolLM2-135M
     python benchmarks/throughput.py --models tiny --steps 2
     python benchmarks/throughput.py --models smollm2 --json throughput.json
+    python benchmarks/throughput.py --models smollm2 --cory-modes   # TRL comparison only
 
 Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
 time per iteration of single-agent PPO. Keep ``--threads`` at or below the idle cores: with
@@ -304,7 +305,7 @@ def report(rows: list[dict], ns) -> None:
     print("|---|---|---|---|---|---|---|")
     checks = []
     for model in dict.fromkeys(r["model"] for r in rows):
-        for algo in ("rloo", "grpo"):
+        for algo in ns.algos:
             ours, theirs = (
                 find(model=model, framework="seqmarl", algo=algo),
                 find(model=model, framework="trl", algo=algo),
@@ -356,8 +357,13 @@ def main() -> None:
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument(
-        "--cory-modes", nargs="+", default=["shared", "separate"], choices=["shared", "separate"]
+        "--cory-modes",
+        nargs="*",
+        default=["shared", "separate"],
+        choices=["shared", "separate"],
+        help="agent modes of the CORY-vs-PPO part; none skips it",
     )
+    p.add_argument("--algos", nargs="*", default=["rloo", "grpo"], choices=["rloo", "grpo"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--child", choices=["seqmarl", "trl"], help=argparse.SUPPRESS)
@@ -396,7 +402,7 @@ def main() -> None:
                     )
                     continue
                 paths = {"model": path, "micro": micro["llama"]}
-            for algo in ("rloo", "grpo"):
+            for algo in ns.algos:
                 for framework in ("seqmarl", "trl"):
                     rows.append(run_child(framework, model, paths, algo, "single", "separate", ns))
             for mode in ns.cory_modes:
