@@ -117,7 +117,7 @@ def cmd_ablations(args) -> None:
 def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
     """Means over the last ``last`` iterations (and over agents) of task reward, KL, combined.
 
-    Also each agent's own task reward, the run's mean seconds per iteration and its length.
+    Also each agent's own task reward, the median seconds per iteration and the length.
     """
     import numpy as np
 
@@ -130,7 +130,7 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
     for a in agents:
         out[f"{a}/task_reward"] = float(np.mean([r[f"agent/{a}/task_reward"] for r in recs]))
     out["first_task_reward"] = float(np.mean([every[0][f"agent/{a}/task_reward"] for a in agents]))
-    out["s_per_it"] = float(np.mean([r["time/iteration"] for r in every]))
+    out["s_per_it"] = float(np.median([r["time/iteration"] for r in every]))
     out["iterations"] = len(every)
     return out
 
