@@ -150,6 +150,8 @@ class Learner:
         metrics["kl_coef"] = self.kl_coef
         metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch
         metrics["response_length"] = float(batch.mask.sum(1).mean())
+        # the observation's length: what every forward pass of this agent reads before the response
+        metrics["query_length"] = float(completions.query_mask.sum(1).float().mean())
         if completions.entropy is not None:  # of the sampling policy, per token
             metrics["entropy"] = float(masked_mean(completions.entropy, batch.mask))
         metrics["advantage_mean"] = float(masked_mean(adv.advantages, batch.mask))
