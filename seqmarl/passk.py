@@ -59,7 +59,10 @@ def evaluate_pass_at_k(
         questions = task.sample_prompts(num_questions, rng)
     flat = [q for q in questions for _ in range(n)]
     texts: list[str] = []
-    for i in range(0, len(flat), batch_size):
+    from tqdm.auto import tqdm
+
+    starts = range(0, len(flat), batch_size)
+    for i in tqdm(starts, desc=f"pass@k: {num_questions} questions x {n}", unit="batch"):
         chunk = flat[i : i + batch_size]
         obs = [task.observe(q, []) for q in chunk]
         texts += agent.sample(obs, generator=gen, stop_strings=task.stop_strings).texts
