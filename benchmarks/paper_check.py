@@ -129,6 +129,12 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
         out[name] = float(np.mean([r[f"agent/{a}/{name}"] for r in recs for a in agents]))
     for a in agents:
         out[f"{a}/task_reward"] = float(np.mean([r[f"agent/{a}/task_reward"] for r in recs]))
+    for seat in range(len(agents)):  # by seat: the pioneer (0) and the observer (1)
+        for name in ("task_reward", "kl"):
+            vals = [
+                r[f"agent/{a}/{name}"] for r in recs for a in agents if r[f"agent/{a}/seat"] == seat
+            ]
+            out[f"seat{seat}/{name}"] = float(np.mean(vals))
     out["first_task_reward"] = float(np.mean([every[0][f"agent/{a}/task_reward"] for a in agents]))
     out["s_per_it"] = float(np.median([r["time/iteration"] for r in every]))
     out["iterations"] = len(every)
@@ -184,6 +190,17 @@ def cmd_report(args) -> None:
     sweep = [k for k in groups if k[0] in ("ppo", "cory")]
     _table(groups, sorted(sweep, key=lambda k: (float(k[1]), k[0] != "ppo")))
     frontier({k: v for k, v in groups.items() if k in sweep}, args.out / "frontier.png")
+    print("\n### CORY by seat (pioneer = seat 0, observer = seat 1; last 10 iterations)\n")
+    print("| eta | pioneer task reward | pioneer KL | observer task reward | observer KL |")
+    print("|---|---|---|---|---|")
+    for arm, eta in sorted((k for k in sweep if k[0] == "cory"), key=lambda k: float(k[1])):
+        sts = groups[(arm, eta)]
+        cells = [
+            _cell(sts, f"seat{i}/{n}", d)
+            for i in (0, 1)
+            for n, d in (("task_reward", 3), ("kl", 2))
+        ]
+        print(f"| {eta} | " + " | ".join(cells) + " |")
     abl = sorted(k for k in groups if k[0].startswith("abl_"))
     if abl:
         eta = abl[0][1]
