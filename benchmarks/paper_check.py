@@ -135,6 +135,18 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
                 r[f"agent/{a}/{name}"] for r in recs for a in agents if r[f"agent/{a}/seat"] == seat
             ]
             out[f"seat{seat}/{name}"] = float(np.mean(vals))
+    if "agent/llm_0/query_length" in every[0]:  # (runs from before the metric existed lack it)
+        for seat in range(len(agents)):
+            out[f"seat{seat}/tokens"] = float(
+                np.mean(
+                    [
+                        r[f"agent/{a}/query_length"] + r[f"agent/{a}/response_length"]
+                        for r in every
+                        for a in agents
+                        if r[f"agent/{a}/seat"] == seat
+                    ]
+                )
+            )
     out["first_task_reward"] = float(np.mean([every[0][f"agent/{a}/task_reward"] for a in agents]))
     out["s_per_it"] = float(np.median([r["time/iteration"] for r in every]))
     out["iterations"] = len(every)
@@ -201,6 +213,7 @@ def cmd_report(args) -> None:
             for n, d in (("task_reward", 3), ("kl", 2))
         ]
         print(f"| {eta} | " + " | ".join(cells) + " |")
+    cost_table(groups, sweep)
     abl = sorted(k for k in groups if k[0].startswith("abl_"))
     if abl:
         eta = abl[0][1]
@@ -222,6 +235,31 @@ def cmd_report(args) -> None:
     seed0 = [p for p in seed0 if (p / "summary.json").exists()]
     if seed0:
         plot_runs(seed0, args.out / "sweep_curves_seed0", labels=[p.name for p in seed0])
+
+
+def cost_table(groups, sweep) -> None:
+    """CORY's time per iteration against PPO's, and the tokens each seat's passes read."""
+    import numpy as np
+
+    print("\n### Cost: CORY vs PPO time per iteration (median s/it, mean over seeds)\n")
+    print("| eta | PPO s/it | CORY s/it | ratio | tokens/sequence: PPO, pioneer, observer |")
+    print("|---|---|---|---|---|")
+    for eta in sorted({e for _, e in sweep}, key=float):
+        ppo, cory = groups.get(("ppo", eta)), groups.get(("cory", eta))
+        if not ppo or not cory:
+            continue
+        t_ppo = np.mean([s["s_per_it"] for s in ppo])
+        t_cory = np.mean([s["s_per_it"] for s in cory])
+        with_tokens = [s for s in ppo + cory if "seat0/tokens" in s]
+        tokens = "-"
+        if any("seat1/tokens" in s for s in with_tokens) and any(
+            "seat1/tokens" not in s for s in with_tokens
+        ):
+            p_tok = np.mean([s["seat0/tokens"] for s in with_tokens if "seat1/tokens" not in s])
+            c0 = np.mean([s["seat0/tokens"] for s in with_tokens if "seat1/tokens" in s])
+            c1 = np.mean([s["seat1/tokens"] for s in with_tokens if "seat1/tokens" in s])
+            tokens = f"{p_tok:.1f}, {c0:.1f}, {c1:.1f}"
+        print(f"| {eta} | {t_ppo:.2f} | {t_cory:.2f} | {t_cory / t_ppo:.2f}x | {tokens} |")
 
 
 def frontier(groups, path: Path) -> None:
