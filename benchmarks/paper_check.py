@@ -6,6 +6,8 @@ interrupted ones resume from their last checkpoint, so the script can be stopped
     python benchmarks/paper_check.py sweep --etas 0.01 0.03 0.1 0.3 1.0 --seeds 0 1 2
     # CORY without knowledge transfer / without role exchange / with competitive rewards
     python benchmarks/paper_check.py ablations --eta 0.1 --seeds 0 1 2
+    # the shorter confirmation on SmolLM2-135M-Instruct (shared base, one LoRA adapter per agent)
+    python benchmarks/paper_check.py confirm --eta 0.1 --seeds 0 --iterations 30 --batch 16
     # tables (markdown) and figures from whatever has finished
     python benchmarks/paper_check.py report
 
@@ -109,6 +111,43 @@ def cmd_ablations(args) -> None:
         for name, setting in ABLATIONS.items():
             run(
                 f"abl_{name}_eta{args.eta:g}_s{seed}",
+                [*base, *setting, f"algo.params.kl_coef={args.eta}", f"seed={seed}"],
+                args.out,
+            )
+
+
+def confirm_overrides(iterations: int, batch: int) -> list[str]:
+    """The sweep's task and reward on SmolLM2-135M-Instruct with LoRA (the main job's agents).
+
+    The policy changes; the task, reward, generation lengths and fixed eta stay the sweep's.
+    PPO steps are the main job's LoRA-sized ones (lr 1e-3, one epoch), since a full 4-epoch
+    pass per batch would triple the CPU time of an arm.
+    """
+    base = base_overrides(iterations, batch)
+    keep = [o for o in base if not o.startswith(("model=", "agents.mode=", "algo.params."))]
+    return [
+        *keep,
+        "model=embedded:smollm2-135m-instruct",
+        "agents.mode=shared",
+        "agents.lora.r=16",
+        "agents.lora.alpha=32",
+        "algo.params.lr=1e-3",
+        "algo.params.epochs=1",
+        "algo.params.adaptive_kl=false",
+        "train.checkpoint_every=5",
+        "train.sample_every=5",
+    ]
+
+
+def cmd_confirm(args) -> None:
+    base = confirm_overrides(args.iterations, args.batch)
+    for seed in args.seeds:
+        for arm, setting in (
+            ("smol-ppo", ["setting=single"]),
+            ("smol-cory", ["setting=cory", "num_agents=2"]),
+        ):
+            run(
+                f"{arm}_eta{args.eta:g}_s{seed}",
                 [*base, *setting, f"algo.params.kl_coef={args.eta}", f"seed={seed}"],
                 args.out,
             )
@@ -231,6 +270,13 @@ def cmd_report(args) -> None:
             print(f"| {k[0]} | {cells[0]} | {cells[1]} |")
         runs = [args.out / f"{k[0]}_eta{k[1]}_s{min(seeds)}" for k in base + abl]
         plot_runs(runs, args.out / "ablation_curves", labels=[r.name for r in runs])
+    smol = sorted(k for k in groups if k[0].startswith("smol-"))
+    if smol:
+        print("\n### Confirmation on SmolLM2-135M-Instruct (LoRA, shared base)\n")
+        _table(groups, sorted(smol, key=lambda k: (float(k[1]), k[0] != "smol-ppo")))
+        seeds = sorted({s["seed"] for k in smol for s in groups[k]})
+        runs = [args.out / f"{k[0]}_eta{k[1]}_s{seeds[0]}" for k in smol]
+        plot_runs(runs, args.out / "smollm2_curves", labels=[r.name for r in runs])
     seed0 = [args.out / f"{arm}_eta{eta}_s0" for arm, eta in sorted(sweep)]
     seed0 = [p for p in seed0 if (p / "summary.json").exists()]
     if seed0:
@@ -294,7 +340,7 @@ def frontier(groups, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("sweep", "ablations", "report"):
+    for name in ("sweep", "ablations", "confirm", "report"):
         s = sub.add_parser(name)
         s.add_argument("--out", type=Path, default=OUT)
         s.add_argument("--iterations", type=int, default=100)
@@ -304,8 +350,11 @@ def main() -> None:
         "--etas", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0]
     )
     sub.choices["ablations"].add_argument("--eta", type=float, default=0.1)
+    sub.choices["confirm"].add_argument("--eta", type=float, default=0.1)
     args = p.parse_args()
-    {"sweep": cmd_sweep, "ablations": cmd_ablations, "report": cmd_report}[args.cmd](args)
+    cmds = {"sweep": cmd_sweep, "ablations": cmd_ablations, "confirm": cmd_confirm}
+    cmds["report"] = cmd_report
+    cmds[args.cmd](args)
 
 
 if __name__ == "__main__":
