@@ -5,6 +5,13 @@ repetition penalty only shape what is *sampled*, so the log-probs returned by :f
 are exactly those a fresh forward pass (:func:`response_forward`) computes for the same
 tokens. Queries are left-padded, responses right-padded; position ids follow the attention
 mask, so padding never shifts a position.
+
+**Shared prompts are computed once.** Group algorithms (RLOO, GRPO) answer every prompt k
+times; when at least half the rows repeat another row's prompt, both functions run the
+prompt through the model once per distinct prompt, copy its KV cache to the rows that share
+it, and run only the responses per row. The result is the same computation (to float
+rounding) with up to k times fewer prompt-token FLOPs in sampling, the reference pass and the
+training pass (gradients flow back through the copied cache into the one prompt pass).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-__all__ = ["Completions", "response_forward", "sample", "selective_log_softmax"]
+__all__ = ["Completions", "response_forward", "sample", "selective_log_softmax", "shared_rows"]
 
 
 @dataclass
@@ -114,6 +121,30 @@ def _tail_has_stop(tokenizer, tokens, done, stop_strings, tail) -> torch.Tensor:
     return hit
 
 
+def shared_rows(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(first, inverse)`` when rows of ``keys`` repeat enough to share one prompt pass.
+
+    ``keys[first]`` are the distinct rows (each at its first occurrence) and
+    ``keys[first][inverse] == keys``. ``None`` when fewer than half the rows are repeats:
+    a second model call would then cost more than it saves.
+    """
+    b = keys.shape[0]
+    if b < 2:
+        return None
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    n = int(inverse.max()) + 1
+    if 2 * n > b:
+        return None
+    rows = torch.arange(b, device=keys.device)
+    first = torch.full((n,), b, dtype=torch.long, device=keys.device)
+    first = first.scatter_reduce(0, inverse, rows, reduce="amin")
+    # renumber the groups by first occurrence, so ``first`` is in row order
+    order = torch.argsort(first)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n, device=keys.device)
+    return first[order], rank[inverse]
+
+
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None):
     """One draw per row of ``probs`` (B, V) by inverting the CDF: ``cumsum`` + ``searchsorted``.
 
@@ -161,6 +192,7 @@ def sample(
     enc = tokenizer(prompts, padding=True, return_tensors="pt").to(device)
     ids, attn = enc["input_ids"], enc["attention_mask"]
     b = ids.shape[0]
+    shared = shared_rows(torch.cat([ids, attn], dim=1))
     processors = LogitsProcessorList()
     if repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
@@ -173,19 +205,27 @@ def sample(
     stop_strings = tuple(s for s in stop_strings if s)
     tail = max((len(s) for s in stop_strings), default=0) + 2  # tokens that can hold one
 
+    first = slice(None) if shared is None else shared[0]
     out = model(
-        input_ids=ids,
-        attention_mask=attn,
-        position_ids=_positions(attn),
+        input_ids=ids[first],
+        attention_mask=attn[first],
+        position_ids=_positions(attn[first]),
         use_cache=True,
         output_hidden_states=want_hidden,
         logits_to_keep=1,  # the prompt's other positions need no LM head
     )
+    logits, past = out.logits[:, -1], out.past_key_values
+    hidden = out.hidden_states[-1][:, -1] if want_hidden else None
+    if shared is not None:  # one prefill per distinct prompt, copied to the rows sharing it
+        inverse = shared[1]
+        past.batch_select_indices(inverse)
+        logits = logits[inverse]
+        hidden = hidden[inverse] if want_hidden else None
     seen = ids  # (B, S + t) for the repetition penalty
     done = torch.zeros(b, dtype=torch.bool, device=device)
     tokens, logps, values, masks, entropies = [], [], [], [], []
     for _ in range(max_new_tokens):
-        scaled = out.logits[:, -1].float() / temperature  # (B, V)
+        scaled = logits.float() / temperature  # (B, V)
         logp = scaled.log_softmax(-1)
         scores = processors(seen, scaled) if processors else scaled
         probs = scores.softmax(-1)
@@ -197,7 +237,7 @@ def sample(
         logps.append(logp.gather(-1, tok[:, None]).squeeze(1) * alive)
         entropies.append(-(logp.exp() * logp).sum(-1) * alive)
         if want_hidden:
-            values.append(value_head(out.hidden_states[-1][:, -1]).squeeze(-1) * alive)
+            values.append(value_head(hidden).squeeze(-1) * alive)
         if stop_at_eos:
             done = done | (tok == eos)
         if stop_strings:
@@ -210,10 +250,12 @@ def sample(
             input_ids=tok[:, None],
             attention_mask=attn,
             position_ids=_positions(attn)[:, -1:],
-            past_key_values=out.past_key_values,
+            past_key_values=past,
             use_cache=True,
             output_hidden_states=want_hidden,
         )
+        logits, past = out.logits[:, -1], out.past_key_values
+        hidden = out.hidden_states[-1][:, -1] if want_hidden else None
     response_ids = torch.stack(tokens, 1)  # (B, T)
     response_mask = torch.stack(masks, 1)  # (B, T)
     texts = tokenizer.batch_decode(
@@ -249,23 +291,69 @@ def response_forward(
     """
     q, r = completions.query_ids, completions.response_ids
     t = r.shape[1]
-    ids = torch.cat([q, r], dim=1)  # (B, Tq + T)
-    attn = torch.cat([completions.query_mask, completions.response_mask.long()], dim=1)
-    out = model(
-        input_ids=ids,
-        attention_mask=attn,
-        position_ids=_positions(attn),
-        use_cache=False,
-        logits_to_keep=t + 1,
-        output_hidden_states=value_head is not None,
-    )
-    logits = out.logits[:, :-1]  # (B, T, V): position i predicts token i
+    qmask, rmask = completions.query_mask, completions.response_mask
+    want_hidden = value_head is not None
+    shared = shared_rows(torch.cat([q, qmask.long()], dim=1))
+    if shared is None:
+        ids = torch.cat([q, r], dim=1)  # (B, Tq + T)
+        attn = torch.cat([qmask, rmask.long()], dim=1)
+        out = model(
+            input_ids=ids,
+            attention_mask=attn,
+            position_ids=_positions(attn),
+            use_cache=False,
+            logits_to_keep=t + 1,
+            output_hidden_states=want_hidden,
+        )
+        logits = out.logits[:, :-1]  # (B, T, V): position i predicts token i
+        hidden = out.hidden_states[-1][:, -t - 1 : -1] if want_hidden else None
+    else:
+        logits, hidden = _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden)
     if temperature != 1.0:
         logits = logits / temperature
-    mask = completions.response_mask
-    logprobs = selective_log_softmax(logits, r) * mask
+    logprobs = selective_log_softmax(logits, r) * rmask
     values = None
     if value_head is not None:
-        hidden = out.hidden_states[-1][:, -t - 1 : -1]  # (B, T, H)
-        values = value_head(hidden).squeeze(-1) * mask
+        values = value_head(hidden).squeeze(-1) * rmask
     return logprobs, values, logits if return_logits else None
+
+
+def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
+    """:func:`response_forward`'s pass with one prompt pass per distinct prompt.
+
+    Pass 1 runs the distinct prompts and keeps their KV cache and last-position output (which
+    predicts response token 0); the cache is copied to every row; pass 2 runs response tokens
+    ``0..T-2`` (which predict tokens ``1..T-1``) against it.
+
+    Returns:
+        ``(logits (B, T, V), hidden (B, T, H) or None)``.
+    """
+    first, inverse = shared
+    tq, t = q.shape[1], r.shape[1]
+    pmask = qmask[first]
+    out = model(
+        input_ids=q[first],
+        attention_mask=pmask,
+        position_ids=_positions(pmask),
+        use_cache=True,
+        logits_to_keep=1,
+        output_hidden_states=want_hidden,
+    )
+    logits = [out.logits[inverse]]  # (B, 1, V)
+    hidden = [out.hidden_states[-1][:, -1:][inverse]] if want_hidden else None
+    if t > 1:
+        past = out.past_key_values
+        past.batch_select_indices(inverse)
+        attn = torch.cat([qmask, rmask[:, :-1].long()], dim=1)  # (B, Tq + T - 1)
+        out = model(
+            input_ids=r[:, :-1],
+            attention_mask=attn,
+            position_ids=_positions(attn)[:, tq:],
+            past_key_values=past,
+            use_cache=True,
+            output_hidden_states=want_hidden,
+        )
+        logits.append(out.logits)
+        if want_hidden:
+            hidden.append(out.hidden_states[-1])
+    return torch.cat(logits, 1), torch.cat(hidden, 1) if want_hidden else None

@@ -151,3 +151,56 @@ def test_stop_strings_end_rows_early_and_cut_their_text():
     assert hits >= 4
     assert cut_at_stop("12 toys.\nQuestion: next", ["Question:", "\n\n"]) == "12 toys.\n"
     assert cut_at_stop("no stop here", ["Question:"]) == "no stop here"
+
+
+def test_shared_rows_finds_repeated_prompts_in_row_order():
+    from seqmarl.agents.sampling import shared_rows
+
+    keys = torch.tensor([[1, 2], [1, 2], [3, 4], [3, 4], [0, 9], [0, 9]])
+    first, inverse = shared_rows(keys)
+    assert first.tolist() == [0, 2, 4] and inverse.tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(keys[first][inverse], keys)
+    scattered = torch.tensor([[5], [6], [5], [6]])
+    first, inverse = shared_rows(scattered)
+    assert first.tolist() == [0, 1] and inverse.tolist() == [0, 1, 0, 1]
+    # mostly distinct rows: one pass is cheaper than two
+    assert shared_rows(torch.tensor([[1], [2], [3], [3]])) is None
+    assert shared_rows(torch.tensor([[1]])) is None
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_shared_prompt_passes_equal_one_full_pass(arch, monkeypatch):
+    """Group rows (k answers per prompt) share one prompt pass: same tokens, log-probs,
+    values, logits and gradients as running every row in full."""
+    import seqmarl.agents.sampling as sampling
+
+    model, tok = tiny_model_and_tokenizer(arch)
+    eos_biased(model, tok, bias=2.0)
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    prompts = [p for p in PROMPTS for _ in range(3)]  # copy-major, as the rollout plays them
+
+    def run(share: bool):
+        if not share:
+            monkeypatch.setattr(sampling, "shared_rows", lambda keys: None)
+        g = torch.Generator().manual_seed(0)
+        c = sample(model, tok, prompts, max_new_tokens=12, generator=g, value_head=head)
+        model.zero_grad()
+        head.zero_grad()
+        logprobs, values, logits = response_forward(
+            model, c, temperature=0.8, value_head=head, return_logits=True
+        )
+        (logprobs.sum() + values.sum()).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        monkeypatch.undo()
+        return c, logprobs, values, logits, grads
+
+    assert sampling.shared_rows(torch.tensor([[len(p)] for p in prompts])) is not None
+    shared, full = run(True), run(False)
+    assert torch.equal(shared[0].response_ids, full[0].response_ids)
+    assert len(set(shared[0].lengths.tolist())) > 1  # EOS at different steps: padded rows
+    assert torch.allclose(shared[0].logprobs, full[0].logprobs, atol=1e-5, rtol=0)
+    for a, b in zip(shared[1:4], full[1:4], strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    assert len(shared[4]) == len(full[4]) > 0
+    for a, b in zip(shared[4], full[4], strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
