@@ -109,17 +109,21 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
         overrides.append(f"algo.params.group_size={group}")
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(load_config(None, overrides), out)
-        lengths = []
+        lengths, tokens = [], []
         for i in range(steps):
             if i == ns.warmup:
                 t0 = time.perf_counter()
             record, _ = trainer.step()
             lengths += [v for k, v in record.items() if k.endswith("/response_length")]
+            # tokens every pass of this iteration reads: observation + response, all agents
+            ends = ("/response_length", "/query_length")
+            tokens.append(batch * group * sum(v for k, v in record.items() if k.endswith(ends)))
         elapsed = time.perf_counter() - t0
     return {
         "elapsed": elapsed,
         "completions": batch * group * len(trainer.ids),
         "mean_length": sum(lengths) / len(lengths),
+        "tokens_per_iteration": sum(tokens) / len(tokens),
     }
 
 
@@ -236,6 +240,7 @@ def child(ns) -> dict:
         "samples_per_s": result["completions"] * ns.steps / result["elapsed"],
         "s_per_iteration": result["elapsed"] / ns.steps,
         "mean_length": result["mean_length"],
+        "tokens_per_iteration": result.get("tokens_per_iteration"),
         "peak_mib": peak_since_reset(device) - baseline,
     }
 
@@ -321,8 +326,11 @@ def report(rows: list[dict], ns) -> None:
             label = f"{model} {algo}: seqmarl samples/s >= {SEQMARL_TARGET}x TRL"
             checks.append((label, ratio, SEQMARL_TARGET, ">="))
     print()
-    print("| model | mode | PPO single s/it | CORY 2 agents s/it | ratio |")
-    print("|---|---|---|---|---|")
+    print(
+        "| model | mode | PPO single s/it | CORY 2 agents s/it | ratio "
+        "| tokens read CORY/PPO | time per token CORY/PPO |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for model in dict.fromkeys(r["model"] for r in rows):
         for mode in ns.cory_modes:
             ppo, cory = (
@@ -331,9 +339,12 @@ def report(rows: list[dict], ns) -> None:
             )
             ok = not any(r is None or "error" in r for r in (ppo, cory))
             ratio = cory["s_per_iteration"] / ppo["s_per_iteration"] if ok else None
+            # CORY's observer reads the pioneer's answer too: how much of the ratio is tokens
+            tok = cory["tokens_per_iteration"] / ppo["tokens_per_iteration"] if ok else None
             print(
                 f"| {model} | {mode} | {num(ppo, 's_per_iteration', '.2f')} | "
-                f"{num(cory, 's_per_iteration', '.2f')} | {f'{ratio:.2f}x' if ok else 'n/a'} |"
+                f"{num(cory, 's_per_iteration', '.2f')} | {f'{ratio:.2f}x' if ok else 'n/a'} | "
+                f"{f'{tok:.2f}x' if ok else 'n/a'} | {f'{ratio / tok:.2f}x' if ok else 'n/a'} |"
             )
             label = f"{model} {mode}: CORY 2 agents s/it <= {CORY_TARGET}x PPO"
             checks.append((label, ratio, CORY_TARGET, "<="))
