@@ -82,19 +82,25 @@ def run(name: str, overrides: list[str], out: Path) -> Path:
     return folder
 
 
+# The two arms of the comparison: same config, only the setting differs.
+ARMS = {"ppo": ["setting=single"], "cory": ["setting=cory", "num_agents=2"]}
+
+
+def run_arms(arms: dict, base: list[str], eta: float, seed: int, out: Path, prefix: str = ""):
+    """One run per arm at this eta and seed, named ``{prefix}{arm}_eta{eta}_s{seed}``."""
+    for arm, setting in arms.items():
+        run(
+            f"{prefix}{arm}_eta{eta:g}_s{seed}",
+            [*base, *setting, f"algo.params.kl_coef={eta}", f"seed={seed}"],
+            out,
+        )
+
+
 def cmd_sweep(args) -> None:
     base = base_overrides(args.iterations, args.batch)
     for seed in args.seeds:
         for eta in args.etas:
-            for arm, setting in (
-                ("ppo", ["setting=single"]),
-                ("cory", ["setting=cory", "num_agents=2"]),
-            ):
-                run(
-                    f"{arm}_eta{eta:g}_s{seed}",
-                    [*base, *setting, f"algo.params.kl_coef={eta}", f"seed={seed}"],
-                    args.out,
-                )
+            run_arms(ARMS, base, eta, seed, args.out)
 
 
 # CORY and PPO themselves come from the sweep's runs at the same eta and seed (same config).
@@ -108,12 +114,7 @@ ABLATIONS = {
 def cmd_ablations(args) -> None:
     base = base_overrides(args.iterations, args.batch)
     for seed in args.seeds:
-        for name, setting in ABLATIONS.items():
-            run(
-                f"abl_{name}_eta{args.eta:g}_s{seed}",
-                [*base, *setting, f"algo.params.kl_coef={args.eta}", f"seed={seed}"],
-                args.out,
-            )
+        run_arms(ABLATIONS, base, args.eta, seed, args.out, prefix="abl_")
 
 
 def confirm_overrides(iterations: int, batch: int) -> list[str]:
@@ -142,15 +143,7 @@ def confirm_overrides(iterations: int, batch: int) -> list[str]:
 def cmd_confirm(args) -> None:
     base = confirm_overrides(args.iterations, args.batch)
     for seed in args.seeds:
-        for arm, setting in (
-            ("smol-ppo", ["setting=single"]),
-            ("smol-cory", ["setting=cory", "num_agents=2"]),
-        ):
-            run(
-                f"{arm}_eta{args.eta:g}_s{seed}",
-                [*base, *setting, f"algo.params.kl_coef={args.eta}", f"seed={seed}"],
-                args.out,
-            )
+        run_arms(ARMS, base, args.eta, seed, args.out, prefix="smol-")
 
 
 def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
