@@ -233,7 +233,9 @@ def cmd_report(args) -> None:
     print("### PPO vs CORY over eta\n")
     sweep = [k for k in groups if k[0] in ("ppo", "cory")]
     _table(groups, sorted(sweep, key=lambda k: (float(k[1]), k[0] != "ppo")))
-    frontier({k: v for k, v in groups.items() if k in sweep}, args.out / "frontier.png")
+    # the sweep's two frontiers, with the ablations (one eta each) as single points
+    imdb = {k: v for k, v in groups.items() if not k[0].startswith("smol-")}
+    frontier(imdb, args.out / "frontier.png")
     print("\n### CORY by seat (pioneer = seat 0, observer = seat 1; last 10 iterations)\n")
     print("| eta | pioneer task reward | pioneer KL | observer task reward | observer KL |")
     print("|---|---|---|---|---|")
@@ -310,19 +312,23 @@ def frontier(groups, path: Path) -> None:
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
-    arms = sorted({arm for arm, _ in groups})
+    arms = sorted({arm for arm, _ in groups}, key=lambda a: (a.startswith("abl_"), a))
     for i, arm in enumerate(arms):
         pts = sorted(((float(eta), sts) for (a, eta), sts in groups.items() if a == arm))
         kl = [np.mean([s["kl"] for s in sts]) for _, sts in pts]
         rw = [np.mean([s["task_reward"] for s in sts]) for _, sts in pts]
         kle = [np.std([s["kl"] for s in sts]) for _, sts in pts]
         rwe = [np.std([s["task_reward"] for s in sts]) for _, sts in pts]
-        ax.errorbar(kl, rw, xerr=kle, yerr=rwe, fmt="o-", capsize=3, label=arm, color=f"C{i}")
+        fmt = "s" if arm.startswith("abl_") else "o-"  # an ablation is one eta: no line
+        label = arm.removeprefix("abl_")
+        ax.errorbar(kl, rw, xerr=kle, yerr=rwe, fmt=fmt, capsize=3, label=label, color=f"C{i}")
         for (eta, _), x, y in zip(pts, kl, rw, strict=True):
+            if arm.startswith("abl_"):
+                continue
             ax.annotate(f"η={eta:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("KL to the initial model (final, summed per response)")
     ax.set_ylabel("task reward (final, positive logit)")
-    ax.set_title("reward vs KL frontier (mean ± std over seeds)")
+    ax.set_title("reward vs KL frontier (mean ± std over seeds; squares: ablations)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
