@@ -195,6 +195,9 @@ class Trainer:
                 }
             )
             record.update({p + k.replace("adv/", "adv_"): v for k, v in metrics.items()})
+            corr = _others_correlation(roll.task_rewards, i)
+            if corr is not None:
+                record[p + "others_reward_corr"] = corr
             tokens += int(comp.response_mask.sum())
         t_end = time.perf_counter()
         record["time/generate"] = roll.timings["generate"]
@@ -312,3 +315,19 @@ class Trainer:
             out["agents"][a] = row
         out["plots"] = [str(p) for p in plots or []]
         return out
+
+
+def _others_correlation(task_rewards: np.ndarray, i: int) -> float | None:
+    """Pearson correlation over the batch of agent ``i``'s task reward with the others' mean.
+
+    How much of an agent's reward moves with the other agents' (e.g. through the prompt) tells
+    how a coefficient matrix mixes signal and noise: a cooperative sum adds the shared part, a
+    competitive difference cancels it. ``None`` for one agent or a constant column.
+    """
+    if task_rewards.shape[1] < 2:
+        return None
+    own = task_rewards[:, i]
+    others = np.delete(task_rewards, i, axis=1).mean(1)
+    if own.std() == 0 or others.std() == 0:
+        return None
+    return float(np.corrcoef(own, others)[0, 1])

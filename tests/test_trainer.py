@@ -236,3 +236,21 @@ def test_group_sizes_must_agree(tmp_path):
     cfg = cfg_for("algo=grpo", "algos.llm_1.name=rloo", "algos.llm_1.params.group_size=3")
     with pytest.raises(ConfigError, match="group_size"):
         Trainer(cfg, tmp_path)
+
+
+def test_others_reward_correlation():
+    import numpy as np
+
+    from seqmarl.trainer import _others_correlation
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=200)  # e.g. the prompt's part of every agent's reward
+    rewards = np.stack([shared + 0.1 * rng.normal(size=200), shared, -shared], axis=1)
+    # three agents: agent 0 against the mean of a copy of its shared part and fresh noise
+    mixed = np.stack([rewards[:, 0], shared, rng.normal(size=200)], axis=1)
+    assert 0.5 < _others_correlation(mixed, 0) < 0.9  # ~ 1/sqrt(2)
+    assert _others_correlation(rewards, 0) is None  # agents 1 and 2 cancel: constant mean
+    assert _others_correlation(rewards[:, :2], 0) > 0.99
+    assert _others_correlation(rewards[:, [0, 2]], 1) < -0.99
+    assert _others_correlation(rewards[:, :1], 0) is None  # one agent
+    assert _others_correlation(np.ones((5, 2)), 0) is None  # constant: undefined
