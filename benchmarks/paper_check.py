@@ -258,11 +258,16 @@ def cmd_report(args) -> None:
             groups[k] = [s for s in groups[k] if s["seed"] in seeds]
         _table(groups, base + abl)
         # per-agent rewards show whether one agent carries the pair (e.g. competitive)
-        print("\n| arm | llm_0 task reward | llm_1 task reward |\n|---|---|---|")
+        print(
+            "\n| arm | llm_0 task reward | llm_1 task reward | reward correlation (samples) |"
+            "\n|---|---|---|---|"
+        )
         for k in base[1:] + abl:
             sts = groups[k]
             cells = [_cell(sts, f"llm_{i}/task_reward", 3) for i in (0, 1)]
-            print(f"| {k[0]} | {cells[0]} | {cells[1]} |")
+            folders = [args.out / f"{k[0]}_eta{k[1]}_s{seed}" for seed in sorted(seeds)]
+            corr, n = sample_correlation(folders)
+            print(f"| {k[0]} | {cells[0]} | {cells[1]} | {corr:.2f} ({n} pairs) |")
         runs = [args.out / f"{k[0]}_eta{k[1]}_s{min(seeds)}" for k in base + abl]
         plot_runs(runs, args.out / "ablation_curves", labels=[r.name for r in runs])
     smol = sorted(k for k in groups if k[0].startswith("smol-"))
@@ -276,6 +281,25 @@ def cmd_report(args) -> None:
     seed0 = [p for p in seed0 if (p / "summary.json").exists()]
     if seed0:
         plot_runs(seed0, args.out / "sweep_curves_seed0", labels=[p.name for p in seed0])
+
+
+def sample_correlation(folders: list[Path]) -> tuple[float, int]:
+    """Correlation of llm_0's and llm_1's task rewards on the same prompt, from samples.jsonl.
+
+    Each logged iteration's pairs are centred on that iteration's means first, so rewards that
+    both rise over training do not count as correlation. Returns ``(r, number of pairs)``.
+    """
+    import numpy as np
+
+    xs, ys = [], []
+    for folder in folders:
+        for rec in read_jsonl(folder / "samples.jsonl"):
+            pairs = [(s["agents"]["llm_0"], s["agents"]["llm_1"]) for s in rec["samples"]]
+            x = np.array([a["task_reward"] for a, _ in pairs])
+            y = np.array([b["task_reward"] for _, b in pairs])
+            xs += list(x - x.mean())
+            ys += list(y - y.mean())
+    return float(np.corrcoef(xs, ys)[0, 1]), len(xs)
 
 
 def cost_table(groups, sweep) -> None:
