@@ -21,7 +21,7 @@ from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
 from seqmarl.algos.core import masked_mean, masked_sum
 from seqmarl.types import RolloutBatch
 
-__all__ = ["Learner"]
+__all__ = ["Learner", "length_chunks"]
 
 
 class Learner:
@@ -105,7 +105,10 @@ class Learner:
                 idx = order[start : start + mb]
                 self.optimizer.zero_grad(set_to_none=True)
                 finite = True
-                for chunk in idx.chunk(min(cfg.grad_accum_steps, len(idx))):
+                terms: dict[str, float] = defaultdict(float)
+                max_rows = math.ceil(len(idx) / cfg.grad_accum_steps)
+                chunks = length_chunks(completions, idx, max_rows, overhead=cfg.chunk_overhead)
+                for chunk, weight in self._chunk_weights(completions, idx, chunks):
                     sub = completions.select(chunk)
                     ref_logits = None
                     if self.wants_full_kl and cfg.kl_mode == "loss":
@@ -122,16 +125,19 @@ class Learner:
                     if not torch.isfinite(loss.loss):
                         finite = False
                         break
-                    self._backward(loss.loss * len(chunk) / len(idx))
+                    # chunk loss x its share = its part of the whole minibatch's mean loss
+                    self._backward(loss.loss * weight)
                     for k, v in loss.terms.items():
-                        sums[k] += float(v)
-                        counts[k] += 1
+                        terms[k] += float(v) * weight
                 if not finite:
                     self.optimizer.zero_grad(set_to_none=True)
                     self.skipped_steps += 1
                     sums["skipped_steps"] += 1
                     counts["skipped_steps"] = 1
                     continue
+                for k, v in terms.items():
+                    sums[k] += v
+                    counts[k] += 1
                 if cfg.max_grad_norm is not None:
                     clip = (
                         self.accelerator.clip_grad_norm_
@@ -158,6 +164,16 @@ class Learner:
         if not all(math.isfinite(v) for v in metrics.values()):
             metrics["nonfinite_metrics"] = 1.0
         return metrics
+
+    def _chunk_weights(self, completions: Completions, idx: torch.Tensor, chunks):
+        """``(chunk, weight)`` pairs; weights are the chunks' shares of the minibatch's tokens
+        (or rows, for a sequence-mean loss) and sum to 1."""
+        if self.algorithm.loss_reduction == "token":
+            mask = completions.response_mask
+            total = float(mask[idx].sum())
+            if total > 0:
+                return [(c, float(mask[c].sum()) / total) for c in chunks]
+        return [(c, len(c) / len(idx)) for c in chunks]
 
     def _autocast(self):
         if self.accelerator is None:
@@ -199,3 +215,70 @@ def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def length_chunks(
+    completions: Completions, rows: torch.Tensor, max_rows: int, overhead: float = 0.05
+) -> list[torch.Tensor]:
+    """Split a minibatch's ``rows`` into chunks of similar length, each at most ``max_rows``.
+
+    A padded pass costs (rows) x (longest prompt + response) tokens of work whatever the real
+    lengths; rows sorted by length and cut where it pays cost less, because each chunk is only
+    as wide as its own longest row (``response_forward`` packs rows and trims padding). Rows
+    that share a prompt stay in one unit, so the prompt still runs once for them (that pass is
+    longest prompt + longest response wide). The cut points minimise the estimated
+    padded tokens plus ``overhead`` x the unsplit cost per extra chunk (one more forward and
+    backward is not free). The gradient is the same whatever the cut: the learner weights each
+    chunk's loss by its share of the minibatch.
+    """
+    qlen = completions.query_mask[rows].sum(1).tolist()
+    rlen = completions.response_mask[rows].sum(1).tolist()
+    keys = torch.cat([completions.query_ids[rows], completions.query_mask[rows].long()], 1)
+    _, group = torch.unique(keys, dim=0, return_inverse=True)
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for pos, g in enumerate(group.tolist()):
+        by_group[g].append(pos)
+    units = []  # (prompt length, longest response, positions), no unit over max_rows
+    for members in by_group.values():
+        members.sort(key=lambda p: rlen[p])
+        for s in range(0, len(members), max_rows):
+            part = members[s : s + max_rows]
+            units.append((qlen[part[0]], max(rlen[p] for p in part), part))
+    units.sort(key=lambda u: (u[0] + u[1], u[0]))
+
+    # dynamic programme over cut points (every unit, or every g-th when there are many)
+    g = max(1, math.ceil(len(units) / 64))
+    points = list(range(0, len(units), g)) + [len(units)]
+    blocks = [units[points[k] : points[k + 1]] for k in range(len(points) - 1)]
+    b_rows = [sum(len(u[2]) for u in blk) for blk in blocks]
+    b_q = [max(u[0] for u in blk) for blk in blocks]
+    b_r = [max(u[1] for u in blk) for blk in blocks]
+    b_qr = [max(u[0] + u[1] for u in blk) for blk in blocks]
+
+    def cost(n_rows: int, distinct: int, q: int, r: int, qr: int) -> float:
+        if n_rows >= 2 and 2 * distinct <= n_rows:  # response_forward shares the prompt pass
+            return distinct * q + n_rows * r
+        return n_rows * qr  # one packed pass
+
+    penalty = overhead * cost(len(rows), len(units), max(b_q), max(b_r), max(b_qr))
+    best = [0.0] + [math.inf] * len(blocks)
+    prev = [0] * (len(blocks) + 1)
+    for b in range(1, len(blocks) + 1):
+        n_rows = q = r = qr = 0
+        for a in range(b - 1, -1, -1):  # chunk = blocks a..b-1
+            n_rows, q, r = n_rows + b_rows[a], max(q, b_q[a]), max(r, b_r[a])
+            qr = max(qr, b_qr[a])
+            if n_rows > max_rows:
+                break
+            c = best[a] + cost(n_rows, points[b] - points[a], q, r, qr) + penalty
+            if c < best[b]:
+                best[b], prev[b] = c, a
+    if math.isinf(best[-1]):  # a block of g units is over max_rows: equal sorted pieces
+        flat = [p for u in units for p in u[2]]
+        return [rows[flat[s : s + max_rows]] for s in range(0, len(flat), max_rows)]
+    chunks, b = [], len(points) - 1
+    while b > 0:
+        a = prev[b]
+        chunks.append(rows[[p for u in units[points[a] : points[b]] for p in u[2]]])
+        b = a
+    return chunks[::-1]

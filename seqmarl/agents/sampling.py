@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import (
     LogitsProcessorList,
@@ -287,35 +288,100 @@ def response_forward(
 
     Returns:
         ``(logprobs (B, T), values (B, T) or None, logits (B, T, V) or None)``, all zeroed
-        (logprobs, values) on padding; ``logits`` are already divided by the temperature.
+        (logprobs, values) on padding; ``logits`` are already divided by the temperature, and
+        unspecified at padding positions (mask what you compute from them).
     """
     q, r = completions.query_ids, completions.response_ids
-    t = r.shape[1]
     qmask, rmask = completions.query_mask, completions.response_mask
+    full_t = r.shape[1]
+    # Columns that are padding in every row change nothing but cost a full column of work:
+    # a length-sorted minibatch chunk (Learner) is often much narrower than the whole batch.
+    q, qmask, r, rmask = _trim_padding(q, qmask, r, rmask)
+    t = r.shape[1]
     want_hidden = value_head is not None
     shared = shared_rows(torch.cat([q, qmask.long()], dim=1))
     if shared is None:
-        ids = torch.cat([q, r], dim=1)  # (B, Tq + T)
-        attn = torch.cat([qmask, rmask.long()], dim=1)
-        out = model(
-            input_ids=ids,
-            attention_mask=attn,
-            position_ids=_positions(attn),
-            use_cache=False,
-            logits_to_keep=t + 1,
-            output_hidden_states=want_hidden,
-        )
-        logits = out.logits[:, :-1]  # (B, T, V): position i predicts token i
-        hidden = out.hidden_states[-1][:, -t - 1 : -1] if want_hidden else None
+        logits, hidden, targets, back = _packed_forward(model, q, qmask, r, rmask, want_hidden)
     else:
         logits, hidden = _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden)
+        targets, back = r, None
     if temperature != 1.0:
         logits = logits / temperature
-    logprobs = selective_log_softmax(logits, r) * rmask
-    values = None
-    if value_head is not None:
-        values = value_head(hidden).squeeze(-1) * rmask
+    logprobs = selective_log_softmax(logits, targets)
+    values = None if value_head is None else value_head(hidden).squeeze(-1)
+    if back is not None:  # packed rows: from window positions back to response columns
+        logprobs = logprobs.gather(1, back)
+        values = None if values is None else values.gather(1, back)
+        if return_logits:
+            logits = logits.gather(1, back[..., None].expand(-1, -1, logits.shape[-1]))
+    logprobs = logprobs * rmask
+    values = None if values is None else values * rmask
+    if t < full_t:  # back to the caller's width; trimmed positions are padding (zeros)
+        pad = (0, full_t - t)
+        logprobs = F.pad(logprobs, pad)
+        values = None if values is None else F.pad(values, pad)
+        logits = F.pad(logits, (0, 0, *pad)) if return_logits else logits
     return logprobs, values, logits if return_logits else None
+
+
+def _trim_padding(q, qmask, r, rmask):
+    """Drop the query's leading and the response's trailing columns that are padding in every row.
+
+    Keeps at least one query and one response column, so shapes stay valid for empty rows.
+    """
+    keep_q = qmask.bool().any(0).nonzero()
+    start = int(keep_q[0]) if len(keep_q) else max(q.shape[1] - 1, 0)
+    keep_r = rmask.bool().any(0).nonzero()
+    end = int(keep_r[-1]) + 1 if len(keep_r) else 1
+    if start == 0 and end == r.shape[1]:
+        return q, qmask, r, rmask
+    return q[:, start:], qmask[:, start:], r[:, :end], rmask[:, :end]
+
+
+def _packed_forward(model, q, qmask, r, rmask, want_hidden):
+    """:func:`response_forward`'s single pass, each row's prompt + response packed to the right.
+
+    With prompts left-padded and responses right-padded, a row's tokens sit in the middle of a
+    (longest prompt + longest response) wide row. Shifting every row so that its last response
+    token is in the last column makes the pass (longest prompt + response) wide instead; the
+    attention mask and position ids still cover exactly the row's tokens. The last ``T + 1``
+    positions then hold every row's response predictions, each ending at the same column;
+    they are shifted back to the response's own columns after the pass (a no-op when every
+    response has the full length ``T``).
+
+    Returns:
+        ``(logits (B, T, V), hidden (B, T, H) or None, targets (B, T), back (B, T) or None)``
+        over the window: ``logits[:, k]`` predicts ``targets[:, k]``; response token ``j`` of
+        row ``i`` is window position ``back[i, j]`` (``None``: the window is the response).
+    """
+    tq = q.shape[1]
+    t = r.shape[1]
+    qlen, rlen = qmask.long().sum(1), rmask.long().sum(1)
+    width = int((qlen + rlen).max())
+    ids = torch.cat([q, r], dim=1)
+    cols = torch.arange(width, device=q.device)
+    # row i's tokens end at column tq + rlen_i of [q, r]; column width - 1 takes that last one
+    src = (cols[None, :] + (tq + rlen - width)[:, None]).clamp(0, tq + t - 1)
+    attn = (cols[None, :] >= (width - qlen - rlen)[:, None]).long()
+    # padding columns hold the pad token, as in the sampling pass: a row with an empty prompt
+    # predicts its first token from one (masked, but its own input all the same)
+    pads = torch.cat([q[qmask == 0], r[rmask == 0]])
+    pad = pads[0] if len(pads) else torch.zeros((), dtype=ids.dtype, device=ids.device)
+    ids = torch.where(attn.bool(), ids.gather(1, src), pad)
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=_positions(attn),
+        use_cache=False,
+        logits_to_keep=t + 1,
+        output_hidden_states=want_hidden,
+    )
+    logits = out.logits[:, :-1]  # (B, T, V): window position k predicts column width - T + k
+    hidden = out.hidden_states[-1][:, -t - 1 : -1] if want_hidden else None
+    back = None
+    if bool((rlen < t).any()):  # response token j of row i sits at window position T - len_i + j
+        back = (t - rlen[:, None] + torch.arange(t, device=q.device)[None, :]).clamp(max=t - 1)
+    return logits, hidden, ids[:, width - t :], back
 
 
 def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):

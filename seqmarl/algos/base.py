@@ -56,6 +56,13 @@ class AlgoConfig(BaseModel):
     grad_accum_steps: int = Field(
         1, ge=1, description="Split each minibatch into this many chunks and sum their grads."
     )
+    chunk_overhead: float = Field(
+        0.05,
+        ge=0,
+        description="Cut each minibatch into length-sorted chunks where that saves more padded "
+        "tokens than this fraction of the minibatch's cost per extra pass (exact: same "
+        "gradient); raise it on GPUs, where small chunks are inefficient; >= 1 turns it off.",
+    )
     max_grad_norm: float | None = Field(1.0, gt=0, description="Grad-norm clip; None = off.")
     group_size: int = Field(1, ge=1, description="Responses sampled per prompt (k).")
     kl_coef: float = Field(0.05, ge=0, description="Initial KL coefficient (eta / beta).")
@@ -121,6 +128,11 @@ class Algorithm:
     loss: Callable[[PolicyOutput, RolloutBatch, Advantages, AlgoConfig, float], LossOutput]
     uses_value_head: bool = False
     description: str = ""
+    #: How ``loss`` averages over a minibatch: ``"token"`` (mean over response tokens, every
+    #: built-in algorithm) or ``"sequence"`` (mean over responses). The learner splits a
+    #: minibatch into chunks and weights each chunk's loss by its share of tokens or rows, so
+    #: the summed gradient equals the whole minibatch's.
+    loss_reduction: Literal["token", "sequence"] = "token"
 
     def make_config(self, **params) -> AlgoConfig:
         """Validate ``params`` into this algorithm's config."""

@@ -92,3 +92,81 @@ def test_learner_requires_a_value_head_for_ppo(make_pool):
     pool = make_pool("shared", agent_ids=("llm_0",))
     with pytest.raises(ValueError, match="value head"):
         Learner(pool["llm_0"], "ppo")
+
+
+def _ragged(pool, agent="llm_0", n=12):
+    """Completions with prompts and responses of many lengths (as EOS and datasets give)."""
+    prompts = ["q" * (1 + 3 * (i % 4)) for i in range(n)]
+    c = pool[agent].sample(prompts, generator=torch.Generator().manual_seed(0))
+    keep = torch.tensor([2 + (5 * i) % 7 for i in range(n)])  # 2..8 of the 8 tokens
+    cut = torch.arange(c.response_ids.shape[1])[None, :] >= keep[:, None]
+    c.response_mask[cut] = 0
+    c.response_ids[cut] = pool[agent].tokenizer.pad_token_id
+    c.logprobs[cut] = 0
+    if c.values is not None:
+        c.values[cut] = 0
+    return c
+
+
+@pytest.mark.parametrize("name", ["ppo", "grpo"])
+def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, monkeypatch):
+    """Splitting a minibatch into length-sorted chunks (and grad accumulation) sums to the
+    whole minibatch's gradient: each chunk's token-mean loss is weighted by its token share."""
+    import seqmarl.learner as learner_mod
+
+    algo = ALGORITHMS.get(name)
+    pool = make_pool("separate", agent_ids=("llm_0",), value_heads=("llm_0",) * (name == "ppo"))
+    c = _ragged(pool)
+    rewards = torch.linspace(-1, 1, len(c))
+    group = torch.arange(len(c)) // 3
+    real = learner_mod.length_chunks
+
+    def gradient(accum: int, chunked: bool):
+        cfg = algo.make_config(lr=1e-3, epochs=1, max_grad_norm=None, grad_accum_steps=accum)
+        if name == "grpo":
+            cfg.group_size = 3
+        learner = Learner(pool["llm_0"], algo, cfg, seed=0)
+        seen, grads = [], []
+
+        def spy(completions, rows, max_rows, **kw):
+            out = real(completions, rows, max_rows, **kw) if chunked else [rows]
+            seen.append(len(out))
+            return out
+
+        monkeypatch.setattr(learner_mod, "length_chunks", spy)
+        learner.optimizer.step = lambda: grads.extend(
+            p.grad.clone() for p in learner.agent.parameters() if p.grad is not None
+        )
+        learner.update(c, learner.make_batch(c, rewards, group))
+        return seen, grads
+
+    (one,), whole = gradient(1, chunked=False)
+    (many,), split = gradient(3, chunked=True)
+    assert one == 1 and many >= 3
+    assert len(whole) == len(split) > 0
+    for a, b in zip(whole, split, strict=True):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_length_chunks_sort_by_length_and_keep_prompt_groups_together(make_pool):
+    from seqmarl.learner import length_chunks
+
+    pool = make_pool("separate", agent_ids=("llm_0",))
+    c = _ragged(pool)
+    rows = torch.randperm(len(c), generator=torch.Generator().manual_seed(0))
+    for max_rows in (12, 5, 1):
+        chunks = length_chunks(c, rows, max_rows)
+        flat = torch.cat(chunks)
+        assert sorted(flat.tolist()) == sorted(rows.tolist())  # a partition of the rows
+        assert all(len(ch) <= max_rows for ch in chunks)
+    # two length classes far apart: cut between them; one length: no cut
+    lengths = c.query_mask.sum(1) + c.response_mask.sum(1)
+    chunks = length_chunks(c, rows, 12, overhead=0.0)
+    widths = [int(lengths[ch].max()) for ch in chunks]
+    assert len(chunks) > 1 and widths == sorted(widths)
+    same = pool["llm_0"].sample(["qq"] * 8, generator=torch.Generator().manual_seed(0))
+    assert len(length_chunks(same, torch.arange(8), 8)) == 1
+    # rows with one prompt (k answers) stay in one chunk so the prompt runs once for them
+    group = pool["llm_0"].sample(["a", "bbbbbbbbbbbb"] * 4, generator=torch.Generator())
+    for ch in length_chunks(group, torch.arange(8), 8, overhead=0.0):
+        assert len({int(group.query_mask[i].sum()) for i in ch}) == 1

@@ -199,8 +199,42 @@ def test_shared_prompt_passes_equal_one_full_pass(arch, monkeypatch):
     assert torch.equal(shared[0].response_ids, full[0].response_ids)
     assert len(set(shared[0].lengths.tolist())) > 1  # EOS at different steps: padded rows
     assert torch.allclose(shared[0].logprobs, full[0].logprobs, atol=1e-5, rtol=0)
-    for a, b in zip(shared[1:4], full[1:4], strict=True):
+    mask = shared[0].response_mask
+    for a, b in zip(shared[1:3], full[1:3], strict=True):
         assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    on = mask.bool()  # logits at padding positions are unspecified
+    assert torch.allclose(shared[3][on], full[3][on], atol=1e-5, rtol=0)
     assert len(shared[4]) == len(full[4]) > 0
     for a, b in zip(shared[4], full[4], strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_all_padding_columns_are_skipped_without_changing_the_pass(arch):
+    """Extra columns that are padding in every row (a narrow chunk of a wide batch) are cut
+    before the model runs; outputs come back at the caller's width, zero on the cut part."""
+    import torch.nn.functional as F
+
+    from seqmarl.agents.sampling import Completions
+
+    model, tok = tiny_model_and_tokenizer(arch)
+    eos_biased(model, tok, bias=2.0)
+    head = torch.nn.Linear(model.config.hidden_size, 1)
+    c = sample(model, tok, PROMPTS, max_new_tokens=10, generator=torch.Generator().manual_seed(1))
+    pad, t = tok.pad_token_id, c.response_ids.shape[1]
+    wide = Completions(
+        F.pad(c.query_ids, (5, 0), value=pad),
+        F.pad(c.query_mask, (5, 0)),
+        F.pad(c.response_ids, (0, 4), value=pad),
+        F.pad(c.response_mask, (0, 4)),
+        F.pad(c.logprobs, (0, 4)),
+        None,
+        c.texts,
+    )
+    narrow = response_forward(model, c, value_head=head, return_logits=True)
+    widened = response_forward(model, wide, value_head=head, return_logits=True)
+    on = c.response_mask.bool()  # logits at padding positions are unspecified
+    for a, b in zip(narrow, widened, strict=True):
+        assert b.shape[1] == t + 4
+        assert torch.allclose(b[:, :t][on], a[on], atol=1e-5, rtol=0)
+        assert not b[:, t:].any()
