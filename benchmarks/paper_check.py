@@ -6,6 +6,8 @@ interrupted ones resume from their last checkpoint, so the script can be stopped
     python benchmarks/paper_check.py sweep --etas 0.01 0.03 0.1 0.3 1.0 --seeds 0 1 2
     # CORY without knowledge transfer / without role exchange / with competitive rewards
     python benchmarks/paper_check.py ablations --eta 0.1 --seeds 0 1 2
+    # RLOO (per-prompt baseline, k = 4) single / CORY / competitive CORY: tests the hypothesis
+    python benchmarks/paper_check.py baselines --eta 0.1 --seeds 0 1 2 --batch 32
     # the shorter confirmation on SmolLM2-135M-Instruct (shared base, one LoRA adapter per agent)
     python benchmarks/paper_check.py confirm --eta 0.1 --seeds 0 --iterations 30 --batch 16
     # tables (markdown) and figures from whatever has finished
@@ -117,6 +119,28 @@ def cmd_ablations(args) -> None:
         run_arms(ABLATIONS, base, args.eta, seed, args.out, prefix="abl_")
 
 
+# Test of the hypothesis in docs/results.md: the cooperative sum doubles the prompt-driven
+# part of both agents' rewards (which the difference cancels). With a per-prompt baseline
+# (RLOO over k answers to the same prompt) that part is gone from every advantage, so if the
+# hypothesis holds, cooperative CORY should learn about as fast as competitive here.
+GROUP = 4
+BASELINE_ARMS = {
+    "rloo-single": ["setting=single"],
+    "rloo-cory": ["setting=cory", "num_agents=2"],
+    "rloo-cory-competitive": ["setting=cory", "setting.reward_matrix=competitive"],
+}
+
+
+def cmd_baselines(args) -> None:
+    """The sweep's config with RLOO (k answers per prompt) instead of PPO; same rows per batch."""
+    if args.batch % GROUP:
+        sys.exit(f"--batch must be a multiple of {GROUP} (rows = prompts x {GROUP})")
+    base = base_overrides(args.iterations, args.batch // GROUP)
+    base += ["algo=rloo", f"algo.params.group_size={GROUP}"]
+    for seed in args.seeds:
+        run_arms(BASELINE_ARMS, base, args.eta, seed, args.out, prefix="base_")
+
+
 def confirm_overrides(iterations: int, batch: int) -> list[str]:
     """The sweep's task and reward on SmolLM2-135M-Instruct with LoRA (the main job's agents).
 
@@ -179,6 +203,9 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
                     ]
                 )
             )
+    corr = [r[k] for r in every for k in r if k.endswith("/others_reward_corr")]
+    if corr:  # logged since session 3: per batch, own task reward vs the other agents'
+        out["others_reward_corr"] = float(np.nanmean(corr))
     out["first_task_reward"] = float(np.mean([every[0][f"agent/{a}/task_reward"] for a in agents]))
     out["s_per_it"] = float(np.median([r["time/iteration"] for r in every]))
     out["iterations"] = len(every)
@@ -270,6 +297,25 @@ def cmd_report(args) -> None:
             print(f"| {k[0]} | {cells[0]} | {cells[1]} | {corr:.2f} ({n} pairs) |")
         runs = [args.out / f"{k[0]}_eta{k[1]}_s{min(seeds)}" for k in base + abl]
         plot_runs(runs, args.out / "ablation_curves", labels=[r.name for r in runs])
+    rloo = sorted(k for k in groups if k[0].startswith("base_"))
+    if rloo:
+        print(
+            f"\n### Per-prompt baselines: RLOO (k = {GROUP}) instead of PPO, eta = {rloo[0][1]}\n"
+        )
+        _table(groups, sorted(rloo, key=lambda k: ("cory" in k[0], "competitive" in k[0])))
+        print(
+            "\n| arm | llm_0 task reward | llm_1 task reward | others_reward_corr "
+            "(per batch, mean over iterations) |\n|---|---|---|---|"
+        )
+        for k in rloo:
+            if "single" in k[0]:
+                continue
+            sts = groups[k]
+            cells = [_cell(sts, f"llm_{i}/task_reward", 3) for i in (0, 1)]
+            print(f"| {k[0]} | {cells[0]} | {cells[1]} | {_cell(sts, 'others_reward_corr', 2)} |")
+        seeds = sorted({s["seed"] for k in rloo for s in groups[k]})
+        runs = [args.out / f"{k[0]}_eta{k[1]}_s{seeds[0]}" for k in rloo]
+        plot_runs(runs, args.out / "baseline_curves", labels=[r.name for r in runs])
     smol = sorted(k for k in groups if k[0].startswith("smol-"))
     if smol:
         print("\n### Confirmation on SmolLM2-135M-Instruct (LoRA, shared base)\n")
@@ -363,7 +409,7 @@ def frontier(groups, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("sweep", "ablations", "confirm", "report"):
+    for name in ("sweep", "ablations", "baselines", "confirm", "report"):
         s = sub.add_parser(name)
         s.add_argument("--out", type=Path, default=OUT)
         s.add_argument("--iterations", type=int, default=100)
@@ -373,9 +419,11 @@ def main() -> None:
         "--etas", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 1.0]
     )
     sub.choices["ablations"].add_argument("--eta", type=float, default=0.1)
+    sub.choices["baselines"].add_argument("--eta", type=float, default=0.1)
     sub.choices["confirm"].add_argument("--eta", type=float, default=0.1)
     args = p.parse_args()
     cmds = {"sweep": cmd_sweep, "ablations": cmd_ablations, "confirm": cmd_confirm}
+    cmds["baselines"] = cmd_baselines
     cmds["report"] = cmd_report
     cmds[args.cmd](args)
 

@@ -16,6 +16,7 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py --models tiny --steps 2
     python benchmarks/throughput.py --models smollm2 --json throughput.json
     python benchmarks/throughput.py --models smollm2 --cory-modes   # TRL comparison only
+    python benchmarks/throughput.py --models tiny --algos --preamble-words 60  # long prompts
 
 Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
 time per iteration of single-agent PPO. Keep ``--threads`` at or below the idle cores: with
@@ -54,7 +55,52 @@ PROMPTS = [
     "Every evening the neighbours",
     "The hardest part of moving house is",
     "On the first day of school, the children",
+    # 16 more, so that the CORY-vs-PPO part's 32 prompts per iteration are all distinct, as
+    # in training on a data set (repeats would let PPO and the pioneer share prompt passes
+    # that the observer, whose rows all differ, cannot)
+    "The bakery down the street sells",
+    "Our team lost the match because",
+    "The letter had been sitting on the table for",
+    "At the top of the hill we found",
+    "The new phone arrived with",
+    "My grandmother always said that",
+    "The river flooded last spring and",
+    "He forgot his umbrella, and the rain",
+    "The concert started an hour late, but",
+    "Nobody expected the quiet student to",
+    "The bridge across the bay was built",
+    "In the back of the drawer I found",
+    "The cat refused to come inside until",
+    "Our holiday plans changed when",
+    "The first thing you notice about the city is",
+    "After the storm, the streets were",
 ]
+# An instruction with worked examples, written for this benchmark, for --preamble-words: long
+# prompts (few-shot math, system prompts) make the observer's extra tokens (the pioneer's
+# answer) a small share of what it reads.
+PREAMBLE = (
+    "You are a careful writer. Continue each opening with one short, vivid sentence that "
+    "stays on topic, uses plain words and ends with a full stop. Here are some examples. "
+    "Opening: The lighthouse keeper climbed the stairs and. Continuation: found the lamp "
+    "already burning, though nobody else had a key. Opening: Our neighbour's dog barks "
+    "whenever. Continuation: the postman leaves the gate open, which is every single day. "
+    "Opening: The first snow of the year. Continuation: covered the cars by breakfast and "
+    "closed the village school by noon. Opening: She opened the old recipe book and. "
+    "Continuation: a pressed flower slipped out from between the pages about bread. Opening: "
+    "The bus driver waited for. Continuation: the running boy, then waved him on with a grin. "
+    "Now continue the next opening in the same way, keeping the same tone and length."
+)
+
+
+def prompts(ns) -> list[str]:
+    """The benchmark's prompts, after the first ``--preamble-words`` words of the preamble."""
+    words = PREAMBLE.split()
+    if ns.preamble_words > len(words):
+        raise SystemExit(f"--preamble-words: at most {len(words)}")
+    head = " ".join(words[: ns.preamble_words])
+    return [f"{head}\n\nOpening: {p}" if head else p for p in PROMPTS]
+
+
 SEQMARL_TARGET = 1.5  # seqmarl samples/s >= this x TRL's
 CORY_TARGET = 2.1  # CORY (2 agents) time per iteration <= this x single-agent PPO's
 
@@ -69,12 +115,12 @@ def lowercase_reward(completions: list[str], **kwargs) -> list[float]:
     return [lowercase_fraction(c) for c in completions]
 
 
-def bench_task():
+def bench_task(texts: list[str] = PROMPTS):
     """Benchmark prompts; reward = fraction of lowercase ASCII letters in the response."""
     from seqmarl.envs import DatasetTask, Prompt
 
     return DatasetTask(
-        [{"text": p} for p in PROMPTS],
+        [{"text": p} for p in texts],
         to_prompt=lambda r: Prompt(r["text"]),
         reward=lambda prompts, responses: [lowercase_fraction(r) for r in responses],
     )
@@ -187,7 +233,7 @@ def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: in
             model=path,
             reward_funcs=lowercase_reward,
             args=args,
-            train_dataset=Dataset.from_dict({"prompt": PROMPTS}),
+            train_dataset=Dataset.from_dict({"prompt": prompts(ns)}),
             callbacks=[timer],
         )
         trainer.remove_callback(PrinterCallback)
@@ -213,7 +259,7 @@ def child(ns) -> dict:
     if ns.child == "seqmarl":
         from seqmarl import envs
 
-        envs.register_env("bench-v0", bench_task)
+        envs.register_env("bench-v0", lambda: bench_task(prompts(ns)))
     run = run_seqmarl if ns.child == "seqmarl" else run_trl
     # PPO samples once per prompt: B x K prompts, so every run trains on B x K completions.
     batch, group = (ns.batch * ns.group, 1) if ns.algo == "ppo" else (ns.batch, ns.group)
@@ -250,7 +296,8 @@ def run_child(framework: str, model: str, paths: dict, algo: str, setting: str, 
     cmd = [sys.executable, __file__, "--child", framework, "--model", model]
     cmd += ["--model-path", paths["model"], "--warmup-path", paths["micro"]]
     cmd += ["--algo", algo, "--setting", setting, "--mode", mode]
-    for flag in ("steps", "warmup", "batch", "group", "new_tokens", "threads", "kl_coef", "lr"):
+    flags = ("steps", "warmup", "batch", "group", "new_tokens", "threads", "kl_coef", "lr")
+    for flag in (*flags, "preamble_words"):
         cmd += ["--" + flag.replace("_", "-"), str(getattr(ns, flag))]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -301,6 +348,7 @@ def report(rows: list[dict], ns) -> None:
         f"{ns.batch} prompts x {ns.group} samples = {ns.batch * ns.group} completions of "
         f"{ns.new_tokens} tokens per step; {ns.steps} timed step(s) after {ns.warmup} warm-up; "
         f"kl_coef {ns.kl_coef}, lr {ns.lr}, {ns.threads} threads, CPU"
+        + (f"; prompts after a {ns.preamble_words}-word preamble" if ns.preamble_words else "")
     )
     print()
     print(
@@ -376,6 +424,12 @@ def main() -> None:
     )
     p.add_argument("--algos", nargs="*", default=["rloo", "grpo"], choices=["rloo", "grpo"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--preamble-words",
+        type=int,
+        default=0,
+        help="prefix every prompt with this many words of a fixed instruction (long prompts)",
+    )
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--child", choices=["seqmarl", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
