@@ -54,7 +54,10 @@ class AlgoConfig(BaseModel):
         None, ge=1, description="Responses per optimizer step; None = the whole batch."
     )
     grad_accum_steps: int = Field(
-        1, ge=1, description="Split each minibatch into this many chunks and sum their grads."
+        1,
+        ge=1,
+        description="Run each minibatch in chunks of at most 1/this of its rows (bounds "
+        "activation memory) and sum their grads.",
     )
     chunk_overhead: float = Field(
         0.05,
