@@ -146,6 +146,21 @@ def shared_rows(keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     return first[order], rank[inverse]
 
 
+def _check_context(model: nn.Module, prompt_tokens: int, max_new_tokens: int) -> None:
+    """A clear error where a prompt plus its answer would run past learned position embeddings.
+
+    GPT-2-style models (``n_positions``) fail deep inside the model with an index error there;
+    rotary models only degrade, so they are left alone.
+    """
+    limit = getattr(model.config, "n_positions", None)
+    if limit is not None and prompt_tokens + max_new_tokens > limit:
+        raise ValueError(
+            f"a prompt of {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} exceeds "
+            f"the model's {limit} positions; shorten the prompts (a later seat's observation "
+            "also carries the earlier answers) or lower agents.generation.max_new_tokens"
+        )
+
+
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None):
     """One draw per row of ``probs`` (B, V) by inverting the CDF: ``cumsum`` + ``searchsorted``.
 
@@ -192,6 +207,7 @@ def sample(
     device = next(model.parameters()).device
     enc = tokenizer(prompts, padding=True, return_tensors="pt").to(device)
     ids, attn = enc["input_ids"], enc["attention_mask"]
+    _check_context(model, int(attn.sum(1).max()), max_new_tokens)
     b = ids.shape[0]
     shared = shared_rows(torch.cat([ids, attn], dim=1))
     processors = LogitsProcessorList()

@@ -238,3 +238,9 @@ def test_all_padding_columns_are_skipped_without_changing_the_pass(arch):
         assert b.shape[1] == t + 4
         assert torch.allclose(b[:, :t][on], a[on], atol=1e-5, rtol=0)
         assert not b[:, t:].any()
+
+
+def test_a_prompt_past_the_models_positions_is_a_clear_error():
+    model, tok = tiny_model_and_tokenizer("gpt2")  # learned positions: 512
+    with pytest.raises(ValueError, match="exceeds the model's 512 positions"):
+        sample(model, tok, ["x" * 505], max_new_tokens=16)
