@@ -166,8 +166,11 @@ class Learner:
         return metrics
 
     def _chunk_weights(self, completions: Completions, idx: torch.Tensor, chunks):
-        """``(chunk, weight)`` pairs; weights are the chunks' shares of the minibatch's tokens
-        (or rows, for a sequence-mean loss) and sum to 1."""
+        """``(chunk, weight)`` pairs, the weights summing to 1.
+
+        A chunk's weight is its share of the minibatch's response tokens (or of its rows, for
+        an algorithm whose loss is a mean over responses).
+        """
         if self.algorithm.loss_reduction == "token":
             mask = completions.response_mask
             total = float(mask[idx].sum())
@@ -248,7 +251,7 @@ def length_chunks(
 
     # dynamic programme over cut points (every unit, or every g-th when there are many)
     g = max(1, math.ceil(len(units) / 64))
-    points = list(range(0, len(units), g)) + [len(units)]
+    points = [*range(0, len(units), g), len(units)]
     blocks = [units[points[k] : points[k + 1]] for k in range(len(points) - 1)]
     b_rows = [sum(len(u[2]) for u in blk) for blk in blocks]
     b_q = [max(u[0] for u in blk) for blk in blocks]
