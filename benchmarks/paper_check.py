@@ -381,26 +381,30 @@ def frontier(groups, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    arms = sorted({arm for arm, _ in groups}, key=lambda a: (a.startswith("abl_"), a))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    arms = sorted({arm for arm, _ in groups}, key=lambda a: (a.startswith(("abl_", "base_")), a))
     for i, arm in enumerate(arms):
+        single_eta = arm.startswith(("abl_", "base_"))  # one eta per arm: a point, no line
         pts = sorted(((float(eta), sts) for (a, eta), sts in groups.items() if a == arm))
         kl = [np.mean([s["kl"] for s in sts]) for _, sts in pts]
         rw = [np.mean([s["task_reward"] for s in sts]) for _, sts in pts]
         kle = [np.std([s["kl"] for s in sts]) for _, sts in pts]
         rwe = [np.std([s["task_reward"] for s in sts]) for _, sts in pts]
-        fmt = "s" if arm.startswith("abl_") else "o-"  # an ablation is one eta: no line
-        label = arm.removeprefix("abl_")
+        fmt = ("D" if arm.startswith("base_") else "s") if single_eta else "o-"
+        label = arm.removeprefix("abl_").replace("base_rloo-", "RLOO ")
         ax.errorbar(kl, rw, xerr=kle, yerr=rwe, fmt=fmt, capsize=3, label=label, color=f"C{i}")
         for (eta, _), x, y in zip(pts, kl, rw, strict=True):
-            if arm.startswith("abl_"):
+            if single_eta:
                 continue
             ax.annotate(f"η={eta:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("KL to the initial model (final, summed per response)")
     ax.set_ylabel("task reward (final, positive logit)")
-    ax.set_title("reward vs KL frontier (mean ± std over seeds; squares: ablations)")
+    ax.set_title(
+        "reward vs KL (mean ± std over seeds; squares: ablations, diamonds: RLOO; one eta)",
+        fontsize=10,
+    )
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
