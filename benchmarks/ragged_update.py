@@ -151,6 +151,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=32)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
     torch.manual_seed(0)
@@ -169,6 +170,8 @@ def main() -> None:
                 print(f"| {model} | skipped: ../shared SmolLM2 absent | | | | | | |")
                 continue
             for i, (case, (q_range, r_range)) in enumerate(CASES.items()):
+                if case not in ns.cases:
+                    continue
                 c = ragged_completions(pool.tokenizer, ns.rows, q_range, r_range, seed=i)
                 runs = {
                     layout: time_update(pool, c, layout, ns.repeats)

@@ -148,9 +148,11 @@ def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, m
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
-def test_length_chunks_sort_by_length_and_keep_prompt_groups_together(make_pool):
+def test_length_chunks_sort_by_length_and_keep_prompt_groups_together(make_pool, monkeypatch):
+    import seqmarl.learner as learner_mod
     from seqmarl.learner import length_chunks
 
+    monkeypatch.setattr(learner_mod, "PASS_TOKENS", 0)  # toy batches: splitting must pay
     pool = make_pool("separate", agent_ids=("llm_0",))
     c = _ragged(pool)
     rows = torch.randperm(len(c), generator=torch.Generator().manual_seed(0))
@@ -170,3 +172,6 @@ def test_length_chunks_sort_by_length_and_keep_prompt_groups_together(make_pool)
     group = pool["llm_0"].sample(["a", "bbbbbbbbbbbb"] * 4, generator=torch.Generator())
     for ch in length_chunks(group, torch.arange(8), 8, overhead=0.0):
         assert len({int(group.query_mask[i].sum()) for i in ch}) == 1
+    # a pass has a fixed cost: a small batch is not worth cutting
+    monkeypatch.setattr(learner_mod, "PASS_TOKENS", 256)
+    assert len(length_chunks(c, rows, 12)) == 1
