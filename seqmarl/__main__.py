@@ -1,0 +1,8 @@
+"""``python -m seqmarl``: the same command line as the ``seqmarl`` script (and what
+``torchrun -m seqmarl`` launches)."""
+
+import sys
+
+from seqmarl.cli import main
+
+sys.exit(main())
