@@ -1,5 +1,7 @@
-"""``python -m seqmarl``: the same command line as the ``seqmarl`` script (and what
-``torchrun -m seqmarl`` launches)."""
+"""``python -m seqmarl``: the same command line as the ``seqmarl`` script.
+
+Also what ``torchrun -m seqmarl`` launches.
+"""
 
 import sys
 

@@ -117,6 +117,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if config is not None:
             raise ConfigError("--resume takes the run's own config.yaml; give overrides only")
+        if args.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces it: pick one")
         run = Path(args.resume)
         if not (run / "config.yaml").exists():
             raise ConfigError(f"--resume: {run} has no config.yaml (not a seqmarl run folder)")
@@ -125,16 +127,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(config or MAIN_CONFIG, overrides)
         out = Path(args.out or cfg.train.out_dir)
-        if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-            raise ConfigError(
-                f"{out} already holds a run; continue it with --resume {out}, "
-                "or choose another folder with --out"
-            )
     print(
         f"seqmarl train: {cfg.setting.name} x{cfg.setting.build().num_agents} on "
         f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
     )
-    trainer = Trainer(cfg, out, resume=bool(args.resume))
+    trainer = Trainer(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
+    if trainer.resumed_from is not None:
+        print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
     summary = trainer.fit()
     _print_summary(summary)
     return 0
@@ -210,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="config and overrides")
     p.add_argument("--out", help="output folder (default: train.out_dir)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in a folder that holds a run (its run files are replaced)",
+    )
     p.set_defaults(fn=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run folder or a model")
@@ -251,18 +255,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setup_logging() -> None:
+    """Send seqmarl's own log lines to stderr as ``seqmarl: ...`` (warnings marked as such)."""
+    import logging
+
+    class _Format(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            level = "" if record.levelno < logging.WARNING else record.levelname.lower() + ": "
+            return f"seqmarl: {level}{record.getMessage()}"
+
+    logger = logging.getLogger("seqmarl")
+    if not any(getattr(h, "_seqmarl_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_Format())
+        handler._seqmarl_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqmarl`` command; returns the exit status."""
+    import signal
+    import threading
     import warnings
+
+    from seqmarl.interrupts import signal_name
 
     # transformers/peft internals call a deprecated alias on every deepcopy/adapter build
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     args = build_parser().parse_args(argv)
+    _setup_logging()
+    received: list[int] = []
+
+    def _interrupt(signum, frame):  # outside a training loop: stop like Ctrl-C
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+
+    def settle() -> None:
+        # The command is over. As a program (argv None) it is about to exit: a late Ctrl-C
+        # (a double tap) must not turn the one-line ending into a traceback, so further stop
+        # signals are ignored. Called in-process, the caller's handlers come back instead.
+        if not main_thread:
+            return
+        if argv is None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        else:
+            signal.signal(signal.SIGTERM, previous)
+
     try:
-        return args.fn(args)
+        code = args.fn(args)
+        settle()
+        return code
     except SeqmarlError as exc:
-        print(f"seqmarl: error: {exc}", file=sys.stderr)
-        return 2
+        settle()
+        prefix = "seqmarl: error: " if exc.exit_code == 2 else "seqmarl: "
+        print(prefix + str(exc), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        settle()
+        signum = received[-1] if received else signal.SIGINT
+        print(
+            f"seqmarl: {signal_name(signum)}: stopped; no training iteration was running, "
+            "nothing to save",
+            file=sys.stderr,
+        )
+        return 128 + int(signum)
+    except BaseException:
+        settle()
+        raise
 
 
 if __name__ == "__main__":

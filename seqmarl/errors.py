@@ -1,8 +1,9 @@
 """Exceptions that reach the user.
 
 Every error a user can cause by what they type or write in a config derives from
-:class:`SeqmarlError`; the CLI prints those as one line and exits with status 2, without a
-traceback. Anything else is a bug and keeps its traceback.
+:class:`SeqmarlError`; the CLI prints those as one line and exits with the error's
+``exit_code`` (2; 128 + the signal number for :class:`Interrupted`), without a traceback.
+Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,11 +11,28 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["ConfigError", "EnvCheckError", "SeqmarlError", "UnknownNameError"]
+__all__ = ["ConfigError", "EnvCheckError", "Interrupted", "SeqmarlError", "UnknownNameError"]
 
 
 class SeqmarlError(Exception):
     """Base class for errors caused by user input (configs, names, arguments)."""
+
+    #: The command line's exit status for this error.
+    exit_code: int = 2
+
+
+class Interrupted(SeqmarlError):
+    """A stop signal (Ctrl-C, SIGTERM) ended a run; the message says what was saved.
+
+    Args:
+        message: One line: where the run stopped and how to continue.
+        signum: The signal; the exit status is ``128 + signum`` as for a shell (130, 143).
+    """
+
+    def __init__(self, message: str, signum: int | None = None):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum if signum else 130
 
 
 class ConfigError(SeqmarlError, ValueError):

@@ -10,6 +10,9 @@
    reloaded or moved (weights, optimizer, KL controller and normaliser stay with the agent);
 5. metrics go to ``metrics.jsonl`` (and TensorBoard/wandb), samples to ``samples.jsonl``, and
    every ``checkpoint_every`` iterations a checkpoint is written atomically.
+
+Ctrl-C and SIGTERM stop the run at an iteration boundary with a checkpoint
+(:mod:`seqmarl.interrupts`); ``--resume`` then continues exactly as if nothing had happened.
 """
 
 from __future__ import annotations
@@ -27,11 +30,19 @@ import yaml
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.algos import ALGORITHMS
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqmarl.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_latest,
+    read_meta,
+    save_checkpoint,
+)
 from seqmarl.config import RunConfig
-from seqmarl.errors import ConfigError, SeqmarlError
+from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
+from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.learner import Learner
 from seqmarl.rollout import Rollout, play
+from seqmarl.runs import check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
 
 __all__ = ["Trainer", "TrainingError"]
@@ -49,8 +60,16 @@ class Trainer:
     Args:
         cfg: The validated run config.
         out_dir: Output folder (default ``cfg.train.out_dir``).
-        resume: Continue from the newest checkpoint in ``out_dir``.
+        resume: Continue from the newest complete, undamaged checkpoint in ``out_dir``.
+        overwrite: Start afresh in a folder that holds a run: its outputs are deleted when
+            :meth:`fit` starts (without it such a folder is refused with a
+            :class:`~seqmarl.errors.ConfigError`).
         pool: A ready agent pool (tests, custom models); default: built from ``cfg.agents``.
+
+    Raises:
+        ConfigError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set, or
+            the config contradicts the checkpoint being resumed (the field is named).
+        CheckpointError: ``resume`` and no usable checkpoint.
     """
 
     def __init__(
@@ -59,6 +78,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         *,
         resume: bool = False,
+        overwrite: bool = False,
         pool: AgentPool | None = None,
     ):
         from accelerate import Accelerator
@@ -67,6 +87,15 @@ class Trainer:
 
         self.cfg = cfg
         self.out = Path(out_dir or cfg.train.out_dir)
+        if resume and overwrite:
+            raise ConfigError("--resume continues a run and --overwrite replaces it: pick one")
+        # the folder and the checkpoint are checked before any model loads
+        resumed: tuple[Path, dict[str, Any]] | None = None
+        if resume:
+            resumed = self._find_checkpoint()
+        else:
+            check_out_dir(self.out, overwrite=overwrite)
+        self._overwrite = overwrite and not resume
         self.setting = cfg.setting.build()
         self.ids = self.setting.agent_ids
         self.algos = {a: ALGORITHMS.get(cfg.algo_for(a).name) for a in self.ids}
@@ -111,8 +140,10 @@ class Trainer:
         self.iteration = 0
         self.bad_iterations = 0
         self.resumed_from: Path | None = None
-        if resume:
-            self._resume()
+        self._last_saved: int | None = None
+        self._stop: StopSignals | None = None
+        if resumed is not None:
+            self._resume(*resumed)
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -136,30 +167,80 @@ class Trainer:
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
 
-    def _resume(self) -> None:
-        ckpt = latest_checkpoint(self.out / "checkpoints")
-        if ckpt is None:
-            raise ConfigError(f"--resume: no complete checkpoint under {self.out / 'checkpoints'}")
-        self.load_state_dict(load_checkpoint(ckpt))
+    def _find_checkpoint(self) -> tuple[Path, dict[str, Any]]:
+        """The newest usable checkpoint and its state, checked against the config."""
+        root = self.out / "checkpoints"
+        try:
+            path, state = load_latest(root)
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"--resume: {exc}. Start the run again with: seqmarl train "
+                f"{self.out / 'config.yaml'} --out {self.out} --overwrite"
+            ) from None
+        check_resume(read_meta(path).get("run"), self.cfg, path)
+        return path, state
+
+    def _resume(self, ckpt: Path, state: dict[str, Any]) -> None:
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"--resume: checkpoint {ckpt} does not fit this config ({first[:200]}); "
+                "resume with the run's own config, or start a new run with --out"
+            ) from None
         for name in ("metrics.jsonl", "samples.jsonl"):
             if (self.out / name).exists():
                 truncate_jsonl(self.out / name, self.iteration)
         self.resumed_from = ckpt
+        self._last_saved = self.iteration
         log.info("resumed from %s (iteration %d)", ckpt, self.iteration)
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint of the current state (atomic; keeps the newest few)."""
-        return save_checkpoint(
+        """Write a checkpoint of the current state (atomic, checksummed; keeps the newest few)."""
+        path = save_checkpoint(
             self.out / "checkpoints",
             self.iteration,
             self.state_dict(),
             keep=self.cfg.train.keep_checkpoints,
+            info={"run": run_signature(self.cfg)},
         )
+        self._last_saved = self.iteration
+        return path
 
     # ------------------------------------------------------------- loop
     def step(self) -> tuple[dict[str, Any], Rollout]:
-        """One iteration: play, mix, update every agent. Returns (metrics, rollout)."""
-        t_start = time.perf_counter()
+        """One iteration: play, mix, update every agent. Returns (metrics, rollout).
+
+        Inside :meth:`fit`, a stop signal during play raises
+        :class:`~seqmarl.interrupts.Rewind` with every random stream put back as it was at the
+        start of the iteration (nothing else has changed by then).
+        """
+        if self._stop is None:
+            return self._learn(self._play())
+        streams = self._streams()
+        try:
+            with self._stop.rewindable():
+                roll = self._play()
+        except Rewind:
+            self._set_streams(streams)
+            raise
+        return self._learn(roll)
+
+    def _streams(self) -> tuple[Any, ...]:
+        return (
+            self.prompt_rng.bit_generator.state,
+            self.generator.get_state(),
+            torch.get_rng_state(),
+        )
+
+    def _set_streams(self, streams: tuple[Any, ...]) -> None:
+        self.prompt_rng.bit_generator.state = streams[0]
+        self.generator.set_state(streams[1])
+        torch.set_rng_state(streams[2])
+
+    def _play(self) -> Rollout:
+        t0 = time.perf_counter()
         seats = self.setting.seat_agents(self.iteration)
         prompts = self.task_env.task.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
         roll = play(
@@ -170,8 +251,14 @@ class Trainer:
             copies=self.copies,
             generator=self.generator,
         )
+        roll.timings["play"] = time.perf_counter() - t0
+        return roll
+
+    def _learn(self, roll: Rollout) -> tuple[dict[str, Any], Rollout]:
+        seats = roll.seats
         record: dict[str, Any] = {"iteration": self.iteration}
         t_update = time.perf_counter()
+        t_start = t_update - roll.timings.get("play", 0.0)
         tokens = 0
         bad = False
         for i, a in enumerate(self.ids):
@@ -209,14 +296,40 @@ class Trainer:
         return record, roll
 
     def fit(self) -> dict[str, Any]:
-        """Train to ``cfg.train.iterations``; returns the summary (also printed by the CLI)."""
-        from tqdm.auto import tqdm
+        """Train to ``cfg.train.iterations``; returns the summary (also printed by the CLI).
 
+        Raises:
+            Interrupted: SIGINT/SIGTERM stopped the run (checkpoint written at an iteration
+                boundary), or a second signal aborted it (nothing saved for that iteration).
+            TrainingError: Non-finite losses repeated; the last checkpoint is intact.
+        """
         tc = self.cfg.train
+        if self._overwrite:
+            removed = clear_run(self.out)
+            if removed:
+                log.info("--overwrite: removed %s from %s", ", ".join(removed), self.out)
+            self._overwrite = False
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(
             yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False)
         )
+        with StopSignals() as stop:
+            self._stop = stop
+            try:
+                self._loop(stop)
+                if stop.requested and self.iteration < tc.iterations:
+                    raise self._stopped(stop.signum)
+                return self._finish()
+            except Abort as abort:
+                raise self._aborted(abort.signum) from None
+            finally:
+                self._stop = None
+
+    def _loop(self, stop: StopSignals) -> None:
+        """Iterate until done or a stop signal; checkpoint on the way out of a stop."""
+        from tqdm.auto import tqdm
+
+        tc = self.cfg.train
         sinks = MetricSinks(
             self.out,
             tensorboard=tc.tensorboard,
@@ -232,8 +345,11 @@ class Trainer:
             dynamic_ncols=True,
         )
         try:
-            while self.iteration < tc.iterations:
-                record, roll = self.step()
+            while self.iteration < tc.iterations and not stop.requested:
+                try:
+                    record, roll = self.step()
+                except Rewind:  # stopped while playing: state is back at this iteration's start
+                    break
                 if self.bad_iterations >= tc.max_bad_iterations:
                     last = latest_checkpoint(self.out / "checkpoints")
                     raise TrainingError(
@@ -249,16 +365,15 @@ class Trainer:
                 bar.set_postfix_str(self._postfix(record))
                 if self.iteration % tc.checkpoint_every == 0 or self.iteration == tc.iterations:
                     self.save_checkpoint()
-        except KeyboardInterrupt:
-            path = self.save_checkpoint()
-            raise TrainingError(
-                f"interrupted at iteration {self.iteration}; checkpoint written to {path}. "
-                f"Continue with: seqmarl train --resume {self.out}"
-            ) from None
-        finally:  # every exit (done, Ctrl-C, NaN stop, crash) flushes and closes the logs
+            if stop.requested and self._last_saved != self.iteration:
+                self.save_checkpoint()
+        finally:  # every exit (done, signal, NaN stop, crash) flushes and closes the logs
             bar.close()
             sinks.close()
             samples.close()
+
+    def _finish(self) -> dict[str, Any]:
+        """The final agents, plots and summary."""
         for a in self.ids:
             self.pool[a].save_pretrained(self.out / "agents" / a)
         from seqmarl.plots import plot_runs
@@ -267,6 +382,30 @@ class Trainer:
         summary = self.summary(plots)
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _stopped(self, signum: int | None) -> Interrupted:
+        path = self.out / "checkpoints" / f"iter_{self.iteration:06d}"
+        return Interrupted(
+            f"stopped by {signal_name(signum or 2)} after iteration {self.iteration} of "
+            f"{self.cfg.train.iterations}; checkpoint {path}. Continue with: "
+            f"seqmarl train --resume {self.out}",
+            signum=signum,
+        )
+
+    def _aborted(self, signum: int) -> Interrupted:
+        last = latest_checkpoint(self.out / "checkpoints")
+        if last is None:
+            after = f"no checkpoint yet; start again with --out {self.out} --overwrite"
+        else:
+            after = (
+                f"newest complete checkpoint {last}; continue with: "
+                f"seqmarl train --resume {self.out}"
+            )
+        return Interrupted(
+            f"aborted by a second {signal_name(signum)} during iteration {self.iteration}, "
+            f"nothing saved for it; {after}",
+            signum=signum,
+        )
 
     # ----------------------------------------------------------- helpers
     def _postfix(self, record: dict[str, Any]) -> str:

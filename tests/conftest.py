@@ -12,6 +12,19 @@ from seqmarl.config import GenerationConfig
 from seqmarl.paths import shared_path
 
 
+@pytest.fixture(autouse=True)
+def _seqmarl_logger():
+    """Undo the CLI's logging set-up after a test (it stops records reaching caplog)."""
+    import logging
+
+    logger = logging.getLogger("seqmarl")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
 @pytest.fixture
 def make_pool():
     """Build an AgentPool over a fresh tiny model."""
