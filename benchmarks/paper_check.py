@@ -80,7 +80,8 @@ def run(name: str, overrides: list[str], out: Path) -> Path:
     cfg = load_config(None, overrides)
     resume = latest_checkpoint(folder / "checkpoints") is not None
     print(f"[run ] {name}{' (resuming)' if resume else ''}", flush=True)
-    Trainer(cfg, folder, resume=resume).fit()
+    # a run killed before its first checkpoint starts again
+    Trainer(cfg, folder, resume=resume, overwrite=not resume).fit()
     return folder
 
 

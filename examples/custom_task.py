@@ -45,5 +45,5 @@ if __name__ == "__main__":
             *sys.argv[1:],
         ],
     )
-    summary = Trainer(cfg).fit()
+    summary = Trainer(cfg, overwrite=True).fit()  # re-running the example starts afresh
     print({a: row["task_reward"] for a, row in summary["agents"].items()})
