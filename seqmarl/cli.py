@@ -149,40 +149,62 @@ def _print_summary(summary: dict) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from seqmarl.agents.pool import AgentPool
     from seqmarl.config import load_config
-    from seqmarl.evaluate import evaluate, load_trained_pool
+    from seqmarl.evaluate import (
+        evaluate,
+        load_trained_pool,
+        select_agents,
+        untrained_pool,
+        write_eval,
+    )
 
     config, overrides = _split_config(args.items)
+    model = [f"agents.model={args.model}"] if args.model else []
     if config is not None and Path(config).is_dir():
         run = Path(config)
-        cfg = load_config(run / "config.yaml", overrides)
-        pool = load_trained_pool(run, cfg)
+        if not (run / "config.yaml").is_file():
+            raise ConfigError(f"eval: {run} has no config.yaml (not a seqmarl run folder)")
+        # --model: that model untrained, in the run's own task, setting and generation settings
+        cfg = load_config(run / "config.yaml", [*model, *overrides])
+        alone = select_agents(cfg, args.agent) if args.agent else None
+        pool = untrained_pool(cfg) if args.model else load_trained_pool(run, cfg)
         out = Path(args.out) if args.out else run / "eval"
+        what = f"{args.model} untrained in {run}'s config" if args.model else f"run {run}"
     else:
-        base = [f"model={args.model}"] if args.model else []
-        cfg = load_config(config, ["setting=single", *base, *overrides])
-        pool = AgentPool.from_config(cfg.agents, cfg.setting.build().agent_ids)
+        if args.agent:
+            raise ConfigError(
+                "--agent picks agents of a run: give the run folder first, "
+                "e.g. seqmarl eval runs/x --agent llm_1"
+            )
+        cfg = load_config(config, ["setting=single", *model, *overrides])
+        alone = None
+        pool = untrained_pool(cfg)
         out = Path(args.out) if args.out else None
+        what = f"{cfg.agents.model} untrained"
     if args.pass_k:
-        from seqmarl.evaluate import evaluate_pass_at_k_for_pool
+        from seqmarl.evaluate import evaluate_pass_at_k_for_pool, write_pass_at_k_results
 
         res = evaluate_pass_at_k_for_pool(
-            cfg, pool, num_questions=args.prompts, n=args.pass_k, seed=args.seed, out_dir=out
+            cfg, pool, num_questions=args.prompts, n=args.pass_k, seed=args.seed, agent_ids=alone
         )
         for agent, r in res.items():
-            print(f"{agent}: pass@k over {r['num_questions']} questions, n={r['n']}")
+            print(f"{agent}: pass@k over {r['num_questions']} questions, n={r['n']} ({what})")
             print("  " + "  ".join(f"k={k}: {v:.3f}" for k, v in r["pass_at_k"].items()))
-        if out is not None:
-            print(f"wrote {out}/<agent>/passk.{{json,md,png}}")
+        for path in write_pass_at_k_results(res, out) if out is not None else []:
+            print(f"wrote {path}")
         return 0
-    result = evaluate(cfg, pool, num_prompts=args.prompts, seed=args.seed, out_dir=out)
+    result = evaluate(cfg, pool, num_prompts=args.prompts, seed=args.seed, alone=alone)
+    mode = "each alone (setting single)" if alone else f"setting {result['setting']}"
+    print(f"eval: {what}, {mode}, {cfg.task.env}, {args.prompts} prompts")
     for agent, row in result["agents"].items():
-        print(f"{agent}: task_reward {row['task_reward']:+.4f}  kl {row['kl']:.4f}")
+        print(
+            f"{agent} (seat {row['seat']}): task_reward {row['task_reward']:+.4f}  "
+            f"reward {row['reward']:+.4f}  kl {row['kl']:.4f}"
+        )
     for s in result["samples"][:2]:
         print(json.dumps(s, ensure_ascii=False))
     if out is not None:
-        print(f"wrote {out / 'eval.json'}")
+        print(f"wrote {write_eval(result, out)}")
     return 0
 
 
@@ -198,12 +220,32 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+class _AnyOrderParser(argparse.ArgumentParser):
+    """A command's parser: options and positional items in any order.
+
+    ``seqmarl eval runs/x --prompts 4 train.seed=1`` would otherwise stop at the first
+    positional after an option. ``parse_known_intermixed_args`` calls ``parse_known_args``
+    itself, hence the guard.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     parser = argparse.ArgumentParser(
         prog="seqmarl", description="Sequential multi-agent RL fine-tuning of language models."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_AnyOrderParser)
 
     p = sub.add_parser("train", help="fine-tune N agents (no config: the main job)")
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="config and overrides")
@@ -218,13 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a run folder or a model")
     p.add_argument("items", nargs="*", metavar="[RUN_DIR|CONFIG] [key=value]")
-    p.add_argument("--model", help="evaluate this model source as one untrained agent")
+    p.add_argument(
+        "--model",
+        metavar="SOURCE",
+        help="evaluate SOURCE untrained: with RUN_DIR, in the run's own task, setting and "
+        "generation settings (comparable with the trained run); without, as one agent",
+    )
+    p.add_argument(
+        "--agent",
+        action="append",
+        metavar="ID",
+        help="evaluate this agent of the run alone (setting single, its own weights); "
+        "repeat or give a comma list",
+    )
     p.add_argument("--prompts", type=int, default=64)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument(
         "--pass-k", type=int, metavar="N", help="sample N answers per question; pass@1..N"
     )
-    p.add_argument("--out", help="folder for eval.json (or passk files)")
+    p.add_argument(
+        "--out",
+        help="folder for eval.json (default RUN_DIR/eval); an existing eval.json is kept and "
+        "eval-2.json, eval-3.json, ... written instead (passk files likewise)",
+    )
     p.set_defaults(fn=_cmd_eval)
 
     p = sub.add_parser("plot", help="overlay runs in the same plots")

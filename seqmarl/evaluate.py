@@ -1,12 +1,24 @@
-"""``seqmarl eval``: task reward, KL to the reference and samples for trained agents or a model.
+"""``seqmarl eval``: task reward, trained reward, KL to the reference and samples.
 
-A run folder is evaluated with its own config and its newest checkpoint; a bare model source
-(``--model``) is evaluated as one untrained agent (its KL to itself is zero by construction).
+What is evaluated:
+
+- a run folder: its own config (task, kwargs, setting, generation settings) and the weights of
+  its newest checkpoint, all agents together in the seat order of iteration 0;
+- a run folder with ``--model SOURCE``: SOURCE untrained in every agent's place, with the run's
+  own config, so base and trained numbers come from the same game and the same sampling;
+- ``--agent ID``: chosen agents each alone (setting ``single``, that agent's weights), every
+  one on the same prompts;
+- a bare ``--model SOURCE`` (optionally with a config): one untrained agent, setting ``single``.
+
+An untrained agent's KL to its reference is zero by construction. Results are written to a
+new file each time (``eval.json``, then ``eval-2.json``, ``eval-3.json``, ...; pass@k files
+likewise ``passk.json``, ``passk-2.json``, ...), never over an earlier one.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +31,154 @@ from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
 from seqmarl.rollout import play
+from seqmarl.settings import Setting, make_setting
 
-__all__ = ["evaluate", "evaluate_pass_at_k_for_pool", "load_trained_pool"]
+__all__ = [
+    "evaluate",
+    "evaluate_pass_at_k_for_pool",
+    "free_stem",
+    "load_trained_pool",
+    "select_agents",
+    "untrained_pool",
+    "write_eval",
+    "write_pass_at_k_results",
+]
+
+#: Samples kept per evaluation (from the first batch).
+NUM_SAMPLES = 4
+
+
+def _value_heads(cfg: RunConfig, ids: Sequence[str]) -> list[str]:
+    from seqmarl.algos import ALGORITHMS
+
+    return [a for a in ids if ALGORITHMS.get(cfg.algo_for(a).name).uses_value_head]
 
 
 def load_trained_pool(run_dir: Path, cfg: RunConfig) -> AgentPool:
     """The run's agents with the weights of its newest checkpoint."""
-    from seqmarl.algos import ALGORITHMS
-
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
         raise ConfigError(f"eval: no checkpoint under {run_dir / 'checkpoints'}")
     ids = cfg.setting.build().agent_ids
-    heads = [a for a in ids if ALGORITHMS.get(cfg.algo_for(a).name).uses_value_head]
-    pool = AgentPool.from_config(cfg.agents, ids, value_heads=heads, seed=cfg.train.seed)
+    pool = AgentPool.from_config(
+        cfg.agents, ids, value_heads=_value_heads(cfg, ids), seed=cfg.train.seed
+    )
     state = load_checkpoint(ckpt)
     for a in ids:
         pool[a].load_state_dict(state["learners"][a]["agent"])
     return pool
+
+
+def untrained_pool(cfg: RunConfig) -> AgentPool:
+    """The config's agents as loaded from ``cfg.agents.model`` (no training)."""
+    ids = cfg.setting.build().agent_ids
+    return AgentPool.from_config(
+        cfg.agents, ids, value_heads=_value_heads(cfg, ids), seed=cfg.train.seed
+    )
+
+
+def select_agents(cfg: RunConfig, requested: Iterable[str]) -> list[str]:
+    """Agent ids from ``--agent`` values (each an id or a comma list), checked against the run.
+
+    Raises:
+        ConfigError: An id the run does not have (the message lists the run's agents).
+    """
+    ids = cfg.setting.build().agent_ids
+    chosen: list[str] = []
+    for item in requested:
+        for a in (s.strip() for s in item.split(",")):
+            if not a:
+                continue
+            if a not in ids:
+                raise ConfigError(
+                    f"--agent {a!r}: no such agent in this run; its agents are {', '.join(ids)}"
+                )
+            if a not in chosen:
+                chosen.append(a)
+    if not chosen:
+        raise ConfigError(f"--agent: no agent id given; this run's agents are {', '.join(ids)}")
+    return chosen
+
+
+def _play_and_score(
+    cfg: RunConfig,
+    setting: Setting,
+    agents: Mapping[str, Any],
+    tokenizer: Any,
+    *,
+    names: Mapping[str, str],
+    num_prompts: int,
+    batch_size: int,
+    seed: int,
+    iteration: int,
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Play ``num_prompts`` prompts with ``agents`` in ``setting``'s seats of ``iteration``.
+
+    Args:
+        cfg: The run config (task and kwargs).
+        setting: The game played (its agent ids are the env's).
+        agents: Env agent id -> agent.
+        tokenizer: The policy tokenizer (context for the env).
+        names: Env agent id -> the id to report it under.
+        num_prompts: Prompts played in all.
+        batch_size: Prompts played at once.
+        seed: Seeds the prompt sampling and the generation.
+        iteration: Its seat order is played.
+
+    Returns:
+        (per reported id: seat, task_reward, reward, kl; sample rows of the first batch)
+    """
+    env = envs.make(
+        cfg.task.env, setting=setting, context={"policy_tokenizer": tokenizer}, **cfg.task.kwargs
+    )
+    batch_size = max(1, min(batch_size, num_prompts))
+    pool_envs = [env] + [env.clone() for _ in range(batch_size - 1)]
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator(device=next(iter(agents.values())).pool.device).manual_seed(seed)
+    seats = setting.seat_agents(iteration)
+    ids = setting.agent_ids
+    task_r: dict[str, list[float]] = {a: [] for a in ids}
+    trained_r: dict[str, list[float]] = {a: [] for a in ids}
+    kls: dict[str, list[float]] = {a: [] for a in ids}
+    samples: list[dict[str, Any]] = []
+    done = 0
+    while done < num_prompts:
+        n = min(batch_size, num_prompts - done)
+        prompts = env.task.sample_prompts(n, rng)
+        roll = play(pool_envs, agents, prompts, seats, generator=gen)
+        for i, a in enumerate(ids):
+            comp = roll.completions[a]
+            ref, _ = agents[a].reference(comp)
+            kls[a] += ((comp.logprobs - ref) * comp.response_mask).sum(1).tolist()
+            task_r[a] += roll.task_rewards[:, i].tolist()
+            trained_r[a] += roll.trained_rewards[:, i].tolist()
+        for j in range(min(NUM_SAMPLES, n) if done == 0 else 0):
+            samples.append(
+                {
+                    "prompt": roll.prompts[j].text,
+                    "agents": {
+                        names[a]: {
+                            "seat": roll.seats.index(a),
+                            "observation": roll.observations[a][j],
+                            "response": roll.completions[a].texts[j],
+                            "task_reward": float(roll.task_rewards[j, i]),
+                            "reward": float(roll.trained_rewards[j, i]),
+                        }
+                        for i, a in enumerate(ids)
+                    },
+                }
+            )
+        done += n
+    stats = {
+        names[a]: {
+            "seat": seats.index(a),
+            "task_reward": float(np.mean(task_r[a])),
+            "reward": float(np.mean(trained_r[a])),
+            "kl": float(np.mean(kls[a])),
+        }
+        for a in ids
+    }
+    return stats, samples
 
 
 @torch.no_grad()
@@ -48,65 +190,79 @@ def evaluate(
     batch_size: int = 16,
     seed: int = 1234,
     iteration: int = 0,
-    out_dir: Path | None = None,
+    alone: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Play ``num_prompts`` prompts in the seat order of ``iteration`` and report per agent.
+    """Evaluate the pool's agents together, or each of ``alone`` by itself.
 
-    Per agent: the mean task reward and the mean summed KL to the reference; plus samples.
+    Together: ``num_prompts`` prompts in ``cfg.setting``'s seat order of ``iteration``. Alone:
+    each chosen agent plays the same prompts (same seed) in setting ``single``, so its
+    numbers do not depend on the others.
+
+    Returns:
+        ``{"env", "model", "setting", "alone", "num_prompts", "seed", "seats", "agents",
+        "samples", "config"}`` (``config``: the resolved config that was played); per agent
+        ``seat``, ``task_reward`` (its own task reward), ``reward`` (after the coefficient
+        matrix C: what it was trained on), ``kl`` (mean summed KL to the reference). Samples
+        hold, per prompt, each agent's seat, observation, response and rewards.
     """
-    setting = cfg.setting.build()
-    env = envs.make(
-        cfg.task.env,
-        setting=setting,
-        context={"policy_tokenizer": pool.tokenizer},
-        **cfg.task.kwargs,
-    )
-    pool_envs = [env] + [env.clone() for _ in range(batch_size - 1)]
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator(device=pool.device).manual_seed(seed)
-    seats = setting.seat_agents(iteration)
-    ids = setting.agent_ids
-    task_r: dict[str, list[float]] = {a: [] for a in ids}
-    kls: dict[str, list[float]] = {a: [] for a in ids}
-    samples = []
-    done = 0
-    while done < num_prompts:
-        n = min(batch_size, num_prompts - done)
-        prompts = env.task.sample_prompts(n, rng)
-        roll = play(pool_envs, pool.agents, prompts, seats, generator=gen)
-        for i, a in enumerate(ids):
-            comp = roll.completions[a]
-            ref, _ = pool[a].reference(comp)
-            kls[a] += ((comp.logprobs - ref) * comp.response_mask).sum(1).tolist()
-            task_r[a] += roll.task_rewards[:, i].tolist()
-        first_batch = done == 0
-        for j in range(min(4, n) if first_batch else 0):
-            samples.append(
-                {
-                    "prompt": roll.prompts[j].text,
-                    **{a: roll.completions[a].texts[j] for a in ids},
-                    **{
-                        f"{a}/task_reward": float(roll.task_rewards[j, i])
-                        for i, a in enumerate(ids)
-                    },
-                }
+    common = dict(num_prompts=num_prompts, batch_size=batch_size, seed=seed, iteration=iteration)
+    if alone is None:
+        setting = cfg.setting.build()
+        names = {a: a for a in setting.agent_ids}
+        agents = {a: pool[a] for a in setting.agent_ids}
+        stats, samples = _play_and_score(
+            cfg, setting, agents, pool.tokenizer, names=names, **common
+        )
+        setting_name, seats = cfg.setting.name, list(setting.seat_agents(iteration))
+    else:
+        single = make_setting("single")
+        (slot,) = single.agent_ids
+        stats, samples = {}, []
+        for a in alone:
+            s, rows = _play_and_score(
+                cfg, single, {slot: pool[a]}, pool.tokenizer, names={slot: a}, **common
             )
-        done += n
-    result = {
+            stats.update(s)
+            if not samples:
+                samples = rows
+            else:  # same seed, same prompts: merge the agents' answers per prompt
+                for merged, row in zip(samples, rows, strict=True):
+                    merged["agents"].update(row["agents"])
+        setting_name, seats = "single", None
+    return {
         "env": cfg.task.env,
+        "model": cfg.agents.model,
+        "setting": setting_name,
+        "alone": alone is not None,
         "num_prompts": num_prompts,
-        "seats": list(seats),
-        "agents": {
-            a: {"task_reward": float(np.mean(task_r[a])), "kl": float(np.mean(kls[a]))} for a in ids
-        },
+        "seed": seed,
+        "seats": seats,
+        "agents": stats,
         "samples": samples,
+        "config": cfg.model_dump(mode="json"),
     }
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    return result
 
 
+def free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
+    """``stem``, else ``stem-2``, ``stem-3``, ...: the first name with no file of any suffix."""
+    n = 1
+    while True:
+        name = stem if n == 1 else f"{stem}-{n}"
+        if not any((folder / f"{name}{s}").exists() for s in suffixes):
+            return name
+        n += 1
+
+
+def write_eval(result: Mapping[str, Any], out_dir: Path) -> Path:
+    """Write ``result`` to a new ``eval[-N].json`` in ``out_dir`` (never over an earlier one)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / (free_stem(out_dir, "eval", [".json"]) + ".json")
+    with path.open("x") as f:
+        json.dump(result, f, indent=2)
+    return path
+
+
+@torch.no_grad()
 def evaluate_pass_at_k_for_pool(
     cfg: RunConfig,
     pool: AgentPool,
@@ -114,10 +270,10 @@ def evaluate_pass_at_k_for_pool(
     num_questions: int,
     n: int,
     seed: int = 0,
-    out_dir: Path | None = None,
-) -> dict[str, Any]:
-    """pass@k (k = 1..n) of every agent answering alone, on the config's task."""
-    from seqmarl.passk import evaluate_pass_at_k, write_pass_at_k
+    agent_ids: Sequence[str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """pass@k (k = 1..n) of each agent (all, or ``agent_ids``) answering alone."""
+    from seqmarl.passk import evaluate_pass_at_k
 
     task = envs.make(
         cfg.task.env,
@@ -125,10 +281,20 @@ def evaluate_pass_at_k_for_pool(
         context={"policy_tokenizer": pool.tokenizer},
         **cfg.task.kwargs,
     ).task
-    results = {}
-    for agent_id, agent in pool.agents.items():
-        res = evaluate_pass_at_k(task, agent, num_questions=num_questions, n=n, seed=seed)
-        results[agent_id] = res
-        if out_dir is not None:
-            write_pass_at_k(res, out_dir / agent_id, label=agent_id)
-    return results
+    ids = list(agent_ids) if agent_ids is not None else list(pool.agents)
+    return {
+        a: evaluate_pass_at_k(task, pool[a], num_questions=num_questions, n=n, seed=seed)
+        for a in ids
+    }
+
+
+def write_pass_at_k_results(results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
+    """``<out_dir>/<agent>/passk[-N].{json,md,png}`` for each agent (never over earlier ones)."""
+    from seqmarl.passk import write_pass_at_k
+
+    written = []
+    for agent_id, res in results.items():
+        folder = out_dir / agent_id
+        stem = free_stem(folder, "passk", [".json", ".md", ".png"])
+        written += write_pass_at_k(res, folder, label=agent_id, stem=stem)
+    return written

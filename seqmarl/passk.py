@@ -108,12 +108,14 @@ def plot_pass_at_k(results: Mapping[str, Mapping[int, float]], path: str | Path)
     return path
 
 
-def write_pass_at_k(result: Mapping[str, Any], out_dir: Path, label: str) -> list[Path]:
-    """``passk.json``, ``passk.md`` (table) and ``passk.png`` in ``out_dir``."""
+def write_pass_at_k(
+    result: Mapping[str, Any], out_dir: Path, label: str, stem: str = "passk"
+) -> list[Path]:
+    """``<stem>.json``, ``<stem>.md`` (table) and ``<stem>.png`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "passk.json").write_text(json.dumps(result, indent=2))
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2))
     rows = ["| k | pass@k |", "|---|---|"]
     rows += [f"| {k} | {v:.4f} |" for k, v in result["pass_at_k"].items()]
-    (out_dir / "passk.md").write_text("\n".join(rows) + "\n")
-    png = plot_pass_at_k({label: result["pass_at_k"]}, out_dir / "passk.png")
-    return [out_dir / "passk.json", out_dir / "passk.md", png]
+    (out_dir / f"{stem}.md").write_text("\n".join(rows) + "\n")
+    png = plot_pass_at_k({label: result["pass_at_k"]}, out_dir / f"{stem}.png")
+    return [out_dir / f"{stem}.json", out_dir / f"{stem}.md", png]

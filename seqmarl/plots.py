@@ -1,7 +1,11 @@
 """Plots from ``metrics.jsonl``: training curves per agent, and reward against KL.
 
 ``plot_runs([dir, ...], out)`` overlays several runs (PPO against CORY, ablations) in the same
-figures; ``seqmarl plot DIR [DIR ...]`` calls it.
+figures; ``seqmarl plot DIR [DIR ...]`` calls it. The training curves show each agent's own
+task reward, its trained reward (after the coefficient matrix C, so a competitive or custom
+matrix can be checked), its KL to the reference and the combined reward; thin vertical lines
+mark the iterations where the seats changed. Runs of 20 iterations or more are smoothed with a
+trailing moving average over a tenth of the run (at most 50 iterations).
 """
 
 from __future__ import annotations
@@ -13,13 +17,26 @@ import numpy as np
 
 from seqmarl.sinks import read_jsonl
 
-__all__ = ["plot_runs", "smooth"]
+__all__ = [
+    "plot_runs",
+    "reward_vs_kl_figure",
+    "seat_exchanges",
+    "smooth",
+    "smoothing_window",
+    "training_curves_figure",
+]
 
 PANELS = (
-    ("task_reward", "task reward"),
+    ("task_reward", "task reward (each agent's own)"),
+    ("reward", "trained reward (after the coefficient matrix C)"),
     ("kl", "KL to reference (summed over tokens)"),
     ("combined_reward", "combined reward (task - eta * KL)"),
 )
+
+#: gid of the seat-exchange lines (tests and callers find them by it).
+EXCHANGE_GID = "seat_exchange"
+
+Run = tuple[str, list[dict]]
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:
@@ -35,9 +52,13 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return out
 
 
+def smoothing_window(num_iterations: int) -> int:
+    """A tenth of the run, at most 50; 1 (no smoothing) below 20 iterations."""
+    return max(1, min(50, num_iterations // 10))
+
+
 def _agents(records: list[dict]) -> list[str]:
-    ids = sorted({k.split("/")[1] for r in records for k in r if k.startswith("agent/")})
-    return ids
+    return sorted({k.split("/")[1] for r in records for k in r if k.startswith("agent/")})
 
 
 def _series(records: list[dict], agent: str, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +70,152 @@ def _series(records: list[dict], agent: str, name: str) -> tuple[np.ndarray, np.
     return np.asarray(it), np.asarray(val, dtype=float)
 
 
+def seat_exchanges(records: list[dict]) -> list[int]:
+    """Iterations whose seats (``agent/<id>/seat``) differ from the previous record's."""
+    agents = _agents(records)
+    out, prev = [], None
+    for r in records:
+        seats = tuple(r.get(f"agent/{a}/seat") for a in agents)
+        if all(s is None for s in seats):
+            continue
+        if prev is not None and seats != prev:
+            out.append(int(r["iteration"]))
+        prev = seats
+    return out
+
+
+def load_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[Run]:
+    """``(label, records)`` per run folder (label: the given one, else the folder name)."""
+    runs = []
+    for i, d in enumerate(run_dirs):
+        d = Path(d)
+        records = read_jsonl(d / "metrics.jsonl")
+        if not records:
+            raise FileNotFoundError(f"{d / 'metrics.jsonl'} is missing or empty")
+        runs.append((labels[i] if labels else d.name, records))
+    return runs
+
+
+def _smoothing_note(runs: Sequence[Run]) -> str:
+    windows = {label: smoothing_window(len(records)) for label, records in runs}
+    if max(windows.values()) <= 1:
+        return ""
+    if len(set(windows.values())) == 1:
+        (w,) = set(windows.values())
+        return f"faint: per iteration; bold: moving average over {w} iterations"
+    each = ", ".join(f"{w} ({label})" for label, w in windows.items() if w > 1)
+    return f"faint: per iteration; bold: moving average over {each} iterations"
+
+
+def training_curves_figure(runs: Sequence[Run]):
+    """Four panels (task reward, trained reward, KL, combined reward) with seat exchanges.
+
+    One run: a colour per agent. Several runs: a colour per run, a dash style per agent. The
+    legend sits below the panels, outside every axes.
+    """
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    colors = matplotlib.colormaps["tab10"]
+    fig = Figure(figsize=(13, 8.5))
+    axes = fig.subplots(2, 2, sharex=True)
+    axes = axes.ravel()
+    handles: list = []
+    for r_i, (label, records) in enumerate(runs):
+        window = smoothing_window(len(records))
+        for a_i, agent in enumerate(_agents(records)):
+            color = colors((a_i if len(runs) == 1 else r_i) % 10)
+            style = "-" if len(runs) == 1 else ["-", "--", ":", "-."][a_i % 4]
+            name = agent if len(runs) == 1 else f"{label} {agent}"
+            marker = "o" if window == 1 else None
+            for ax, (key, title) in zip(axes, PANELS, strict=True):
+                ax.set_title(title, fontsize=10)
+                it, val = _series(records, agent, key)
+                if not len(it):
+                    continue
+                if window > 1:
+                    ax.plot(it, val, style, color=color, alpha=0.2, linewidth=0.8)
+                ax.plot(it, smooth(val, window), style, color=color, marker=marker, markersize=4)
+            handles.append(Line2D([], [], color=color, linestyle=style, marker=marker, label=name))
+    handles += _draw_exchanges(axes, runs, colors)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes[2:]:
+        ax.set_xlabel("iteration")
+    note = _smoothing_note(runs)
+    fig.suptitle("training curves" + (f" ({note})" if note else ""))
+    fig.tight_layout()
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(handles), 4),
+        fontsize=9,
+        frameon=False,
+    )
+    return fig
+
+
+def _draw_exchanges(axes, runs: Sequence[Run], colors) -> list:
+    """Thin vertical lines at seat exchanges on every panel; returns the legend handles."""
+    from matplotlib.lines import Line2D
+
+    per_run = [(label, seat_exchanges(records)) for label, records in runs]
+    distinct = {tuple(x) for _, x in per_run if x}
+    if not distinct:
+        return []
+    if len(distinct) == 1:  # the same schedule in every run: one set of grey lines
+        groups = [("seat exchange", list(next(iter(distinct))), "0.45")]
+    else:
+        groups = [
+            (f"seat exchange ({label})", x, colors(r_i % 10))
+            for r_i, (label, x) in enumerate(per_run)
+            if x
+        ]
+    handles = []
+    for name, iters, color in groups:
+        kw = dict(color=color, linewidth=0.6, alpha=0.5, linestyle=(0, (4, 3)), zorder=0)
+        for ax in axes:
+            for x in iters:
+                ax.axvline(x, gid=EXCHANGE_GID, **kw)
+        handles.append(Line2D([], [], label=name, **kw))
+    return handles
+
+
+def reward_vs_kl_figure(runs: Sequence[Run]):
+    """Task reward against KL (means over agents) along training, legend right of the axes."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    colors = matplotlib.colormaps["tab10"]
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
+    for r_i, (label, records) in enumerate(runs):
+        agents = _agents(records)
+        kl = np.mean([_series(records, a, "kl")[1] for a in agents], axis=0)
+        rew = np.mean([_series(records, a, "task_reward")[1] for a in agents], axis=0)
+        window = smoothing_window(len(records))
+        skl, srew = smooth(kl, window), smooth(rew, window)
+        color = colors(r_i % 10)
+        ax.plot(skl, srew, "-", alpha=0.6, color=color)
+        ax.scatter(skl[:1], srew[:1], s=40, marker="s", facecolors="none", edgecolors=color)
+        ax.scatter(skl[-1:], srew[-1:], s=60, color=color, label=f"{label} (end)", zorder=3)
+    ax.set_xlabel("KL to reference (mean over agents)")
+    ax.set_ylabel("task reward (mean over agents)")
+    note = _smoothing_note(runs).replace("faint: per iteration; bold: ", "")
+    ax.set_title(
+        "task reward against KL over training\n(square: start" + (f"; {note})" if note else ")"),
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_runs(
     run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None
 ) -> list[Path]:
@@ -57,64 +224,15 @@ def plot_runs(
     Returns:
         The written files.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for i, d in enumerate(run_dirs):
-        d = Path(d)
-        records = read_jsonl(d / "metrics.jsonl")
-        if not records:
-            raise FileNotFoundError(f"{d / 'metrics.jsonl'} is missing or empty")
-        runs.append((labels[i] if labels else d.name, records))
-
-    colors = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for r_i, (label, records) in enumerate(runs):
-        window = max(1, len(records) // 15)
-        for a_i, agent in enumerate(_agents(records)):
-            # one run: a colour per agent; several runs: a colour per run, a dash per agent
-            color = colors((a_i if len(runs) == 1 else r_i) % 10)
-            style = "-" if len(runs) == 1 else ["-", "--", ":", "-."][a_i % 4]
-            for ax, (name, title) in zip(axes, PANELS, strict=True):
-                it, val = _series(records, agent, name)
-                if len(it):
-                    ax.plot(it, val, style, color=color, alpha=0.2, linewidth=0.8)
-                    ax.plot(it, smooth(val, window), style, color=color, label=f"{label} {agent}")
-                    ax.set_title(title)
-    for ax in axes:
-        ax.set_xlabel("iteration")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    window = max(1, max(len(r) for _, r in runs) // 15)
-    fig.suptitle(f"training curves (faint: per iteration; bold: moving average over {window})")
-    fig.tight_layout()
-    curves = out / "training_curves.png"
-    fig.savefig(curves, dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    for r_i, (label, records) in enumerate(runs):
-        agents = _agents(records)
-        kl = np.mean([_series(records, a, "kl")[1] for a in agents], axis=0)
-        rew = np.mean([_series(records, a, "task_reward")[1] for a in agents], axis=0)
-        window = max(1, len(records) // 15)
-        skl, srew = smooth(kl, window), smooth(rew, window)
-        color = colors(r_i % 10)
-        ax.plot(skl, srew, "-", alpha=0.6, color=color)
-        ax.scatter(skl[:1], srew[:1], s=40, marker="s", facecolors="none", edgecolors=color)
-        ax.scatter(skl[-1:], srew[-1:], s=60, color=color, label=f"{label} (end)", zorder=3)
-    ax.set_xlabel("KL to reference (mean over agents)")
-    ax.set_ylabel("task reward (mean over agents)")
-    ax.set_title("task reward against KL over training (square: start)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    frontier = out / "reward_vs_kl.png"
-    fig.savefig(frontier, dpi=110)
-    plt.close(fig)
-    return [curves, frontier]
+    runs = load_runs(run_dirs, labels)
+    written = []
+    for name, build in (
+        ("training_curves.png", training_curves_figure),
+        ("reward_vs_kl.png", reward_vs_kl_figure),
+    ):
+        fig = build(runs)
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")  # "tight" keeps outside legends
+        written.append(out / name)
+    return written
