@@ -230,11 +230,11 @@ def load_checkpoint(path: Path, *, verify: bool = True) -> dict[str, Any]:
     return state
 
 
-def load_latest(root: Path) -> tuple[Path, dict[str, Any]]:
+def load_latest(root: Path, *, move_damaged: bool = True) -> tuple[Path, dict[str, Any]]:
     """The newest checkpoint under ``root`` that verifies and loads, and its state.
 
-    A damaged checkpoint is reported in one warning line naming it and moved aside as
-    ``damaged_<name>``; the previous complete one is tried next.
+    A damaged checkpoint is reported in one warning line naming it and (``move_damaged``)
+    moved aside as ``damaged_<name>``; the previous complete one is tried next.
 
     Raises:
         CheckpointError: There is no usable checkpoint; the message lists what was found.
@@ -248,12 +248,13 @@ def load_latest(root: Path) -> tuple[Path, dict[str, Any]]:
             state = load_checkpoint(path)
         except CheckpointError as exc:
             reason = str(exc).split(" is damaged: ", 1)[-1]
-            aside = path.with_name(f"damaged_{path.name}")
-            try:
-                os.replace(path, aside)
-                moved = f"; moved to {aside.name}"
-            except OSError:
-                moved = ""
+            aside, moved = path.with_name(f"damaged_{path.name}"), ""
+            if move_damaged:
+                try:
+                    os.replace(path, aside)
+                    moved = f"; moved to {aside.name}"
+                except OSError:
+                    pass
             damaged.append(f"{path.name} ({reason})")
             log.warning(
                 "checkpoint %s is damaged: %s%s; trying the previous one", path, reason, moved

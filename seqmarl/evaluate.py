@@ -27,7 +27,7 @@ import torch
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
+from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
 from seqmarl.rollout import play
@@ -55,15 +55,18 @@ def _value_heads(cfg: RunConfig, ids: Sequence[str]) -> list[str]:
 
 
 def load_trained_pool(run_dir: Path, cfg: RunConfig) -> AgentPool:
-    """The run's agents with the weights of its newest checkpoint."""
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None:
-        raise ConfigError(f"eval: no checkpoint under {run_dir / 'checkpoints'}")
+    """The run's agents with the weights of its newest usable checkpoint.
+
+    A damaged checkpoint is reported in one line and the previous one is used (left in place).
+    """
+    try:
+        _, state = load_latest(run_dir / "checkpoints", move_damaged=False)
+    except CheckpointError as exc:
+        raise CheckpointError(f"eval: {exc}") from None
     ids = cfg.setting.build().agent_ids
     pool = AgentPool.from_config(
         cfg.agents, ids, value_heads=_value_heads(cfg, ids), seed=cfg.train.seed
     )
-    state = load_checkpoint(ckpt)
     for a in ids:
         pool[a].load_state_dict(state["learners"][a]["agent"])
     return pool
