@@ -161,7 +161,7 @@ class Trainer:
         """One iteration: play, mix, update every agent. Returns (metrics, rollout)."""
         t_start = time.perf_counter()
         seats = self.setting.seat_agents(self.iteration)
-        prompts = self.task_env.task.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
+        prompts = self.task_env.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
         roll = play(
             self.envs,
             self.pool.agents,
