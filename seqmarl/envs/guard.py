@@ -198,7 +198,8 @@ def check_rewards(
             f"pairs; it must return one number per pair, in order"
         )
     if arr.dtype.kind not in "biuf":
-        for f, v in enumerate(arr.tolist()):
+        items = values if isinstance(values, (list, tuple)) else arr.tolist()  # not str-cast
+        for f, v in enumerate(items):
             if isinstance(v, (int, float, np.integer, np.floating)):  # bool is an int
                 continue
             raise TaskError(
@@ -212,7 +213,7 @@ def check_rewards(
     if not finite.all():
         f = int(np.flatnonzero(~finite)[0])
         raise TaskError(
-            f"{task_label(task, env_id)}: {method} returned {arr[f]!r} for {row(f)} "
+            f"{task_label(task, env_id)}: {method} returned {float(arr[f])!r} for {row(f)} "
             f"(prompt {_quote(prompts[f].text)}, response {_quote(responses[f])}); "
             "a task reward must be finite: a NaN/inf reward is a bug in the reward function"
         )
@@ -255,16 +256,28 @@ def _locate(
     env_id: str | None,
     row: Callable[[int], str],
 ) -> TaskError:
-    """The error for a raising ``score_batch``: the first pair whose ``score`` raises too."""
+    """The error for a raising ``score_batch``: the first pair whose ``score`` fails alone."""
     label = task_label(task, env_id)
     for f, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         try:
-            task.score(p, r)
+            value = task.score(p, r)
         except Exception as row_exc:
             return TaskError(
                 f"{label}: scoring raised {_exc(row_exc)} on {row(f)} (prompt "
                 f"{_quote(p.text)}, response {_quote(r)})"
             )
+        try:  # a batch that failed on converting a bad value (e.g. float("good"))
+            check_rewards(
+                [value],
+                [p],
+                [r],
+                task=task,
+                env_id=env_id,
+                row=lambda _, f=f: row(f),
+                method="score()",
+            )
+        except TaskError as bad:
+            return bad
     return TaskError(
         f"{label}: score_batch() raised {_exc(exc)} on a batch of {len(prompts)} pairs "
         "(each pair scores without error alone)"

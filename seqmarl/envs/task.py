@@ -113,10 +113,14 @@ class TextTask(ABC):
         """Task reward of ``response`` to ``prompt`` (a finite float)."""
 
     def score_batch(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-        """Task rewards of many (prompt, response) pairs; override to batch a model call."""
+        """Task rewards of many (prompt, response) pairs; override to batch a model call.
+
+        The values are returned as :meth:`score` gives them; the rollout and the env check them
+        (:func:`seqmarl.envs.guard.score_rewards`: one finite number per pair).
+        """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [float(self.score(p, r)) for p, r in zip(prompts, responses, strict=True)]
+        return [self.score(p, r) for p, r in zip(prompts, responses, strict=True)]
 
     def observe(self, prompt: Prompt, earlier: Sequence[str]) -> str:
         """What a seat sees, given the earlier seats' responses (empty for the first seat)."""
