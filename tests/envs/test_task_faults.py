@@ -47,6 +47,15 @@ class BatchOnlyFailure(FaultyTask):
         raise MemoryError("the reward model ran out of memory")
 
 
+@pytest.fixture(autouse=True)
+def clean_registry():
+    """Take this module's (deliberately broken) envs out of the registry afterwards."""
+    before = set(envs.ENVS.names())
+    yield
+    for name in set(envs.ENVS.names()) - before:
+        envs.ENVS._items.pop(name)
+
+
 def make_env(task, num_agents=2):
     envs.register_env("faulty-v0", lambda: task, overwrite=True)
     return envs.make("faulty-v0", num_agents=num_agents)
