@@ -313,8 +313,14 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
             raise ConfigError(f"config file {str(p)!r} does not exist")
         try:
             loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {str(p)!r} is not valid YAML: {exc}") from None
+        except yaml.YAMLError as exc:  # one line "file:line:col: problem", not PyYAML's diagram
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            ctx, ctx_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+            if ctx and ctx_mark is not None:
+                problem += f" ({ctx} started at line {ctx_mark.line + 1})"
+            raise ConfigError(f"config file {where}: not valid YAML: {problem}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(p)!r}: top level must be a mapping of sections")
         data = loaded or {}

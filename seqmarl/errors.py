@@ -11,7 +11,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["ConfigError", "EnvCheckError", "Interrupted", "SeqmarlError", "UnknownNameError"]
+__all__ = [
+    "ConfigError",
+    "EnvCheckError",
+    "Interrupted",
+    "SeqmarlError",
+    "TaskError",
+    "UnknownNameError",
+]
 
 
 class SeqmarlError(Exception):
@@ -63,3 +70,12 @@ class UnknownNameError(SeqmarlError, KeyError):
 
 class EnvCheckError(SeqmarlError, AssertionError):
     """An environment failed :func:`seqmarl.envs.check_env`."""
+
+
+class TaskError(SeqmarlError, ValueError):
+    """A task broke its contract: a bad or missing reward, an empty prompt, an exception.
+
+    Raised by :mod:`seqmarl.envs.guard` (the checked calls into a task) with a one-line message
+    naming the env id and task class, the row, the prompt and response, and the bad value; an
+    exception raised by the task itself is kept as ``__cause__``.
+    """

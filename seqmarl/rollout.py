@@ -4,7 +4,9 @@ Each iteration samples B prompts; every prompt is played in K copies (K response
 for group algorithms such as RLOO and GRPO). Seat by seat, the agent in that seat observes
 all copies, samples one batched response, and every copy steps. After the last seat, all
 B x K x N responses are scored in one batched call to the task and handed to the envs, which
-mix them with the coefficient matrix.
+mix them with the coefficient matrix. Prompts, observations and rewards are checked on the way
+(:mod:`seqmarl.envs.guard`): a task's fault raises :class:`~seqmarl.errors.TaskError` naming
+the row (env copy ``r``, which plays batch prompt ``r // copies``) and the agent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from seqmarl.agents.hf import LMAgent
 from seqmarl.agents.sampling import Completions
+from seqmarl.envs.guard import check_prompts, score_rewards
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.task import Prompt
 
@@ -74,14 +77,17 @@ def play(
             f"need {n_envs} envs for {len(prompts)} prompts x {copies}, got {len(envs)}"
         )
     envs = list(envs[:n_envs])
+    task = envs[0].task
+    env_id = envs[0].env_id
+    check_prompts(prompts, task=task, env_id=env_id, source="the batch's prompts")
     played = [p for p in prompts for _ in range(copies)]
     for env, prompt in zip(envs, played, strict=True):
         env.reset(options={"prompt": prompt, "seat_order": list(seats)})
     completions: dict[str, Completions] = {}
     observations: dict[str, list[str]] = {}
     t_gen = t_score = 0.0
-    task = envs[0].task
     ids = envs[0].possible_agents
+    n_ids = len(ids)
     for seat, agent_id in enumerate(seats):
         obs = [env.observe(agent_id)["text"] for env in envs]
         t0 = time.perf_counter()
@@ -90,11 +96,13 @@ def play(
         completions[agent_id], observations[agent_id] = comp, obs
         if seat == len(seats) - 1:
             t0 = time.perf_counter()
-            flat = task.score_batch(
+            scores = score_rewards(
+                task,
                 [p for p in played for _ in ids],
                 [completions[a].texts[i] for i in range(n_envs) for a in ids],
-            )
-            scores = np.asarray(flat, dtype=np.float64).reshape(n_envs, len(ids))  # (B*K, N)
+                env_id=env_id,
+                row=lambda f: f"row {f // n_ids} (agent {ids[f % n_ids]})",
+            ).reshape(n_envs, n_ids)  # (B*K, N)
             for env, row in zip(envs, scores, strict=True):
                 env.provide_task_rewards(dict(zip(ids, row.tolist(), strict=True)))
             t_score += time.perf_counter() - t0

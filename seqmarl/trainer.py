@@ -242,7 +242,7 @@ class Trainer:
     def _play(self) -> Rollout:
         t0 = time.perf_counter()
         seats = self.setting.seat_agents(self.iteration)
-        prompts = self.task_env.task.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
+        prompts = self.task_env.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
         roll = play(
             self.envs,
             self.pool.agents,

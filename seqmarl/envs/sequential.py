@@ -13,6 +13,10 @@ iterations never rebuilds the env. Reset options:
 * ``prompt``: a :class:`~seqmarl.envs.task.Prompt` or string to play instead of sampling one.
 
 Other option keys are ignored (PettingZoo's ``api_test`` passes a dummy one).
+
+Every call into the task goes through :mod:`seqmarl.envs.guard`: an empty prompt or
+observation, an exception, or a reward that is not one finite number per agent raises a
+:class:`~seqmarl.errors.TaskError` naming the env id, task class, agent and value.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 from pettingzoo.utils import AgentSelector
 
+from seqmarl.envs.guard import check_prompts, observation, sample_prompts, score_rewards
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
 from seqmarl.settings import agent_ids, coefficient_matrix
@@ -111,11 +116,12 @@ class SequentialTextEnv(AECEnv):
         options = dict(options or {})
         prompt = options.get("prompt")
         if prompt is None:
-            prompt = self.task.sample_prompts(1, self._rng)[0]
+            prompt = self.sample_prompts(1, self._rng)[0]
         elif isinstance(prompt, str):
             prompt = Prompt(prompt)
         elif not isinstance(prompt, Prompt):
             raise TypeError(f"options['prompt'] must be a Prompt or str, got {type(prompt)}")
+        check_prompts([prompt], task=self.task, env_id=self.env_id, source="options['prompt']")
         self.prompt = prompt
         self.seats = self._parse_seat_order(options.get("seat_order"))
         self._seat_of = {a: k for k, a in enumerate(self.seats)}
@@ -147,6 +153,20 @@ class SequentialTextEnv(AECEnv):
             )
         return ids
 
+    # ------------------------------------------------------- the task, checked
+    @property
+    def env_id(self) -> str:
+        """The registered id (``metadata["name"]``), named in error messages."""
+        return self.metadata["name"]
+
+    def sample_prompts(self, n: int, rng: int | np.random.Generator | None = None) -> list[Prompt]:
+        """``n`` prompts from the task, checked (:func:`seqmarl.envs.guard.sample_prompts`).
+
+        Raises:
+            TaskError: The task raised, or returned the wrong number or an empty prompt.
+        """
+        return sample_prompts(self.task, n, rng, env_id=self.env_id)
+
     # ---------------------------------------------------------------- observe
     def earlier_responses(self, agent: str) -> list[str]:
         """Responses ``agent`` gets to see: those of earlier seats, if transfer is on."""
@@ -156,9 +176,14 @@ class SequentialTextEnv(AECEnv):
         return [self.responses[a] for a in self.seats[:seat] if a in self.responses]
 
     def observe(self, agent: str) -> dict[str, Any]:
-        """``{"text": prompt (+ earlier responses), "seat": k}`` for ``agent``."""
+        """``{"text": prompt (+ earlier responses), "seat": k}`` for ``agent``.
+
+        Raises:
+            TaskError: The task's ``observe`` raised or gave an empty text.
+        """
         self._require_reset()
-        text = self.task.observe(self.prompt, self.earlier_responses(agent))
+        earlier = self.earlier_responses(agent)
+        text = observation(self.task, self.prompt, earlier, env_id=self.env_id, agent=agent)
         return {"text": text, "seat": self._seat_of[agent]}
 
     # ------------------------------------------------------------------- step
@@ -171,7 +196,10 @@ class SequentialTextEnv(AECEnv):
         missing = set(self.possible_agents) - set(task_rewards)
         if missing:
             raise ValueError(f"provide_task_rewards: missing agents {sorted(missing)}")
-        self._precomputed = {a: float(task_rewards[a]) for a in self.possible_agents}
+        rewards = {a: float(task_rewards[a]) for a in self.possible_agents}
+        if not all(math.isfinite(x) for x in rewards.values()):
+            raise ValueError(f"provide_task_rewards: non-finite rewards {rewards}")
+        self._precomputed = rewards
 
     def step(self, action: str | None) -> None:
         """The current agent answers ``action``; the last answer ends the episode."""
@@ -197,11 +225,13 @@ class SequentialTextEnv(AECEnv):
         if self._precomputed is not None:
             r = [self._precomputed[a] for a in order]
         else:
-            r = self.task.score_batch(
-                [self.prompt] * len(order), [self.responses[a] for a in order]
-            )
-        if not all(math.isfinite(x) for x in r):
-            raise ValueError(f"task {self.task.name!r} returned non-finite rewards {r}")
+            r = score_rewards(
+                self.task,
+                [self.prompt] * len(order),
+                [self.responses[a] for a in order],
+                env_id=self.env_id,
+                row=lambda f: f"agent {order[f]}",
+            ).tolist()
         mixed = self.coef @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
         for i, a in enumerate(order):
             self.task_rewards[a] = float(r[i])

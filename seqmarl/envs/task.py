@@ -15,7 +15,6 @@ file or a Hugging Face dataset (:func:`load_records`) and takes the reward from 
 from __future__ import annotations
 
 import functools
-import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -114,10 +113,14 @@ class TextTask(ABC):
         """Task reward of ``response`` to ``prompt`` (a finite float)."""
 
     def score_batch(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-        """Task rewards of many (prompt, response) pairs; override to batch a model call."""
+        """Task rewards of many (prompt, response) pairs; override to batch a model call.
+
+        The values are returned as :meth:`score` gives them; the rollout and the env check them
+        (:func:`seqmarl.envs.guard.score_rewards`: one finite number per pair).
+        """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [float(self.score(p, r)) for p, r in zip(prompts, responses, strict=True)]
+        return [self.score(p, r) for p, r in zip(prompts, responses, strict=True)]
 
     def observe(self, prompt: Prompt, earlier: Sequence[str]) -> str:
         """What a seat sees, given the earlier seats' responses (empty for the first seat)."""
@@ -209,17 +212,22 @@ class DatasetTask(TextTask):
         return [self.prompts[i] for i in idx]
 
     def score(self, prompt: Prompt, response: str) -> float:
-        """Reward of one response (calls the batched reward on one pair)."""
-        return self.score_batch([prompt], [response])[0]
+        """Reward of one response (the batched reward on one pair, checked to be finite).
+
+        Raises:
+            TaskError: The reward callable returned something other than one finite number.
+        """
+        from seqmarl.envs.guard import check_rewards  # guard imports this module
+
+        values = self.score_batch([prompt], [response])
+        return float(check_rewards(values, [prompt], [response], task=self, method="reward")[0])
 
     def score_batch(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[float]:
-        """Rewards of a batch from the reward callable, checked to be finite."""
+        """Rewards of a batch from the reward callable, as it returned them.
+
+        The rollout and the env check them (:func:`seqmarl.envs.guard.score_rewards`: one finite
+        number per pair), naming the row at fault.
+        """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        out = [float(x) for x in self._reward(prompts, responses)]
-        if len(out) != len(prompts) or not all(math.isfinite(x) for x in out):
-            raise ValueError(
-                f"{self.name}: reward callable must return {len(prompts)} finite numbers, "
-                f"got {out!r}"
-            )
-        return out
+        return list(self._reward(prompts, responses))
