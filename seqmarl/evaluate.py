@@ -147,7 +147,7 @@ def _play_and_score(
     done = 0
     while done < num_prompts:
         n = min(batch_size, num_prompts - done)
-        prompts = env.task.sample_prompts(n, rng)
+        prompts = env.sample_prompts(n, rng)
         roll = play(pool_envs, agents, prompts, seats, generator=gen)
         for i, a in enumerate(ids):
             comp = roll.completions[a]

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqmarl.envs import guard
+
 __all__ = ["evaluate_pass_at_k", "pass_at_k", "pass_at_k_table", "plot_pass_at_k"]
 
 
@@ -56,7 +58,7 @@ def evaluate_pass_at_k(
     if pool is not None and num_questions <= len(pool):
         questions = [pool[i] for i in sorted(rng.choice(len(pool), num_questions, replace=False))]
     else:
-        questions = task.sample_prompts(num_questions, rng)
+        questions = guard.sample_prompts(task, num_questions, rng)
     flat = [q for q in questions for _ in range(n)]
     texts: list[str] = []
     from tqdm.auto import tqdm
@@ -66,7 +68,7 @@ def evaluate_pass_at_k(
         chunk = flat[i : i + batch_size]
         obs = [task.observe(q, []) for q in chunk]
         texts += agent.sample(obs, generator=gen, stop_strings=task.stop_strings).texts
-    scores = np.asarray(task.score_batch(flat, texts)).reshape(num_questions, n)
+    scores = guard.score_rewards(task, flat, texts).reshape(num_questions, n)
     correct = (scores > 0.5).sum(1).astype(int).tolist()
     return {
         "n": n,
