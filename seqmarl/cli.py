@@ -71,7 +71,7 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     env = envs.make(args.env_id, setting=setting, render_mode="ansi")
     rng = np.random.default_rng(args.seed)
     print(f"{setting.name}: {setting.description}")
-    print(f"coefficient matrix C = {setting.coefficients}")
+    print(f"reward matrix C = {setting.reward_matrix}")
     print("(the demo exchanges seats every episode so the rotation shows)\n")
     for episode in range(args.episodes):
         seats = setting.seat_agents(episode)
