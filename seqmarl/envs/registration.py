@@ -33,7 +33,7 @@ class EnvSpec:
     description: str = ""
 
 
-ENVS: Registry[EnvSpec] = Registry("env")
+ENVS: Registry[EnvSpec] = Registry("env", entry_point_group="seqmarl.envs")
 
 
 def register_env(
