@@ -42,10 +42,12 @@ TINY = [
 ]
 
 
-def seqmarl(cwd, *args, extra_path=()):
+def seqmarl(cwd, *args, extra_path=(), script=None):
+    """``python -m seqmarl ARGS`` in ``cwd``; with ``script``, that file runs instead."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *map(str, extra_path)])}
+    launch = [str(script)] if script else ["-m", "seqmarl"]
     return subprocess.run(
-        [sys.executable, "-m", "seqmarl", *args],
+        [sys.executable, *launch, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -71,6 +73,13 @@ def test_module_attr_id_resolves_from_the_current_folder(tmp_path):
     proc = seqmarl(tmp_path, "check-env", "my_tasks:RhymeTask")
     assert proc.returncode == 0, proc.stderr
     assert "7/7: all checks passed" in proc.stdout
+    # `python -m` puts the cwd on sys.path itself; the installed `seqmarl` script does not
+    # (its own folder goes there), so run a launcher like it from another folder
+    (tmp_path / "bin").mkdir()
+    launcher = tmp_path / "bin" / "seqmarl"
+    launcher.write_text("import sys\nfrom seqmarl.cli import main\nsys.exit(main())\n")
+    proc = seqmarl(tmp_path, "check-env", "my_tasks:RhymeTask", script=launcher)
+    assert proc.returncode == 0 and "7/7: all checks passed" in proc.stdout, proc.stderr
     line = one_error_line(seqmarl(tmp_path, "check-env", "my_tasks:Rhyme"))
     assert line == (
         "seqmarl: error: env 'my_tasks:Rhyme': module 'my_tasks' (my_tasks.py) has no "
