@@ -2,6 +2,9 @@
 
 python examples/custom_task.py                                  # SmolLM2, 20 iterations
 python examples/custom_task.py model=embedded:tiny-llama iterations=2
+
+From the command line, run in examples/ (the module is found in the current folder):
+seqmarl train --import custom_task env=polite-reply-v0 model=embedded:tiny-llama iterations=2
 """
 
 import sys

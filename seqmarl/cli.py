@@ -9,6 +9,11 @@ Commands:
     env-demo    play a few episodes with scripted agents and print the transcripts
 
 Errors caused by input (unknown names, bad configs) print one line and exit with status 2.
+
+User envs: the current folder is on the import path (as with ``python -m``), ``--import
+MODULE`` (train, eval, list, check-env, env-demo) imports a module that registers envs before
+the command runs, and ``module:TaskClass`` works wherever an env id does; see
+``docs/environments.md``.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from seqmarl import plugins
 from seqmarl.errors import ConfigError, SeqmarlError
+
+if TYPE_CHECKING:
+    from seqmarl.config import RunConfig
 
 __all__ = ["main"]
 
@@ -71,7 +81,7 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     env = envs.make(args.env_id, setting=setting, render_mode="ansi")
     rng = np.random.default_rng(args.seed)
     print(f"{setting.name}: {setting.description}")
-    print(f"coefficient matrix C = {setting.coefficients}")
+    print(f"reward matrix C = {setting.reward_matrix}")
     print("(the demo exchanges seats every episode so the rotation shows)\n")
     for episode in range(args.episodes):
         seats = setting.seat_agents(episode)
@@ -127,6 +137,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(config or MAIN_CONFIG, overrides)
         out = Path(args.out or cfg.train.out_dir)
+    cfg = _record_imports(cfg, args.imports)
     print(
         f"seqmarl train: {cfg.setting.name} x{cfg.setting.build().num_agents} on "
         f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
@@ -137,6 +148,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = trainer.fit()
     _print_summary(summary)
     return 0
+
+
+def _record_imports(cfg: RunConfig, modules: Sequence[str]) -> RunConfig:
+    """``cfg`` with the ``--import`` modules first in its ``imports`` list.
+
+    config.yaml then records them, so ``--resume`` and ``eval`` of the run need no flags.
+    """
+    merged = list(dict.fromkeys([*modules, *cfg.imports]))
+    return cfg if merged == cfg.imports else cfg.model_copy(update={"imports": merged})
 
 
 def _print_summary(summary: dict) -> None:
@@ -246,8 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seqmarl", description="Sequential multi-agent RL fine-tuning of language models."
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_AnyOrderParser)
+    plugin = argparse.ArgumentParser(add_help=False)
+    plugin.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (it registers envs); repeatable; the current folder is searched",
+    )
 
-    p = sub.add_parser("train", help="fine-tune N agents (no config: the main job)")
+    p = sub.add_parser(
+        "train", parents=[plugin], help="fine-tune N agents (no config: the main job)"
+    )
     p.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]", help="config and overrides")
     p.add_argument("--out", help="output folder (default: train.out_dir)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
@@ -258,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=_cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run folder or a model")
+    p = sub.add_parser("eval", parents=[plugin], help="evaluate a run folder or a model")
     p.add_argument("items", nargs="*", metavar="[RUN_DIR|CONFIG] [key=value]")
     p.add_argument(
         "--model",
@@ -291,18 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", help="one label per run (default: folder names)")
     p.set_defaults(fn=_cmd_plot)
 
-    p = sub.add_parser("list", help="registered envs, settings and algorithms")
+    p = sub.add_parser("list", parents=[plugin], help="registered envs, settings and algorithms")
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(fn=_cmd_list)
 
-    p = sub.add_parser("check-env", help="run the conformance checks on an env")
+    p = sub.add_parser("check-env", parents=[plugin], help="run the conformance checks on an env")
     p.add_argument("env_id")
     p.add_argument("--num-agents", type=int, default=2)
     p.add_argument("--cycles", type=int, default=20, help="cycles of PettingZoo's tests")
     p.add_argument("--no-transfer", action="store_true", help="check with transfer off")
     p.set_defaults(fn=_cmd_check_env)
 
-    p = sub.add_parser("env-demo", help="play episodes with scripted agents")
+    p = sub.add_parser("env-demo", parents=[plugin], help="play episodes with scripted agents")
     p.add_argument("env_id", nargs="?", default="arithmetic-v0")
     p.add_argument("--setting", default="cory")
     p.add_argument("--num-agents", type=int, default=None)
@@ -343,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # transformers/peft internals call a deprecated alias on every deepcopy/adapter build
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     args = build_parser().parse_args(argv)
+    plugins.add_cwd_to_path()
     _setup_logging()
     received: list[int] = []
 
@@ -366,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
     try:
+        plugins.import_modules(getattr(args, "imports", []), origin="--import")
         code = args.fn(args)
         settle()
         return code

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seqmarl import plugins
 from seqmarl.algos import ALGORITHMS, AlgoConfig
 from seqmarl.envs import ENVS
 from seqmarl.errors import ConfigError, SeqmarlError
@@ -235,6 +236,11 @@ class TrainConfig(_Strict):
 class RunConfig(_Strict):
     """A whole run: task, setting, agents, algorithm(s) and training loop."""
 
+    imports: list[str] = Field(
+        default_factory=list,
+        description="Modules imported before the rest is validated (user envs); "
+        "`--import` and a `module:attr` env id are added to it.",
+    )
     task: TaskConfig = Field(default_factory=TaskConfig)
     setting: SettingConfig = Field(default_factory=SettingConfig)
     agents: AgentConfig = Field(default_factory=AgentConfig)
@@ -244,6 +250,16 @@ class RunConfig(_Strict):
         description="Per-agent algorithm overrides, keyed by agent id (llm_0, llm_1, ...).",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_user_modules(cls, data: Any) -> Any:
+        """Import ``imports`` (and a ``module:attr`` env's module) before ids are checked."""
+        if isinstance(data, dict):
+            task = data.get("task")
+            env = task.get("env") if isinstance(task, dict) else None
+            data = {**data, "imports": plugins.config_imports(data.get("imports"), env)}
+        return data
 
     @model_validator(mode="after")
     def _agent_keys(self) -> RunConfig:

@@ -53,16 +53,18 @@ class UnknownNameError(SeqmarlError, KeyError):
         kind: What was looked up, e.g. ``"env"``.
         name: The name that was asked for.
         available: The registered names.
+        hint: A sentence appended to the message (how to add a name of one's own).
     """
 
-    def __init__(self, kind: str, name: str, available: Iterable[str]):
+    def __init__(self, kind: str, name: str, available: Iterable[str], hint: str = ""):
         self.kind = kind
         self.name = name
         self.available = sorted(available)
         close = difflib.get_close_matches(name, self.available, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close_hint = f" Did you mean {close[0]!r}?" if close else ""
         listed = ", ".join(self.available) if self.available else "(none)"
-        super().__init__(f"unknown {kind} {name!r}.{hint} Registered {kind}s: {listed}")
+        tail = f". {hint}" if hint else ""
+        super().__init__(f"unknown {kind} {name!r}.{close_hint} Registered {kind}s: {listed}{tail}")
 
     def __str__(self) -> str:  # KeyError would quote the whole message otherwise
         return self.args[0]

@@ -1,15 +1,17 @@
 """One small registry type used for envs, settings and algorithms.
 
 Names are looked up exactly; a name of the form ``"package.module:attribute"`` that is not
-registered is imported instead, so user code plugs in without registering anything.
+registered is imported instead, so user code plugs in without registering anything. A registry
+with an entry-point group also loads the installed plugins of that group the first time a name
+is missing and before it lists its names (:mod:`seqmarl.plugins`).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
+from seqmarl import plugins
 from seqmarl.errors import UnknownNameError
 
 __all__ = ["Registry"]
@@ -22,10 +24,13 @@ class Registry(Generic[T]):
 
     Args:
         kind: Singular noun used in error messages (``"env"``, ``"setting"``, ``"algorithm"``).
+        entry_point_group: Entry-point group whose plugins register into this registry
+            (``"seqmarl.envs"``); None for none.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, entry_point_group: str | None = None):
         self.kind = kind
+        self.entry_point_group = entry_point_group
         self._items: dict[str, T] = {}
 
     @overload
@@ -54,25 +59,39 @@ class Registry(Generic[T]):
         """Return the object registered as ``name`` (or imported from ``"pkg.mod:attr"``).
 
         Raises:
-            UnknownNameError: The name is neither registered nor importable; the message lists
-                the registered names.
+            UnknownNameError: The name is not registered (nor by an installed plugin); the
+                message lists the registered names.
+            PluginError: ``"pkg.mod:attr"`` names a module that cannot be imported or lacks the
+                attribute; the message says which, with the real error.
         """
         if name in self._items:
             return self._items[name]
         if ":" in name:
-            module_name, _, attr = name.partition(":")
-            try:
-                return getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                raise UnknownNameError(self.kind, name, self._items) from exc
-        raise UnknownNameError(self.kind, name, self._items)
+            return plugins.resolve(name, origin=f"{self.kind} {name!r}")
+        self._load_plugins()
+        if name in self._items:
+            return self._items[name]
+        hint = ""
+        if self.entry_point_group is not None:
+            hint = (
+                f"If a module of yours registers this {self.kind}, import it first: --import "
+                "MODULE, or `imports: [MODULE]` in the config"
+            )
+        raise UnknownNameError(self.kind, name, self._items, hint)
 
     def names(self) -> list[str]:
-        """Registered names, sorted."""
+        """Registered names (installed plugins' included), sorted."""
+        self._load_plugins()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._items:
+            self._load_plugins()
         return name in self._items
+
+    def _load_plugins(self) -> None:
+        if self.entry_point_group is not None:
+            plugins.load_entry_points(self.entry_point_group)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -165,11 +165,20 @@ class Setting:
     """A multi-agent game: agents, reward mixing, seat schedule and knowledge transfer.
 
     Build one with :func:`make_setting`. Immutable; derived values are properties.
+
+    Attributes:
+        name: The registered setting it was built from.
+        num_agents: N.
+        reward_matrix: C, N rows of N weights: agent ``i`` is trained on
+            ``sum_j C[i][j] * task_reward_j`` (the config's ``setting.reward_matrix``, resolved).
+        schedule: Which agent sits in which seat at each iteration.
+        knowledge_transfer: Whether later seats observe earlier responses.
+        description: One line for ``seqmarl list``.
     """
 
     name: str
     num_agents: int
-    coefficients: tuple[tuple[float, ...], ...]
+    reward_matrix: tuple[tuple[float, ...], ...]
     schedule: SeatSchedule
     knowledge_transfer: bool = True
     description: str = field(default="", compare=False)
@@ -181,8 +190,8 @@ class Setting:
 
     @property
     def coef_matrix(self) -> np.ndarray:
-        """The coefficient matrix C as a float64 ``(N, N)`` array."""
-        return np.array(self.coefficients, dtype=np.float64)
+        """``reward_matrix`` as a float64 ``(N, N)`` array."""
+        return np.array(self.reward_matrix, dtype=np.float64)
 
     def seat_order(self, iteration: int) -> tuple[int, ...]:
         """Agent index in each seat at ``iteration``."""
@@ -307,7 +316,7 @@ def make_setting(
     return Setting(
         name=name,
         num_agents=n,
-        coefficients=tuple(tuple(float(x) for x in row) for row in matrix),
+        reward_matrix=tuple(tuple(float(x) for x in row) for row in matrix),
         schedule=sched,
         knowledge_transfer=transfer,
         description=spec.description,

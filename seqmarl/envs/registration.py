@@ -16,7 +16,7 @@ from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.task import TextTask
 from seqmarl.errors import ConfigError
 from seqmarl.registry import Registry
-from seqmarl.settings import Setting
+from seqmarl.settings import Setting, make_setting
 
 __all__ = ["ENVS", "EnvSpec", "make", "register_env"]
 
@@ -33,7 +33,7 @@ class EnvSpec:
     description: str = ""
 
 
-ENVS: Registry[EnvSpec] = Registry("env")
+ENVS: Registry[EnvSpec] = Registry("env", entry_point_group="seqmarl.envs")
 
 
 def register_env(
@@ -62,7 +62,7 @@ def make(
     env_id: str,
     *,
     num_agents: int | None = None,
-    setting: Setting | None = None,
+    setting: Setting | str | None = None,
     context: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> SequentialTextEnv:
@@ -71,7 +71,9 @@ def make(
     Args:
         env_id: A registered id (``seqmarl list``) or ``"pkg.module:factory"``.
         num_agents: N (default 2, or the setting's N).
-        setting: Take N, the coefficient matrix and knowledge transfer from a Setting.
+        setting: Take N, the reward matrix and knowledge transfer from a Setting; a name
+            builds the registered setting with ``num_agents``, ``reward_matrix`` and
+            ``knowledge_transfer`` from here (``make_setting``).
         context: Values the task factory receives only if it has a parameter of that name and
             the caller did not set it (the trainer offers ``policy_tokenizer``).
         **kwargs: Env options (``reward_matrix``, ``knowledge_transfer``, ``max_text_length``,
@@ -81,6 +83,11 @@ def make(
         UnknownNameError: ``env_id`` is not registered; the message lists the registered ids.
         ConfigError: A task argument is not accepted, or ``setting`` conflicts with an argument.
     """
+    if isinstance(setting, str):  # overrides given here shape the named setting
+        overrides = {
+            k: kwargs.pop(k) for k in ("reward_matrix", "knowledge_transfer") if k in kwargs
+        }
+        setting = make_setting(setting, num_agents=num_agents, **overrides)
     spec = ENVS.get(env_id)
     if not isinstance(spec, EnvSpec):  # "pkg.mod:factory" returns the factory itself
         spec = EnvSpec(env_id, spec)
@@ -95,7 +102,7 @@ def make(
             if key in env_kwargs:
                 raise ConfigError(f"{key}: given both directly and through the setting; pick one")
         num_agents = setting.num_agents
-        env_kwargs["reward_matrix"] = [list(r) for r in setting.coefficients]
+        env_kwargs["reward_matrix"] = [list(r) for r in setting.reward_matrix]
         env_kwargs["knowledge_transfer"] = setting.knowledge_transfer
     accepted = _parameters(spec.task_factory)
     for key, value in (context or {}).items():

@@ -154,7 +154,7 @@ def test_make_from_setting():
     env = envs.make("arithmetic-v0", setting=setting)
     assert env.max_num_agents == 3
     assert not env.knowledge_transfer
-    assert env.coef.tolist() == [list(r) for r in setting.coefficients]
+    assert env.coef.tolist() == [list(r) for r in setting.reward_matrix]
     with pytest.raises(ConfigError, match="conflicts"):
         envs.make("arithmetic-v0", setting=setting, num_agents=2)
 

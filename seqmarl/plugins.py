@@ -1,0 +1,233 @@
+"""Importing user code: named modules, ``module:attr`` references and entry points.
+
+Every import of code that is not seqmarl's goes through here, so a failure reads the same
+everywhere: one line naming the module, whether the module itself was not found or something
+inside it failed (with the exception type, message and the line that raised it), or which
+attribute is missing and what the module does have.
+
+Three ways to bring user envs in (``docs/environments.md``, "Using your own env from the
+command line"):
+
+* ``--import MODULE`` on the command line, or ``imports: [MODULE]`` in a run config;
+* an id of the form ``module:TaskClass`` (the module is imported, the attribute used);
+* an entry point in the ``seqmarl.envs`` group of an installed distribution, loaded the first
+  time an id is not found and when the registered ids are listed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from types import ModuleType
+from typing import Any
+
+from seqmarl.errors import SeqmarlError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginError",
+    "add_cwd_to_path",
+    "config_imports",
+    "import_module",
+    "import_modules",
+    "load_entry_points",
+    "resolve",
+]
+
+#: Entry-point group whose members register envs when imported (or, for ``module:callable``
+#: values, when called with no arguments).
+ENTRY_POINT_GROUP = "seqmarl.envs"
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_loaded_entry_points: set[tuple[str, str, str]] = set()
+
+
+class PluginError(SeqmarlError, ImportError):
+    """User code named by the user could not be imported, or lacks the named attribute."""
+
+
+def add_cwd_to_path() -> None:
+    """Put the current folder first on ``sys.path``, as ``python -m`` does.
+
+    Console scripts start with the script's folder there instead, so ``my_tasks.py`` next to
+    the user would not be importable without this.
+    """
+    cwd = os.getcwd()
+    if not any(p in ("", cwd) for p in sys.path):
+        sys.path.insert(0, cwd)
+
+
+def import_module(name: str, *, origin: str = "") -> ModuleType:
+    """Import ``name``; failures become one-line :class:`PluginError` messages.
+
+    Args:
+        name: A dotted module name (``my_tasks``, ``pkg.tasks``).
+        origin: Where the name came from, prefixed to the message (``"--import"``,
+            ``"env 'my_tasks:RhymeTask'"``).
+
+    Raises:
+        PluginError: The module (or a parent package) does not exist, or importing it raised;
+            the message says which, with the exception type and message and the line that
+            raised it.
+    """
+    head = f"{origin}: " if origin else ""
+    if not _MODULE.match(name):
+        hint = ""
+        if name.endswith(".py") or "/" in name or os.sep in name:
+            hint = f"; give the module name (e.g. {_module_hint(name)!r}), not a file path"
+        raise PluginError(f"{head}{name!r} is not a module name{hint}")
+    importlib.invalidate_caches()  # a file written after start-up must still be found
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            fix = "run from the folder that holds it, or add its folder to PYTHONPATH"
+            if name.endswith(".py"):
+                fix = f"give the module name {_module_hint(name)!r}, not the file name"
+            raise PluginError(
+                f"{head}could not import module {name!r}: no module named {exc.name!r} in the "
+                f"current folder ({os.getcwd()}) or on sys.path; {fix}"
+            ) from None
+        raise PluginError(f"{head}could not import module {name!r}: {_describe(exc)}") from exc
+    except Exception as exc:  # the user's module raised: report it, not a traceback
+        raise PluginError(f"{head}could not import module {name!r}: {_describe(exc)}") from exc
+
+
+def import_modules(names: Iterable[str], *, origin: str = "") -> list[ModuleType]:
+    """Import each of ``names`` in order (see :func:`import_module`)."""
+    return [import_module(n, origin=origin) for n in names]
+
+
+def resolve(ref: str, *, origin: str = "") -> Any:
+    """The object a ``"module:attr"`` reference names (``attr`` may be dotted).
+
+    Raises:
+        PluginError: The module cannot be imported, or has no such attribute; the message
+            lists the classes and functions the module defines.
+    """
+    module_name, _, attr = ref.partition(":")
+    module = import_module(module_name, origin=origin)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            head = f"{origin}: " if origin else ""
+            defined = _defined_in(module)
+            has = f"; it defines: {', '.join(defined)}" if defined else ""
+            raise PluginError(
+                f"{head}module {module_name!r} ({_where(module)}) has no attribute {attr!r}{has}"
+            ) from None
+    return obj
+
+
+def load_entry_points(group: str = ENTRY_POINT_GROUP) -> None:
+    """Load every entry point of ``group`` once (later calls load only new ones).
+
+    A value ``module`` is imported; a value ``module:callable`` is imported and called with no
+    arguments. Either is expected to register envs.
+
+    Raises:
+        PluginError: An entry point failed to load or to run; the message names it and its
+            distribution.
+    """
+    for ep in importlib.metadata.entry_points(group=group):
+        key = (group, ep.name, ep.value)
+        if key in _loaded_entry_points:
+            continue
+        _loaded_entry_points.add(key)  # before running it: a plugin may list the registry
+        dist = getattr(ep.dist, "name", None) or "?"
+        try:
+            if ep.attr:
+                obj = resolve(ep.value)
+                if callable(obj):
+                    _call(obj)
+            else:
+                import_module(ep.module)
+        except PluginError as exc:
+            _loaded_entry_points.discard(key)
+            raise PluginError(
+                f"entry point {ep.name!r} = {ep.value!r} of distribution {dist!r} "
+                f"(group {group}): {exc}"
+            ) from None
+
+
+def config_imports(imports: Any, env: Any) -> Any:
+    """Import a run config's ``imports`` and the module of a ``module:attr`` env id.
+
+    Called on the raw config before any field is validated, so ids that those modules
+    register are known by then.
+
+    Args:
+        imports: The config's ``imports`` value (anything that is not a list of strings is
+            returned unchanged for the field's own validation to report).
+        env: The config's ``task.env`` value.
+
+    Returns:
+        The ``imports`` list, with the env's module appended if it was not in it, so the
+        saved ``config.yaml`` records everything that was imported.
+
+    Raises:
+        PluginError: A module could not be imported.
+    """
+    if imports is None:
+        imports = []
+    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
+        return imports
+    import_modules(imports, origin="config imports")
+    names = list(imports)
+    if isinstance(env, str) and ":" in env:
+        from seqmarl.envs import ENVS
+
+        ENVS.get(env)  # imports the module, with the env id in any error
+        module = env.partition(":")[0]
+        if module not in names:
+            names.append(module)
+    return names
+
+
+def _call(fn: Callable[[], Any]) -> None:
+    try:
+        fn()
+    except Exception as exc:
+        raise PluginError(f"calling it raised {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (file.py, line N)`` of the frame in user code that raised ``exc``."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"{os.path.basename(exc.filename)}, line {exc.lineno}"
+        return f"{type(exc).__name__}: {exc.msg} ({where})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    if frames:
+        last = frames[-1]
+        text += f" ({os.path.basename(last.filename)}, line {last.lineno})"
+    return text
+
+
+def _defined_in(module: ModuleType) -> list[str]:
+    """Public classes and functions defined in ``module`` itself (not imported into it)."""
+    return sorted(
+        name
+        for name, obj in vars(module).items()
+        if not name.startswith("_")
+        and callable(obj)
+        and getattr(obj, "__module__", None) == module.__name__
+    )
+
+
+def _where(module: ModuleType) -> str:
+    path = getattr(module, "__file__", None)
+    return os.path.basename(path) if path else "built-in"
+
+
+def _module_hint(path: str) -> str:
+    """``./pkg/tasks.py`` -> ``pkg.tasks``."""
+    parts = [p for p in re.split(r"[\\/]", path.removesuffix(".py")) if p not in ("", ".", "..")]
+    return ".".join(parts)
