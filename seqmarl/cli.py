@@ -416,6 +416,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + int(signum)
+    except BrokenPipeError:  # `seqmarl list | head`: the reader left; say nothing more
+        settle()
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except BaseException:
         settle()
         raise

@@ -73,9 +73,10 @@ def test_train_config_errors_are_one_line_before_any_model_loads(tmp_path):
 
 
 def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(tmp_path):
-    (tmp_path / "checkpoints" / "iter_000001").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "iter_000001").mkdir(parents=True)  # incomplete: no meta.json
     proc = run_cli("train", "model=embedded:tiny-llama", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert proc.returncode == 2 and "no complete checkpoint" in proc.stderr
+    assert "--overwrite" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = run_cli("train", "--resume", str(tmp_path / "nothing"))
     assert proc.returncode == 2 and "no config.yaml" in proc.stderr
 
