@@ -253,10 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqmarl`` command; returns the exit status."""
-    import warnings
-
-    # transformers/peft internals call a deprecated alias on every deepcopy/adapter build
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
