@@ -269,3 +269,10 @@ def test_configuration_doc_per_agent_example_resolves_as_it_says():
     block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     said = yaml.safe_load(block.split("# resolves to", 1)[1])
     assert RunConfig.model_validate(yaml.safe_load(block)).algos["llm_1"].params == said
+
+
+def test_mixed_algos_example_resolves_to_the_reinforce_settings_it_was_run_with():
+    root = Path(__file__).resolve().parents[1]
+    reinforce = load_config(root / "examples" / "mixed_algos.yaml").algo_for("llm_1").build()
+    assert (reinforce.lr, reinforce.epochs, reinforce.kl_coef) == (2.0e-4, 1, 0.1)
+    assert (reinforce.adaptive_kl, reinforce.baseline_decay) == (False, 0.9)
