@@ -367,12 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqmarl`` command; returns the exit status."""
     import signal
     import threading
-    import warnings
 
     from seqmarl.interrupts import signal_name
 
-    # transformers/peft internals call a deprecated alias on every deepcopy/adapter build
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
     args = build_parser().parse_args(argv)
     plugins.add_cwd_to_path()
     _setup_logging()

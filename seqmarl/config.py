@@ -1,9 +1,11 @@
 """Run configuration: pydantic models, YAML loading and ``key.sub=value`` overrides.
 
 Everything is validated before any model is loaded: env ids, setting names and algorithm
-names against their registries, algorithm parameters against the algorithm's own config, and
-the setting (agent count, coefficient matrix, schedule) by building it. Errors name the field
-and say what is allowed, in one line (:class:`~seqmarl.errors.ConfigError`).
+names against their registries, algorithm parameters against the algorithm's own config, the
+setting (agent count, coefficient matrix, schedule) by building it, and the agents' group sizes
+against each other. A per-agent ``algos`` entry starts from the shared ``algo.params`` (the
+keys its algorithm accepts) under its own; the merged values are stored in the config. Errors
+name the field and say what is allowed, in one line (:class:`~seqmarl.errors.ConfigError`).
 
 Besides dotted paths, a few common choices work as top-level overrides (:data:`SHORTCUTS`):
 ``env=``, ``setting=``, ``num_agents=``, ``algo=``, ``model=``, ``iterations=``,
@@ -13,6 +15,7 @@ Besides dotted paths, a few common choices work as top-level overrides (:data:`S
 from __future__ import annotations
 
 import difflib
+import logging
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,6 +44,8 @@ __all__ = [
     "load_config",
     "parse_overrides",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Top-level override names and the dotted paths they stand for.
 SHORTCUTS = {
@@ -262,18 +267,85 @@ class RunConfig(_Strict):
         return data
 
     @model_validator(mode="after")
-    def _agent_keys(self) -> RunConfig:
+    def _per_agent(self) -> RunConfig:
+        """Check the ``algos`` keys, resolve each entry's params, check the group sizes."""
         ids = self.setting.build().agent_ids
         unknown = sorted(set(self.algos) - set(ids))
         if unknown:
             raise ValueError(
                 f"algos: unknown agent id(s) {unknown}; this setting has {', '.join(ids)}"
             )
+        own = {a: set(sel.params) for a, sel in self.algos.items()}
+        for a, sel in self.algos.items():  # a fresh dict: in place, no re-validation
+            self.algos[a] = _inherit(self.algo, sel, a)
+        _check_group_sizes({a: self.algo_for(a) for a in ids}, own, self.algo)
         return self
 
     def algo_for(self, agent_id: str) -> AlgoSelection:
         """The algorithm selection of one agent (its override, else ``algo``)."""
         return self.algos.get(agent_id, self.algo)
+
+
+def _inherit(shared: AlgoSelection, entry: AlgoSelection, agent_id: str) -> AlgoSelection:
+    """``entry`` with the shared ``algo.params`` its algorithm accepts underneath its own.
+
+    Only the values set in ``algo.params`` are inherited, not the shared algorithm's defaults.
+    Idempotent: an entry that already holds the shared values resolves to itself, so a run's
+    ``config.yaml`` reloads to an equal config.
+    """
+    algo = ALGORITHMS.get(entry.name)
+    accepted = algo.config_cls.model_fields
+    inherited = {k: v for k, v in shared.params.items() if k in accepted}
+    dropped = sorted(set(shared.params) - set(accepted))
+    if dropped:
+        log.info(
+            "algos.%s (%s): shared algo.params %s not used (%s has no such parameters)",
+            agent_id,
+            entry.name,
+            ", ".join(dropped),
+            entry.name,
+        )
+    params = {**inherited, **entry.params}
+    if params == entry.params:
+        return entry
+    try:
+        algo.make_config(**params)
+    except ValidationError as exc:
+        taken = sorted(set(inherited) - set(entry.params))
+        own = " ".join(f"algos.{agent_id}.params.{k}=..." for k in taken)
+        raise ValueError(
+            _format_errors(exc, algo.config_cls, prefix=f"algos.{agent_id}.params.")
+            + f"; {', '.join(taken)} inherited from algo.params: give this agent its own "
+            + f"value with {own}"
+        ) from None
+    return AlgoSelection(name=entry.name, params=params)
+
+
+def _check_group_sizes(
+    selections: Mapping[str, AlgoSelection], own: Mapping[str, set], shared: AlgoSelection
+) -> None:
+    """Agents whose algorithms sample groups (group_size > 1) must agree on the group size."""
+    sizes = {a: sel.build().group_size for a, sel in selections.items()}
+    if len(set(sizes.values()) - {1}) <= 1:
+        return
+
+    def source(a: str) -> str:
+        if "group_size" in own.get(a, ()):
+            return f"algos.{a}.params.group_size"
+        if "group_size" in shared.params:
+            return "algo.params.group_size"
+        return f"{selections[a].name}'s default"
+
+    grouped = [a for a, k in sizes.items() if k > 1]
+    listing = ", ".join(f"{a} {sizes[a]} from {source(a)}" for a in grouped)
+    own_fields = list(dict.fromkeys(s for a in grouped if (s := source(a)).startswith("algos.")))
+    where = own_fields[0] if own_fields else "algo.params.group_size"
+    fix = f" and match or remove {', '.join(own_fields)}" if own_fields else ""
+    raise ValueError(
+        f"{where}: agents ask for different group sizes ({listing}); agents that sample groups "
+        "must share one group size: set algo.params.group_size (every agent without its own "
+        f"value inherits it){fix}"
+    )
 
 
 # ---------------------------------------------------------------- loading

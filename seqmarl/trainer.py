@@ -85,8 +85,11 @@ class Trainer:
 
         from seqmarl.agents.loading import resolve_device
 
-        self.cfg = cfg
         self.out = Path(out_dir or cfg.train.out_dir)
+        # config.yaml names the folder the run is really in
+        self.cfg = cfg.model_copy(
+            update={"train": cfg.train.model_copy(update={"out_dir": str(self.out)})}
+        )
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite replaces it: pick one")
         # the folder and the checkpoint are checked before any model loads
@@ -100,12 +103,7 @@ class Trainer:
         self.ids = self.setting.agent_ids
         self.algos = {a: ALGORITHMS.get(cfg.algo_for(a).name) for a in self.ids}
         self.algo_cfgs = {a: cfg.algo_for(a).build() for a in self.ids}
-        sizes = {c.group_size for c in self.algo_cfgs.values()} - {1}
-        if len(sizes) > 1:
-            raise ConfigError(
-                f"algo.params.group_size: agents ask for different group sizes {sorted(sizes)}; "
-                "group algorithms in one run must share one group_size"
-            )
+        sizes = {c.group_size for c in self.algo_cfgs.values()} - {1}  # one, or none (config)
         self.copies = sizes.pop() if sizes else 1
         device = pool.device if pool is not None else resolve_device(cfg.agents.device)
         self.accelerator = Accelerator(

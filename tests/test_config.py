@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from seqmarl.config import RunConfig, load_config, parse_overrides
@@ -144,3 +146,133 @@ def test_configuration_doc_example_runs(monkeypatch):
     scope = {}
     exec(code, scope)
     assert scope["setting"].num_agents == 4 and scope["ppo"].epochs == 2
+
+
+# ------------------------------------------------ per-agent entries start from algo.params
+def test_shared_params_reach_an_agent_with_another_algorithm():
+    # the reported case: llm_1 trained at grpo's default lr 1e-5 while llm_0 had 1e-3
+    cfg = load_config(overrides=["algo.params.lr=0.001", "algos.llm_1={name: grpo}"])
+    assert cfg.algo_for("llm_0").build().lr == 0.001
+    assert cfg.algo_for("llm_1").build().lr == 0.001
+    assert cfg.algos["llm_1"].params == {"lr": 0.001}  # resolved in the config itself
+    assert cfg.algo_for("llm_1").build().group_size == 4  # grpo's own defaults otherwise
+
+
+def test_same_algorithm_entry_keeps_the_other_shared_params():
+    cfg = load_config(
+        overrides=[
+            "algo.params.lr=0.001",
+            "algo.params.epochs=3",
+            "algo.params.vf_coef=0.2",
+            "algos.llm_1.params.epochs=2",
+        ]
+    )
+    one = cfg.algo_for("llm_1").build()
+    assert (one.lr, one.epochs, one.vf_coef) == (0.001, 2, 0.2)
+    assert cfg.algo_for("llm_0").build().epochs == 3
+
+
+def test_an_agents_own_param_wins_over_the_shared_one():
+    cfg = load_config(
+        overrides=["algo.params.lr=0.001", "algos.llm_1.name=grpo", "algos.llm_1.params.lr=0.01"]
+    )
+    assert cfg.algo_for("llm_1").build().lr == 0.01
+    assert cfg.algo_for("llm_0").build().lr == 0.001
+
+
+def test_a_shared_param_the_other_algorithm_lacks_is_dropped(caplog):
+    # vf_coef is PPO's own (value head); grpo takes kl_coef, every algorithm has it
+    with caplog.at_level("INFO", logger="seqmarl.config"):
+        cfg = load_config(
+            overrides=[
+                "algo.params.vf_coef=0.2",
+                "algo.params.kl_coef=0.1",
+                "algos.llm_1.name=grpo",
+            ]
+        )
+    assert cfg.algos["llm_1"].params == {"kl_coef": 0.1}
+    assert cfg.algo_for("llm_1").build().kl_coef == 0.1
+    assert "algos.llm_1 (grpo): shared algo.params vf_coef not used" in caplog.text
+
+
+def test_resolved_per_agent_params_round_trip(tmp_path):
+    import yaml
+
+    cfg = load_config(
+        overrides=["algo.params.lr=0.001", "algo.params.vf_coef=0.2", "algos.llm_1.name=rloo"]
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    assert yaml.safe_load(path.read_text())["algos"]["llm_1"]["params"] == {"lr": 0.001}
+    again = load_config(path)
+    assert again == cfg
+    assert load_config(path, ["train.seed=4"]).algos == cfg.algos  # validating again: no change
+
+
+def test_an_inherited_value_the_other_algorithm_rejects_is_named():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["algo.params.group_size=1", "algos.llm_1.name=grpo"])
+    assert "algos.llm_1.params.group_size: Input should be greater than or equal to 2" in str(
+        info.value
+    )
+    assert "inherited from algo.params" in str(info.value)
+
+
+# ------------------------------------------------ group sizes agree before anything loads
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (
+            ["algo=grpo", "algos.llm_1.name=rloo", "algos.llm_1.params.group_size=8"],
+            "algos.llm_1.params.group_size: agents ask for different group sizes "
+            "(llm_0 4 from grpo's default, llm_1 8 from algos.llm_1.params.group_size)",
+        ),
+        (
+            [
+                "algo=rloo",
+                "algo.params.group_size=3",
+                "algos.llm_1.name=grpo",
+                "algos.llm_1.params.group_size=2",
+            ],
+            "(llm_0 3 from algo.params.group_size, llm_1 2 from algos.llm_1.params.group_size)",
+        ),
+    ],
+)
+def test_different_group_sizes_fail_in_the_config(overrides, field):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    text = str(info.value)
+    assert field in text
+    assert "set algo.params.group_size" in text and "\n" not in text
+
+
+def test_group_size_one_and_shared_sizes_are_fine():
+    # ppo's 1 does not count; a shared group_size reaches the grpo entry too
+    cfg = load_config(
+        overrides=[
+            "algo=rloo",
+            "algo.params.group_size=6",
+            "num_agents=3",
+            "algos.llm_1.name=grpo",
+            "algos.llm_2.name=ppo",
+            "algos.llm_2.params.group_size=1",
+        ]
+    )
+    assert [cfg.algo_for(a).build().group_size for a in ("llm_0", "llm_1", "llm_2")] == [6, 6, 1]
+
+
+def test_configuration_doc_per_agent_example_resolves_as_it_says():
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "docs" / "configuration.md").read_text().split("## Per-agent algorithms")[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    said = yaml.safe_load(block.split("# resolves to", 1)[1])
+    assert RunConfig.model_validate(yaml.safe_load(block)).algos["llm_1"].params == said
+
+
+def test_mixed_algos_example_resolves_to_the_reinforce_settings_it_was_run_with():
+    root = Path(__file__).resolve().parents[1]
+    reinforce = load_config(root / "examples" / "mixed_algos.yaml").algo_for("llm_1").build()
+    assert (reinforce.lr, reinforce.epochs, reinforce.kl_coef) == (2.0e-4, 1, 0.1)
+    assert (reinforce.adaptive_kl, reinforce.baseline_decay) == (False, 0.9)

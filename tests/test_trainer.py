@@ -39,10 +39,15 @@ def strip_timing(records):
 )
 def test_end_to_end_training_writes_every_output(tmp_path, setting, n, algo):
     cfg = cfg_for(f"setting={setting}", f"num_agents={n}", f"algo={algo}", "iterations=4")
-    summary = Trainer(cfg, tmp_path).fit()
+    trainer = Trainer(cfg, tmp_path)
+    summary = trainer.fit()
     ids = [f"llm_{i}" for i in range(n)]
     assert (tmp_path / "config.yaml").exists()
-    assert load_config(tmp_path / "config.yaml") == cfg  # the resolved config round-trips
+    # the resolved config round-trips; it names the run's folder
+    assert load_config(tmp_path / "config.yaml") == trainer.cfg
+    assert trainer.cfg == cfg.model_copy(
+        update={"train": cfg.train.model_copy(update={"out_dir": str(tmp_path)})}
+    )
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["iteration"] for r in records] == [0, 1, 2, 3]
     for r in records:
@@ -214,12 +219,11 @@ def test_mixed_algorithms_and_competitive_rewards(tmp_path):
     )
 
 
-def test_group_sizes_must_agree(tmp_path):
+def test_group_sizes_must_agree_before_a_model_loads():
     from seqmarl.errors import ConfigError
 
-    cfg = cfg_for("algo=grpo", "algos.llm_1.name=rloo", "algos.llm_1.params.group_size=3")
-    with pytest.raises(ConfigError, match="group_size"):
-        Trainer(cfg, tmp_path)
+    with pytest.raises(ConfigError, match="algos.llm_1.params.group_size: agents ask for"):
+        cfg_for("algo=grpo", "algos.llm_1.name=rloo", "algos.llm_1.params.group_size=3")
 
 
 def test_others_reward_correlation():

@@ -14,6 +14,7 @@ Model sources (``AgentConfig.model``):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -32,7 +33,13 @@ from seqmarl.agents.tiny import tiny_model_and_tokenizer
 from seqmarl.errors import ConfigError
 from seqmarl.paths import cache_dir
 
-__all__ = ["EMBEDDED_MODELS", "load_model_and_tokenizer", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "EMBEDDED_MODELS",
+    "load_model_and_tokenizer",
+    "quiet_progress_bars",
+    "resolve_device",
+    "resolve_dtype",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,25 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+@contextlib.contextmanager
+def quiet_progress_bars():
+    """Hide transformers' progress bars ("Loading weights") when stderr is not a terminal.
+
+    In a log file or CI output they are noise between the run's own lines. Only the bars are
+    hidden, and only inside the block; transformers' warnings and errors still show.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if sys.stderr.isatty() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_model_and_tokenizer(
     model: str,
     *,
@@ -81,6 +107,12 @@ def load_model_and_tokenizer(
         ConfigError: Unknown embedded name, missing folder/file, or a load failure (the message
             says what was tried).
     """
+    with quiet_progress_bars():
+        return _load(model, gguf_file, tokenizer, dtype, device, trust_remote_code, seed)
+
+
+def _load(model, gguf_file, tokenizer, dtype, device, trust_remote_code, seed):
+    """:func:`load_model_and_tokenizer`'s work (its progress bars already scoped)."""
     if model.startswith("embedded:"):
         name = model.removeprefix("embedded:")
         if name == "smollm2-135m-instruct":

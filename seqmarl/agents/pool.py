@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
 from seqmarl.agents.hf import LMAgent, ValueHead
 from seqmarl.config import AgentConfig, GenerationConfig, LoraSettings
@@ -74,8 +76,18 @@ class AgentPool:
                     target_modules=lora.target_modules,
                     bias="none",
                     task_type="CAUSAL_LM",
+                    # GPT-2's Conv1D stores its weight as (in, out): the adapter's update is
+                    # transposed when merged (peft would otherwise warn and switch it itself)
+                    fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),
                 )
-                self.model = get_peft_model(model, peft_cfg, adapter_name=self.agent_ids[0])
+                with warnings.catch_warnings():
+                    # peft reads transformers' deprecated alias (transformers 5, peft 0.21)
+                    warnings.filterwarnings(
+                        "ignore",
+                        message="`is_gradient_checkpointing` is deprecated",
+                        category=FutureWarning,
+                    )
+                    self.model = get_peft_model(model, peft_cfg, adapter_name=self.agent_ids[0])
                 for agent_id in self.agent_ids[1:]:
                     self.model.add_adapter(agent_id, peft_cfg)
                 self.model.eval()
@@ -190,10 +202,13 @@ class AgentPool:
         from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
+        from seqmarl.agents.loading import quiet_progress_bars
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if self.mode == "separate":
-            self._copies[agent_id].save_pretrained(path)
+            with quiet_progress_bars():  # "Writing model shards"
+                self._copies[agent_id].save_pretrained(path)
         else:
             cfg = copy.deepcopy(self.model.peft_config[agent_id])
             cfg.inference_mode = True
