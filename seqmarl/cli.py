@@ -138,16 +138,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(config or MAIN_CONFIG, overrides)
         out = Path(args.out or cfg.train.out_dir)
     cfg = _record_imports(cfg, args.imports)
-    print(
-        f"seqmarl train: {cfg.setting.name} x{cfg.setting.build().num_agents} on "
-        f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
-    )
+    main = _rank() == 0  # with several processes, rank 0 speaks for the run
+    if main:
+        print(
+            f"seqmarl train: {cfg.setting.name} x{cfg.setting.build().num_agents} on "
+            f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
+            + (f", {cfg.distributed.strategy}" if cfg.distributed.strategy != "single" else "")
+        )
     trainer = Trainer(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
-    if trainer.resumed_from is not None:
+    if trainer.resumed_from is not None and main:
         print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
     summary = trainer.fit()
-    _print_summary(summary)
+    if main:
+        _print_summary(summary)
     return 0
+
+
+def _rank() -> int:
+    import os
+
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def _record_imports(cfg: RunConfig, modules: Sequence[str]) -> RunConfig:
@@ -401,8 +414,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except SeqmarlError as exc:
         settle()
-        prefix = "seqmarl: error: " if exc.exit_code == 2 else "seqmarl: "
-        print(prefix + str(exc), file=sys.stderr)
+        # every rank finds a config error; a task's fault may be one rank's alone
+        from seqmarl.errors import TaskError
+        from seqmarl.trainer import TrainingError
+
+        rank = _rank()
+        if rank == 0 or isinstance(exc, (TaskError, TrainingError)):
+            prefix = "seqmarl: error: " if exc.exit_code == 2 else "seqmarl: "
+            where = f"[rank {rank}] " if rank else ""
+            print(prefix + where + str(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         settle()
@@ -422,6 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         settle()
         raise
+    finally:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

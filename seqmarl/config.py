@@ -34,6 +34,7 @@ __all__ = [
     "SHORTCUTS",
     "AgentConfig",
     "AlgoSelection",
+    "DistributedConfig",
     "GenerationConfig",
     "LoraSettings",
     "RunConfig",
@@ -230,12 +231,25 @@ class TrainConfig(_Strict):
     max_bad_iterations: int = Field(
         3, ge=1, description="Stop after this many consecutive iterations with a non-finite loss."
     )
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(
-        "no", description="accelerate mixed precision (GPU only)."
+    mixed_precision: Literal["no", "bf16"] = Field(
+        "no",
+        description="bf16: the policies' forward passes under torch.autocast in bfloat16 "
+        "(where the device supports it); weights and optimizer stay in agents.dtype.",
     )
     tensorboard: bool = Field(True, description="Also log to TensorBoard when it is installed.")
     wandb_project: str | None = Field(None, description="Log to this wandb project (off if None).")
     progress: bool = Field(True, description="Show a progress bar.")
+
+
+class DistributedConfig(_Strict):
+    """How many processes train one run (launched by torchrun: see docs/distributed.md)."""
+
+    strategy: Literal["single", "data_parallel", "fsdp"] = Field(
+        "single",
+        description="single: one process; data_parallel: every rank holds all agents and plays "
+        "its share of the prompts, gradients summed over ranks; fsdp: data_parallel with each "
+        "full copy (agents.mode=separate) and the reference sharded over the ranks (FSDP2).",
+    )
 
 
 class RunConfig(_Strict):
@@ -255,6 +269,7 @@ class RunConfig(_Strict):
         description="Per-agent algorithm overrides, keyed by agent id (llm_0, llm_1, ...).",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -279,6 +294,29 @@ class RunConfig(_Strict):
         for a, sel in self.algos.items():  # a fresh dict: in place, no re-validation
             self.algos[a] = _inherit(self.algo, sel, a)
         _check_group_sizes({a: self.algo_for(a) for a in ids}, own, self.algo)
+        return self
+
+    @model_validator(mode="after")
+    def _distributed(self) -> RunConfig:
+        """Strategy against the agents' mode and the launcher's world size (``WORLD_SIZE``)."""
+        from seqmarl.distributed import env_world_size
+
+        strategy, world = self.distributed.strategy, env_world_size()
+        if strategy == "fsdp" and self.agents.mode != "separate":
+            raise ValueError(
+                "distributed.strategy: fsdp shards full copies; it needs agents.mode=separate "
+                "(with agents.mode=shared use distributed.strategy=data_parallel)"
+            )
+        if strategy == "single" and world > 1:
+            raise ValueError(
+                f"distributed.strategy: single, but this is one of {world} processes (WORLD_SIZE "
+                "from the launcher): set distributed.strategy=data_parallel, or launch one process"
+            )
+        if strategy != "single" and self.train.batch_size % world:
+            raise ValueError(
+                f"train.batch_size: {self.train.batch_size} prompts do not split over {world} "
+                f"processes; use a multiple of {world}"
+            )
         return self
 
     def algo_for(self, agent_id: str) -> AlgoSelection:

@@ -5,6 +5,13 @@ This is where an algorithm's pure functions meet an agent: build the
 compute advantages once, then run the configured epochs over minibatches with gradient
 accumulation and grad-norm clipping. A non-finite loss skips that optimizer step and is
 counted; the trainer decides what to do when it repeats.
+
+With several processes (:mod:`seqmarl.distributed`, ``data_parallel``) each rank holds some
+rows of the iteration's batch. The learner gathers the rollout batch, so advantages and every
+running statistic are those of the global batch on every rank; walks the same global
+minibatches everywhere (a rank computes the rows it holds, each chunk's loss weighted by its
+share of the *global* minibatch); sums the gradients over ranks; and skips a step on every
+rank when any rank's loss is non-finite. One optimizer step is then the one-process step.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import torch
 from seqmarl.agents.hf import LMAgent
 from seqmarl.agents.sampling import Completions
 from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
-from seqmarl.algos.core import masked_mean, masked_sum
-from seqmarl.types import RolloutBatch
+from seqmarl.algos.core import masked_sum
+from seqmarl.distributed import DistContext
+from seqmarl.types import Advantages, RolloutBatch
 
 __all__ = ["Learner", "length_chunks"]
 
@@ -31,9 +39,10 @@ class Learner:
         agent: The agent (its parameters are what the optimizer updates).
         algorithm: Registered algorithm name or :class:`Algorithm`.
         config: The algorithm's config (default: its defaults).
-        seed: Seeds minibatch shuffling.
-        accelerator: An ``accelerate.Accelerator`` for backward, autocast and grad clipping
-            (multi-process gradient sync, mixed precision); ``None`` = plain PyTorch.
+        seed: Seeds minibatch shuffling (the same on every rank).
+        dist: The process group (default: one process).
+        autocast_dtype: Run the policy's forward passes under ``torch.autocast`` in this dtype
+            (``train.mixed_precision=bf16``); ``None`` = the weights' dtype.
     """
 
     def __init__(
@@ -43,10 +52,12 @@ class Learner:
         config: AlgoConfig | None = None,
         *,
         seed: int = 0,
-        accelerator=None,
+        dist: DistContext | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ):
         self.agent = agent
-        self.accelerator = accelerator
+        self.dist = dist or DistContext()
+        self.autocast_dtype = autocast_dtype
         self.algorithm = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else algorithm
         self.config = config if config is not None else self.algorithm.config_cls()
         if self.algorithm.uses_value_head and agent.value_head is None:
@@ -92,102 +103,141 @@ class Learner:
         )
 
     def update(self, completions: Completions, batch: RolloutBatch) -> dict[str, float]:
-        """Advantages, then ``epochs`` passes over minibatches; returns mean metrics."""
-        cfg, algo = self.config, self.algorithm
-        adv = algo.advantages(batch, cfg, self.state)
-        n = len(batch)
+        """Advantages, then ``epochs`` passes over minibatches; returns mean metrics.
+
+        ``completions`` and ``batch`` are this rank's rows (all rows with one process).
+        """
+        cfg, algo, dist = self.config, self.algorithm, self.dist
+        whole, offset = self._global_batch(batch)
+        adv = _local_rows(algo.advantages(whole, cfg, self.state), offset, batch)
+        n, n_local = len(whole), len(batch)
         mb = min(cfg.minibatch_size or n, n)
+        params = self.agent.parameters()
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, mb):
-                idx = order[start : start + mb]
+                idx = order[start : start + mb]  # global rows of this minibatch
+                mine = idx[(idx >= offset) & (idx < offset + n_local)] - offset
                 self.optimizer.zero_grad(set_to_none=True)
                 finite = True
                 terms: dict[str, float] = defaultdict(float)
-                max_rows = math.ceil(len(idx) / cfg.grad_accum_steps)
-                chunks = length_chunks(completions, idx, max_rows, overhead=cfg.chunk_overhead)
-                for chunk, weight in self._chunk_weights(completions, idx, chunks):
-                    sub = completions.select(chunk)
-                    ref_logits = None
-                    if self.wants_full_kl and cfg.kl_mode == "loss":
-                        ref_logits = self.agent.reference(sub, return_logits=True)[1]
-                    with self._autocast():
-                        out = self.agent.evaluate(
-                            sub,
-                            with_values=algo.uses_value_head,
-                            with_entropy=cfg.entropy_coef > 0,
-                            entropy_grad=True,
-                            ref_logits=ref_logits,
+                if len(mine):
+                    max_rows = math.ceil(len(idx) / cfg.grad_accum_steps)
+                    chunks = length_chunks(completions, mine, max_rows, overhead=cfg.chunk_overhead)
+                    share = self._chunk_weights(completions, whole.mask[idx], chunks)
+                    for chunk, weight in share:
+                        sub = completions.select(chunk)
+                        ref_logits = None
+                        if self.wants_full_kl and cfg.kl_mode == "loss":
+                            ref_logits = self.agent.reference(sub, return_logits=True)[1]
+                        with self._autocast():
+                            out = self.agent.evaluate(
+                                sub,
+                                with_values=algo.uses_value_head,
+                                with_entropy=cfg.entropy_coef > 0,
+                                entropy_grad=True,
+                                ref_logits=ref_logits,
+                            )
+                        loss = algo.loss(
+                            out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef
                         )
-                    loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef)
-                    if not torch.isfinite(loss.loss):
-                        finite = False
-                        break
-                    # chunk loss x its share = its part of the whole minibatch's mean loss
-                    self._backward(loss.loss * weight)
-                    for k, v in loss.terms.items():
-                        terms[k] += float(v) * weight
-                if not finite:
+                        if not torch.isfinite(loss.loss):
+                            finite = False
+                            break
+                        # chunk loss x its share = its part of the whole minibatch's mean loss
+                        (loss.loss * weight).backward()
+                        for k, v in loss.terms.items():
+                            terms[k] += float(v) * weight
+                if dist.any(not finite):  # every rank skips together
                     self.optimizer.zero_grad(set_to_none=True)
                     self.skipped_steps += 1
                     sums["skipped_steps"] += 1
                     counts["skipped_steps"] = 1
                     continue
+                dist.all_reduce_grads(params)
+                if dist.enabled:
+                    terms = _sum_dicts(dist.gather_objects(dict(terms)))
                 for k, v in terms.items():
                     sums[k] += v
                     counts[k] += 1
                 if cfg.max_grad_norm is not None:
-                    clip = (
-                        self.accelerator.clip_grad_norm_
-                        if self.accelerator is not None
-                        else torch.nn.utils.clip_grad_norm_
-                    )
-                    norm = clip(self.agent.parameters(), cfg.max_grad_norm)
+                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                     sums["grad_norm"] += float(norm)
                     counts["grad_norm"] += 1
                 self.optimizer.step()
-        kl_sum = masked_sum(batch.kl if batch.kl is not None else _k1(batch), batch.mask, dim=1)
+                self.agent.sync()
+        kl_sum = masked_sum(whole.kl if whole.kl is not None else _k1(whole), whole.mask, dim=1)
         mean_kl = float(kl_sum.mean())
         self.state.kl.update(mean_kl, n)
         metrics = {k: sums[k] / max(counts[k], 1) for k in sums}
         metrics.update({f"adv/{k}": v for k, v in adv.stats.items()})
         metrics["kl_coef"] = self.kl_coef
         metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch
-        metrics["response_length"] = float(batch.mask.sum(1).mean())
+        metrics["response_length"] = float(whole.mask.sum(1).mean())
         # the observation's length: what every forward pass of this agent reads before the response
-        metrics["query_length"] = float(completions.query_mask.sum(1).float().mean())
+        q = completions.query_mask.sum(1).float()
+        totals = [float(q.sum()), float(len(q))]
         if completions.entropy is not None:  # of the sampling policy, per token
-            metrics["entropy"] = float(masked_mean(completions.entropy, batch.mask))
-        metrics["advantage_mean"] = float(masked_mean(adv.advantages, batch.mask))
+            totals += [float(masked_sum(completions.entropy, batch.mask)), float(batch.mask.sum())]
+        totals = dist.all_reduce(torch.tensor(totals, dtype=torch.float64)).tolist()
+        metrics["query_length"] = totals[0] / max(totals[1], 1.0)
+        if completions.entropy is not None:
+            metrics["entropy"] = totals[2] / max(totals[3], 1.0)
+        local_adv = masked_sum(adv.advantages, batch.mask)
+        adv_totals = dist.all_reduce(
+            torch.stack([local_adv.double(), batch.mask.sum().double()])
+        ).tolist()
+        metrics["advantage_mean"] = adv_totals[0] / max(adv_totals[1], 1.0)
         if not all(math.isfinite(v) for v in metrics.values()):
             metrics["nonfinite_metrics"] = 1.0
         return metrics
 
-    def _chunk_weights(self, completions: Completions, idx: torch.Tensor, chunks):
-        """``(chunk, weight)`` pairs, the weights summing to 1.
+    def _global_batch(self, batch: RolloutBatch) -> tuple[RolloutBatch, int]:
+        """Every rank's rows in rank order, and where this rank's rows start.
 
-        A chunk's weight is its share of the minibatch's response tokens (or of its rows, for
-        an algorithm whose loss is a mean over responses).
+        Responses are right-padded to the longest on any rank. One process: ``(batch, 0)``.
+        """
+        dist = self.dist
+        if not dist.enabled:
+            return batch, 0
+        rows = dist.gather_objects(len(batch))
+        offset = sum(rows[: dist.rank])
+        gather = lambda x: None if x is None else dist.all_gather_rows(x)  # noqa: E731
+        has = dist.gather_objects((batch.values is not None, batch.kl is not None))
+        if len(set(has)) > 1:
+            raise RuntimeError("ranks disagree on which rollout tensors exist")
+        whole = RolloutBatch(
+            logprobs=gather(batch.logprobs),
+            ref_logprobs=gather(batch.ref_logprobs),
+            mask=gather(batch.mask),
+            rewards=gather(batch.rewards),
+            values=gather(batch.values),
+            kl=gather(batch.kl),
+            group_ids=gather(batch.group_ids),
+        )
+        return whole, offset
+
+    def _chunk_weights(self, completions: Completions, minibatch_mask: torch.Tensor, chunks):
+        """``(chunk, weight)`` pairs; over all ranks the weights of a minibatch sum to 1.
+
+        A chunk's weight is its share of the (global) minibatch's response tokens, or of its
+        rows for an algorithm whose loss is a mean over responses. ``minibatch_mask`` is the
+        ``(rows, T)`` response mask of the whole minibatch.
         """
         if self.algorithm.loss_reduction == "token":
             mask = completions.response_mask
-            total = float(mask[idx].sum())
+            total = float(minibatch_mask.sum())
             if total > 0:
                 return [(c, float(mask[c].sum()) / total) for c in chunks]
-        return [(c, len(c) / len(idx)) for c in chunks]
+        return [(c, len(c) / len(minibatch_mask)) for c in chunks]
 
     def _autocast(self):
-        if self.accelerator is None:
+        if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return self.accelerator.autocast()
-
-    def _backward(self, loss: torch.Tensor) -> None:
-        if self.accelerator is None:
-            loss.backward()
-        else:
-            self.accelerator.backward(loss)
+        device = self.agent.device if hasattr(self.agent, "device") else torch.device("cpu")
+        return torch.autocast(device_type=torch.device(device).type, dtype=self.autocast_dtype)
 
     def state_dict(self) -> dict:
         """Agent weights, optimizer, algorithm state and shuffling RNG (for checkpoints)."""
@@ -210,6 +260,23 @@ class Learner:
 
 def _k1(batch: RolloutBatch) -> torch.Tensor:
     return batch.logprobs - batch.ref_logprobs
+
+
+def _local_rows(adv: Advantages, offset: int, batch: RolloutBatch) -> Advantages:
+    """The rows of ``batch`` (starting at ``offset`` of the global batch), at its width."""
+    if offset == 0 and adv.advantages.shape == batch.mask.shape:
+        return adv
+    rows, width = slice(offset, offset + len(batch)), batch.mask.shape[1]
+    ret = None if adv.returns is None else adv.returns[rows, :width]
+    return Advantages(adv.advantages[rows, :width], ret, adv.stats)
+
+
+def _sum_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for d in dicts:
+        for k, v in d.items():
+            out[k] += v
+    return out
 
 
 def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:

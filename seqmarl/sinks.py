@@ -92,7 +92,7 @@ class MetricSinks:
 
                 self._tb = SummaryWriter(str(out_dir / "tensorboard"))
             except ImportError:
-                log.info("tensorboard not installed; metrics go to metrics.jsonl only")
+                log.debug("tensorboard not installed; metrics go to metrics.jsonl only")
         if wandb_project:
             import wandb  # asked for explicitly: an ImportError here is the right message
 

@@ -33,11 +33,13 @@ from seqmarl.algos import ALGORITHMS
 from seqmarl.checkpoint import (
     CheckpointError,
     latest_checkpoint,
+    load_checkpoint,
     load_latest,
     read_meta,
     save_checkpoint,
 )
 from seqmarl.config import RunConfig
+from seqmarl.distributed import setup
 from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.learner import Learner
@@ -81,10 +83,6 @@ class Trainer:
         overwrite: bool = False,
         pool: AgentPool | None = None,
     ):
-        from accelerate import Accelerator
-
-        from seqmarl.agents.loading import resolve_device
-
         self.out = Path(out_dir or cfg.train.out_dir)
         # config.yaml names the folder the run is really in
         self.cfg = cfg.model_copy(
@@ -92,6 +90,7 @@ class Trainer:
         )
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite replaces it: pick one")
+        self.dist = setup(cfg.distributed.strategy)
         # the folder and the checkpoint are checked before any model loads
         resumed: tuple[Path, dict[str, Any]] | None = None
         if resume:
@@ -105,15 +104,16 @@ class Trainer:
         self.algo_cfgs = {a: cfg.algo_for(a).build() for a in self.ids}
         sizes = {c.group_size for c in self.algo_cfgs.values()} - {1}  # one, or none (config)
         self.copies = sizes.pop() if sizes else 1
-        device = pool.device if pool is not None else resolve_device(cfg.agents.device)
-        self.accelerator = Accelerator(
-            cpu=device.type == "cpu", mixed_precision=cfg.train.mixed_precision
-        )
         seed = cfg.train.seed
         if pool is None:
             needs_value = [a for a in self.ids if self.algos[a].uses_value_head]
-            pool = AgentPool.from_config(cfg.agents, self.ids, value_heads=needs_value, seed=seed)
+            agents = cfg.agents
+            if self.dist.enabled and agents.device == "auto" and torch.cuda.is_available():
+                agents = agents.model_copy(update={"device": f"cuda:{self.dist.local_rank}"})
+            pool = AgentPool.from_config(agents, self.ids, value_heads=needs_value, seed=seed)
         self.pool = pool
+        # this rank's share of the iteration's prompts (all of them with one process)
+        self.local_batch = cfg.train.batch_size // self.dist.world_size
         self.task_env = envs.make(
             cfg.task.env,
             setting=self.setting,
@@ -121,7 +121,7 @@ class Trainer:
             **cfg.task.kwargs,
         )
         self.envs = [self.task_env] + [
-            self.task_env.clone() for _ in range(cfg.train.batch_size * self.copies - 1)
+            self.task_env.clone() for _ in range(self.local_batch * self.copies - 1)
         ]
         self.learners = {
             a: Learner(
@@ -129,12 +129,14 @@ class Trainer:
                 self.algos[a],
                 self.algo_cfgs[a],
                 seed=seed + i,
-                accelerator=self.accelerator,
+                dist=self.dist,
+                autocast_dtype=torch.bfloat16 if cfg.train.mixed_precision == "bf16" else None,
             )
             for i, a in enumerate(self.ids)
         }
-        self.prompt_rng = np.random.default_rng(seed)
-        self.generator = torch.Generator(device=pool.device).manual_seed(seed)
+        self.prompt_rng = np.random.default_rng(seed)  # the same on every rank
+        # sampling differs per rank (rank 0's stream is the one-process stream)
+        self.generator = torch.Generator(device=pool.device).manual_seed(seed + self.dist.rank)
         self.iteration = 0
         self.bad_iterations = 0
         self.resumed_from: Path | None = None
@@ -145,38 +147,64 @@ class Trainer:
 
     # ------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly where the run is."""
+        """Everything needed to continue exactly where the run is.
+
+        Replicated state (weights, optimizers, algorithm state, the prompt stream) once; the
+        random streams that differ per rank (sampling, torch) as a list in rank order. With
+        several processes this is a collective: every rank must call it.
+        """
+        mine = {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
         return {
             "iteration": self.iteration,
             "bad_iterations": self.bad_iterations,
             "learners": {a: lr.state_dict() for a, lr in self.learners.items()},
             "prompt_rng": self.prompt_rng.bit_generator.state,
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "world_size": self.dist.world_size,
+            "ranks": self.dist.gather_objects(mine),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore :meth:`state_dict` (with as many processes as wrote it)."""
+        ranks = state.get("ranks") or [state]  # checkpoints before ranks were kept
+        if len(ranks) != self.dist.world_size:
+            raise CheckpointError(
+                f"--resume: the checkpoint was written by {len(ranks)} process(es), this run has "
+                f"{self.dist.world_size}; resume with the same number (torchrun "
+                f"--nproc_per_node {len(ranks)}) to continue exactly"
+            )
         self.iteration = state["iteration"]
         self.bad_iterations = state["bad_iterations"]
         for a, lr in self.learners.items():
             lr.load_state_dict(state["learners"][a])
         self.prompt_rng.bit_generator.state = state["prompt_rng"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        mine = ranks[self.dist.rank]
+        self.generator.set_state(mine["generator"])
+        torch.set_rng_state(mine["torch_rng"])
 
     def _find_checkpoint(self) -> tuple[Path, dict[str, Any]]:
-        """The newest usable checkpoint and its state, checked against the config."""
+        """The newest usable checkpoint and its state, checked against the config.
+
+        With several processes rank 0 picks it (and moves damaged ones aside); the others
+        load the one it names.
+        """
         root = self.out / "checkpoints"
-        try:
-            path, state = load_latest(root)
-        except CheckpointError as exc:
+        found: Path | str | None = None
+        state = None
+        if self.dist.is_main:
+            try:
+                found, state = load_latest(root)
+            except CheckpointError as exc:
+                found = str(exc)
+        found = self.dist.broadcast_object(found)
+        if isinstance(found, str):
             raise CheckpointError(
-                f"--resume: {exc}. Start the run again with: seqmarl train "
+                f"--resume: {found}. Start the run again with: seqmarl train "
                 f"{self.out / 'config.yaml'} --out {self.out} --overwrite"
-            ) from None
-        check_resume(read_meta(path).get("run"), self.cfg, path)
-        return path, state
+            )
+        if state is None:
+            state = load_checkpoint(found)
+        check_resume(read_meta(found).get("run"), self.cfg, found)
+        return found, state
 
     def _resume(self, ckpt: Path, state: dict[str, Any]) -> None:
         try:
@@ -188,21 +216,29 @@ class Trainer:
                 "resume with the run's own config, or start a new run with --out"
             ) from None
         for name in ("metrics.jsonl", "samples.jsonl"):
-            if (self.out / name).exists():
+            if self.dist.is_main and (self.out / name).exists():
                 truncate_jsonl(self.out / name, self.iteration)
         self.resumed_from = ckpt
         self._last_saved = self.iteration
         log.info("resumed from %s (iteration %d)", ckpt, self.iteration)
 
     def save_checkpoint(self) -> Path:
-        """Write a checkpoint of the current state (atomic, checksummed; keeps the newest few)."""
-        path = save_checkpoint(
-            self.out / "checkpoints",
-            self.iteration,
-            self.state_dict(),
-            keep=self.cfg.train.keep_checkpoints,
-            info={"run": run_signature(self.cfg)},
-        )
+        """Write a checkpoint of the current state (atomic, checksummed; keeps the newest few).
+
+        A collective with several processes: rank 0 writes, the others wait for it.
+        """
+        state = self.state_dict()
+        path = self.out / "checkpoints" / f"iter_{self.iteration:06d}"
+        if self.dist.is_main:
+            info = {"run": run_signature(self.cfg), "world_size": self.dist.world_size}
+            path = save_checkpoint(
+                self.out / "checkpoints",
+                self.iteration,
+                state,
+                keep=self.cfg.train.keep_checkpoints,
+                info=info,
+            )
+        self.dist.barrier()
         self._last_saved = self.iteration
         return path
 
@@ -214,7 +250,7 @@ class Trainer:
         :class:`~seqmarl.interrupts.Rewind` with every random stream put back as it was at the
         start of the iteration (nothing else has changed by then).
         """
-        if self._stop is None:
+        if self._stop is None or self.dist.enabled:  # ranks must not drop an iteration alone
             return self._learn(self._play())
         streams = self._streams()
         try:
@@ -241,6 +277,8 @@ class Trainer:
         t0 = time.perf_counter()
         seats = self.setting.seat_agents(self.iteration)
         prompts = self.task_env.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
+        first = self.dist.rank * self.local_batch  # this rank's prompts, with their K copies
+        prompts = prompts[first : first + self.local_batch]
         roll = play(
             self.envs,
             self.pool.agents,
@@ -249,6 +287,7 @@ class Trainer:
             copies=self.copies,
             generator=self.generator,
         )
+        roll.group_ids = roll.group_ids + first  # prompt ids unique over ranks
         roll.timings["play"] = time.perf_counter() - t0
         return roll
 
@@ -259,6 +298,9 @@ class Trainer:
         t_start = t_update - roll.timings.get("play", 0.0)
         tokens = 0
         bad = False
+        # every rank's rewards, for the logged means (rank order = global row order)
+        task_rewards = np.concatenate(self.dist.gather_objects(roll.task_rewards))
+        trained_rewards = np.concatenate(self.dist.gather_objects(roll.trained_rewards))
         for i, a in enumerate(self.ids):
             learner, comp = self.learners[a], roll.completions[a]
             eta0 = self.algo_cfgs[a].kl_coef
@@ -267,12 +309,12 @@ class Trainer:
             metrics = learner.update(comp, batch)
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0
-            task_reward = float(roll.task_rewards[:, i].mean())
+            task_reward = float(task_rewards[:, i].mean())
             p = f"agent/{a}/"
             record.update(
                 {
                     p + "task_reward": task_reward,
-                    p + "reward": float(roll.trained_rewards[:, i].mean()),
+                    p + "reward": float(trained_rewards[:, i].mean()),
                     p + "kl": kl,
                     p + "combined_reward": task_reward - eta0 * kl,
                     p + "seat": seats.index(a),
@@ -280,10 +322,11 @@ class Trainer:
                 }
             )
             record.update({p + k.replace("adv/", "adv_"): v for k, v in metrics.items()})
-            corr = _others_correlation(roll.task_rewards, i)
+            corr = _others_correlation(task_rewards, i)
             if corr is not None:
                 record[p + "others_reward_corr"] = corr
             tokens += int(comp.response_mask.sum())
+        tokens = int(self.dist.all_reduce(torch.tensor([tokens])).item())
         t_end = time.perf_counter()
         record["time/generate"] = roll.timings["generate"]
         record["time/score"] = roll.timings["score"]
@@ -302,22 +345,25 @@ class Trainer:
             TrainingError: Non-finite losses repeated; the last checkpoint is intact.
         """
         tc = self.cfg.train
-        if self._overwrite:
-            removed = clear_run(self.out)
-            if removed:
-                log.info("--overwrite: removed %s from %s", ", ".join(removed), self.out)
-            self._overwrite = False
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(
-            yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False)
-        )
+        if self.dist.is_main:
+            if self._overwrite:
+                removed = clear_run(self.out)
+                if removed:
+                    log.info("--overwrite: removed %s from %s", ", ".join(removed), self.out)
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(
+                yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False)
+            )
+        self._overwrite = False
+        self.dist.barrier()
         with StopSignals() as stop:
             self._stop = stop
             try:
                 self._loop(stop)
                 if stop.requested and self.iteration < tc.iterations:
                     raise self._stopped(stop.signum)
-                return self._finish()
+                summary = self._finish() if self.dist.is_main else None
+                return self.dist.broadcast_object(summary)
             except Abort as abort:
                 raise self._aborted(abort.signum) from None
             finally:
@@ -328,22 +374,27 @@ class Trainer:
         from tqdm.auto import tqdm
 
         tc = self.cfg.train
-        sinks = MetricSinks(
-            self.out,
-            tensorboard=tc.tensorboard,
-            wandb_project=tc.wandb_project,
-            config=self.cfg.model_dump(mode="json"),
+        main = self.dist.is_main  # one writer: rank 0
+        sinks = (
+            MetricSinks(
+                self.out,
+                tensorboard=tc.tensorboard,
+                wandb_project=tc.wandb_project,
+                config=self.cfg.model_dump(mode="json"),
+            )
+            if main
+            else _NoSink()
         )
-        samples = JsonlSink(self.out / "samples.jsonl")
+        samples = JsonlSink(self.out / "samples.jsonl") if main else _NoSink()
         bar = tqdm(
             total=tc.iterations,
             initial=self.iteration,
-            disable=not tc.progress,
+            disable=not (tc.progress and main),
             desc="train",
             dynamic_ncols=True,
         )
         try:
-            while self.iteration < tc.iterations and not stop.requested:
+            while self.iteration < tc.iterations and not self._stopping(stop):
                 try:
                     record, roll = self.step()
                 except Rewind:  # stopped while playing: state is back at this iteration's start
@@ -369,6 +420,15 @@ class Trainer:
             bar.close()
             sinks.close()
             samples.close()
+
+    def _stopping(self, stop: StopSignals) -> bool:
+        """Whether a stop signal reached any rank (all ranks stop at the same boundary)."""
+        if not self.dist.enabled:
+            return stop.requested
+        signals = [s for s in self.dist.gather_objects(stop.signum) if s is not None]
+        if signals and stop.signum is None:
+            stop.signum = signals[0]
+        return bool(signals)
 
     def _finish(self) -> dict[str, Any]:
         """The final agents, plots and summary."""
@@ -452,6 +512,16 @@ class Trainer:
             out["agents"][a] = row
         out["plots"] = [str(p) for p in plots or []]
         return out
+
+
+class _NoSink:
+    """What a rank other than 0 logs to: nothing."""
+
+    def write(self, record: Any) -> None:
+        """Drop ``record``."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 def _others_correlation(task_rewards: np.ndarray, i: int) -> float | None:

@@ -151,6 +151,9 @@ class LMAgent:
             )
         return logprobs, logits
 
+    def sync(self) -> None:
+        """Called after each optimizer step; the HF policy computes from its weights directly."""
+
     def parameters(self) -> list[nn.Parameter]:
         """Everything this agent trains: its LM weights (adapter or copy) and value head."""
         params = self.pool.policy_parameters(self.agent_id)
