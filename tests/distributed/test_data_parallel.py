@@ -1,0 +1,161 @@
+"""Two gloo processes on CPU against one process: gradients, updates, replicas, files, resume.
+
+Each test launches ``worker.py`` under ``torchrun --standalone --nproc_per_node 2`` with a
+timeout, so a hang fails instead of blocking the suite.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqmarl.distributed import DistContext
+from seqmarl.sinks import read_jsonl
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+import worker  # noqa: E402
+
+TIMEOUT = 300
+
+
+def torchrun(*args, nproc=2):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={nproc}", *map(str, args),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def ranks(out, n=2):
+    return [torch.load(Path(out) / f"rank{r}.pt", weights_only=False) for r in range(n)]
+
+
+def close(a, b, atol=1e-6):
+    if isinstance(a, torch.Tensor):
+        assert torch.allclose(a.double(), b.double(), atol=atol, rtol=0), (a - b).abs().max()
+    elif isinstance(a, dict):
+        assert set(a) == set(b)
+        for k in a:
+            close(a[k], b[k], atol)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            close(x, y, atol)
+    elif isinstance(a, float):
+        assert abs(a - b) <= atol * max(1.0, abs(a)), (a, b)
+    else:
+        assert a == b
+
+
+def equal(a, b):
+    close(a, b, atol=0.0)
+
+
+GRAD_CASES = [
+    (algo, mode) for algo in ("ppo", "reinforce", "rloo", "grpo") for mode in ("shared", "separate")
+]
+
+
+@pytest.mark.parametrize(("algo", "mode"), GRAD_CASES)
+def test_synced_gradients_equal_one_process(tmp_path, algo, mode):
+    params = {"epochs": 1, "grad_accum_steps": 2, "max_grad_norm": None, "lr": 1e-8}
+    if algo in ("rloo", "grpo"):
+        params["group_size"] = 2
+    torchrun(HERE / "worker.py", "learn", tmp_path, mode, algo, json.dumps(params))
+    r0, r1 = ranks(tmp_path)
+    one = worker.learn(DistContext(), mode, algo, params)
+    for agent in worker.AGENTS:
+        assert (r0[agent]["width"], r1[agent]["width"]) == (5, 12)  # ragged across ranks
+        equal(r0[agent]["grads"], r1[agent]["grads"])  # synchronised: the same on both
+        close(r0[agent]["grads"], one[agent]["grads"])  # and equal to one process
+        assert any(g.abs().sum() > 0 for g in one[agent]["grads"])
+
+
+@pytest.mark.parametrize(("algo", "mode"), [("ppo", "shared"), ("rloo", "separate")])
+def test_an_update_equals_one_process(tmp_path, algo, mode):
+    # float64: in float32 Adam turns rounding (which the chunking alone changes) into ~3e-6
+    params = {"epochs": 2, "minibatch_size": 4, "lr": 1e-2}
+    if algo == "rloo":
+        params["group_size"] = 2
+    torchrun(HERE / "worker.py", "learn", tmp_path, mode, algo, json.dumps(params), "float64")
+    r0, r1 = ranks(tmp_path)
+    one = worker.learn(DistContext(), mode, algo, params, "float64")
+    fresh = worker.make_pool(mode, algo, torch.float64)
+    for agent in worker.AGENTS:
+        before = [p.detach() for p in fresh[agent].parameters()]
+        assert any(not torch.equal(a, b) for a, b in zip(before, one[agent]["weights"]))
+        equal(r0[agent]["weights"], r1[agent]["weights"])
+        close(r0[agent]["weights"], one[agent]["weights"])  # weights after 2 epochs x 2 steps
+        close(r0[agent]["algo_state"], one[agent]["algo_state"])  # KL coef, moments, baselines
+
+
+TRAIN = [
+    "model=embedded:tiny-llama",
+    "env=arithmetic-v0",
+    "batch_size=4",
+    "agents.generation.max_new_tokens=6",
+    "algo.params.epochs=1",
+    "train.checkpoint_every=2",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "distributed.strategy=data_parallel",
+]
+
+
+def test_training_keeps_replicas_equal_and_one_writer(tmp_path):
+    run = tmp_path / "run"
+    torchrun(HERE / "worker.py", "train", tmp_path, run, "-", *TRAIN, "iterations=3")
+    r0, r1 = ranks(tmp_path)
+    equal(r0["learners"], r1["learners"])  # weights, Adam moments and steps, algorithm state
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [r["iteration"] for r in records] == [0, 1, 2]  # one line per iteration
+    names = sorted(p.name for p in run.iterdir())
+    assert names == [
+        "agents", "checkpoints", "config.yaml", "metrics.jsonl", "plots", "samples.jsonl",
+        "summary.json",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "iter_000002",
+        "iter_000003",
+    ]
+    state = torch.load(run / "checkpoints" / "iter_000003" / "state.pt", weights_only=False)
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2
+    assert not torch.equal(state["ranks"][0]["generator"], state["ranks"][1]["generator"])
+
+
+def test_a_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    torchrun(HERE / "worker.py", "train", tmp_path / "a", full, "-", *TRAIN, "iterations=4")
+    torchrun(HERE / "worker.py", "train", tmp_path / "b", part, "-", *TRAIN, "iterations=2")
+    torchrun(HERE / "worker.py", "train", tmp_path / "c", part, "-", *TRAIN, "iterations=4")
+
+    def strip(records):
+        return [
+            {k: v for k, v in r.items() if not k.startswith(("time/", "tokens_"))} for r in records
+        ]
+
+    assert strip(read_jsonl(part / "metrics.jsonl")) == strip(read_jsonl(full / "metrics.jsonl"))
+    equal(ranks(tmp_path / "c")[0]["learners"], ranks(tmp_path / "a")[0]["learners"])
+
+
+def test_a_nan_on_one_rank_skips_the_step_on_both(tmp_path):
+    run = tmp_path / "run"
+    torchrun(
+        HERE / "worker.py", "train", tmp_path, run, "1", *TRAIN, "iterations=3", "algo=reinforce"
+    )
+    r0, r1 = ranks(tmp_path)
+    assert r0["skipped"]["llm_0"] == r1["skipped"]["llm_0"] == 1
+    equal(r0["learners"], r1["learners"])
+    records = read_jsonl(run / "metrics.jsonl")
+    assert records[1]["agent/llm_0/skipped_steps"] == 1

@@ -1,0 +1,134 @@
+"""What each rank of a 2-process test does (launched by torchrun from test_data_parallel.py).
+
+``python worker.py MODE OUT [ARGS]``: every rank writes ``OUT/rank<r>.pt``; with one process
+(no torchrun) the same code gives the reference the test compares against.
+"""
+
+import json
+import os
+import sys
+
+import torch
+
+torch.set_num_threads(1)
+
+from seqmarl.agents import AgentPool, tiny_model_and_tokenizer  # noqa: E402
+from seqmarl.algos import ALGORITHMS  # noqa: E402
+from seqmarl.config import GenerationConfig, load_config  # noqa: E402
+from seqmarl.distributed import DistContext, setup  # noqa: E402
+from seqmarl.learner import Learner  # noqa: E402
+
+AGENTS = ("llm_0", "llm_1")
+LENGTHS = [2, 5, 3, 4, 9, 6, 12, 7]
+PROMPTS = [f"{a} plus {b} is" for a in range(3) for b in range(3)][:8]
+
+
+def make_pool(mode, algo, dtype=torch.float32):
+    model, tok = tiny_model_and_tokenizer("llama", seed=0)
+    model = model.to(dtype)
+    heads = AGENTS if ALGORITHMS.get(algo).uses_value_head else ()
+    gen = GenerationConfig(max_new_tokens=12, stop_at_eos=True)
+    return AgentPool(model, tok, AGENTS, mode=mode, value_heads=heads, generation=gen, seed=0)
+
+
+def trim(comp):
+    """Drop response columns that are padding in every row (ranks end up with different T)."""
+    width = max(int(comp.response_mask.sum(1).max()), 1)
+    comp.response_ids = comp.response_ids[:, :width]
+    comp.response_mask = comp.response_mask[:, :width]
+    comp.logprobs = comp.logprobs[:, :width]
+    if comp.values is not None:
+        comp.values = comp.values[:, :width]
+    if comp.entropy is not None:
+        comp.entropy = comp.entropy[:, :width]
+    return comp
+
+
+def fixed_rollout(pool, agent, group):
+    """The same completions on every process: 8 rows (4 prompts x 2 for group algorithms)."""
+    prompts = [p for p in PROMPTS[: 8 // group] for _ in range(group)]
+    gen = torch.Generator().manual_seed(123)
+    comp = pool[agent].sample(prompts, generator=gen)
+    # ragged answers, longer on rank 1's rows (a random tiny model rarely ends on its own)
+    for row, length in enumerate(LENGTHS):
+        comp.response_mask[row, length:] = 0
+        comp.response_ids[row, length:] = pool.tokenizer.pad_token_id
+        for t in (comp.logprobs, comp.values, comp.entropy):
+            if t is not None:
+                t[row, length:] = 0
+    rewards = torch.linspace(-1.0, 1.5, len(prompts)) * (1 if agent == "llm_0" else -0.5)
+    groups = torch.arange(len(prompts)) // group
+    return comp, rewards, groups
+
+
+def learn(dist, mode, algo, params, dtype="float32"):
+    """One ``update`` per agent on this rank's rows of the fixed rollout; grads and state."""
+    pool = make_pool(mode, algo, getattr(torch, dtype))
+    cfg = ALGORITHMS.get(algo).make_config(**params)
+    out = {}
+    for i, agent in enumerate(AGENTS):
+        learner = Learner(pool[agent], algo, cfg, seed=7 + i, dist=dist)
+        comp, rewards, groups = fixed_rollout(pool, agent, cfg.group_size)
+        n = len(rewards) // dist.world_size
+        rows = torch.arange(dist.rank * n, (dist.rank + 1) * n)
+        local = trim(comp.select(rows))
+        batch = learner.make_batch(local, rewards[rows], groups[rows])
+        learner.update(local, batch)
+        params_ = learner.agent.parameters()
+        out[agent] = {
+            "grads": [p.grad.detach().clone() for p in params_],
+            "weights": [p.detach().clone() for p in params_],
+            "algo_state": learner.state.state_dict(),
+            "optimizer": learner.optimizer.state_dict(),
+            "width": local.response_mask.shape[1],
+        }
+    return out
+
+
+def train(dist, out_dir, overrides, poison_rank=None):
+    from seqmarl.trainer import Trainer
+
+    cfg = load_config(None, overrides)
+    resume = (out_dir / "config.yaml").exists()
+    trainer = Trainer(cfg, out_dir, resume=resume)
+    if poison_rank is not None and dist.rank == poison_rank:  # this rank's loss goes NaN once
+        agent = trainer.learners["llm_0"].agent
+        real = agent.evaluate
+        calls = {"n": 0}
+
+        def poisoned(*args, **kwargs):
+            out = real(*args, **kwargs)
+            calls["n"] += 1
+            if calls["n"] == 2:  # iteration 1's forward pass on this rank only
+                out.logprobs = out.logprobs * float("nan")
+            return out
+
+        agent.evaluate = poisoned
+    trainer.fit()
+    return {
+        "learners": {a: lr.state_dict() for a, lr in trainer.learners.items()},
+        "skipped": {a: lr.skipped_steps for a, lr in trainer.learners.items()},
+    }
+
+
+def main():
+    mode, out = sys.argv[1], sys.argv[2]
+    os.makedirs(out, exist_ok=True)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dist = setup("data_parallel") if world > 1 else DistContext()
+    if mode == "learn":
+        result = learn(dist, *sys.argv[3:5], json.loads(sys.argv[5]), *sys.argv[6:])
+    elif mode == "train":
+        from pathlib import Path
+
+        poison = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "-" else None
+        result = train(dist, Path(sys.argv[3]), sys.argv[5:], poison)
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    torch.save(result, os.path.join(out, f"rank{dist.rank}.pt"))
+    if dist.enabled:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
