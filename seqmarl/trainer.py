@@ -356,7 +356,8 @@ class Trainer:
             )
         self._overwrite = False
         self.dist.barrier()
-        with StopSignals() as stop:
+        quiet = (lambda msg: None) if not self.dist.is_main else None  # rank 0 speaks
+        with StopSignals(announce=quiet) as stop:
             self._stop = stop
             try:
                 self._loop(stop)
@@ -443,10 +444,12 @@ class Trainer:
 
     def _stopped(self, signum: int | None) -> Interrupted:
         path = self.out / "checkpoints" / f"iter_{self.iteration:06d}"
+        how = f"seqmarl train --resume {self.out}"
+        if self.dist.enabled:
+            how += f" under the same launcher with {self.dist.world_size} processes"
         return Interrupted(
             f"stopped by {signal_name(signum or 2)} after iteration {self.iteration} of "
-            f"{self.cfg.train.iterations}; checkpoint {path}. Continue with: "
-            f"seqmarl train --resume {self.out}",
+            f"{self.cfg.train.iterations}; checkpoint {path}. Continue with: {how}",
             signum=signum,
         )
 
