@@ -16,7 +16,7 @@ training pass (gradients flow back through the copied cache into the one prompt 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -194,12 +194,17 @@ def sample(
     stop_strings: Sequence[str] = (),
     generator: torch.Generator | None = None,
     value_head: nn.Module | None = None,
+    all_done: Callable[[bool], bool] | None = None,
 ) -> Completions:
     """Sample one response per prompt, batched, with the KV cache.
 
     A row stops at EOS (``stop_at_eos``) or at the token that completes one of
     ``stop_strings``; that token stays in ``response_ids`` (it is the last action), while
     ``texts`` end before the stop string.
+
+    ``all_done(mine)`` decides when decoding ends from whether this batch is done: a model
+    sharded over processes (FSDP) must run the same number of forward passes on every rank,
+    so there it answers "done on every rank" (finished rows only add padding columns).
 
     Returns:
         :class:`Completions`; ``logprobs`` under ``softmax(logits / temperature)``.
@@ -259,7 +264,10 @@ def sample(
             done = done | (tok == eos)
         if stop_strings:
             done = done | _tail_has_stop(tokenizer, tokens, done, stop_strings, tail)
-        if bool(done.all()):
+        finished = bool(done.all())
+        if all_done is not None:
+            finished = all_done(finished)
+        if finished:
             break
         seen = torch.cat([seen, tok[:, None]], dim=1)
         attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
@@ -299,8 +307,13 @@ def response_forward(
     temperature: float = 1.0,
     value_head: nn.Module | None = None,
     return_logits: bool = False,
+    share_prompts: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Teacher-forced pass over prompt + response; only response positions get logits.
+
+    Rows that repeat a prompt run it once (two model calls) unless ``share_prompts`` is off
+    (one packed call whatever the rows: what a model sharded over processes needs, since
+    every rank must make the same calls).
 
     Returns:
         ``(logprobs (B, T), values (B, T) or None, logits (B, T, V) or None)``, all zeroed
@@ -315,7 +328,7 @@ def response_forward(
     q, qmask, r, rmask = _trim_padding(q, qmask, r, rmask)
     t = r.shape[1]
     want_hidden = value_head is not None
-    shared = shared_rows(torch.cat([q, qmask.long()], dim=1))
+    shared = shared_rows(torch.cat([q, qmask.long()], dim=1)) if share_prompts else None
     if shared is None:
         logits, hidden, targets, back = _packed_forward(model, q, qmask, r, rmask, want_hidden)
     else:
