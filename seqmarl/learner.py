@@ -113,6 +113,7 @@ class Learner:
         n, n_local = len(whole), len(batch)
         mb = min(cfg.minibatch_size or n, n)
         params = self.agent.parameters()
+        sharded = any(_is_sharded(p) for p in params)  # FSDP reduces those gradients itself
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         for _ in range(cfg.epochs):
@@ -123,48 +124,51 @@ class Learner:
                 self.optimizer.zero_grad(set_to_none=True)
                 finite = True
                 terms: dict[str, float] = defaultdict(float)
+                share = []
                 if len(mine):
                     max_rows = math.ceil(len(idx) / cfg.grad_accum_steps)
                     chunks = length_chunks(completions, mine, max_rows, overhead=cfg.chunk_overhead)
                     share = self._chunk_weights(completions, whole.mask[idx], chunks)
-                    for chunk, weight in share:
-                        sub = completions.select(chunk)
-                        ref_logits = None
-                        if self.wants_full_kl and cfg.kl_mode == "loss":
-                            ref_logits = self.agent.reference(sub, return_logits=True)[1]
-                        with self._autocast():
-                            out = self.agent.evaluate(
-                                sub,
-                                with_values=algo.uses_value_head,
-                                with_entropy=cfg.entropy_coef > 0,
-                                entropy_grad=True,
-                                ref_logits=ref_logits,
-                            )
-                        loss = algo.loss(
-                            out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef
+                if sharded:  # a sharded model's passes are collectives: as many on every rank
+                    most = max(dist.gather_objects(len(share)))
+                    share += [(torch.zeros(1, dtype=torch.long), 0.0)] * (most - len(share))
+                for chunk, weight in share:
+                    sub = completions.select(chunk)
+                    ref_logits = None
+                    if self.wants_full_kl and cfg.kl_mode == "loss":
+                        ref_logits = self.agent.reference(sub, return_logits=True)[1]
+                    with self._autocast():
+                        out = self.agent.evaluate(
+                            sub,
+                            with_values=algo.uses_value_head,
+                            with_entropy=cfg.entropy_coef > 0,
+                            entropy_grad=True,
+                            ref_logits=ref_logits,
                         )
-                        if not torch.isfinite(loss.loss):
-                            finite = False
+                    loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef)
+                    if not torch.isfinite(loss.loss):
+                        finite = False
+                        if not sharded:
                             break
-                        # chunk loss x its share = its part of the whole minibatch's mean loss
-                        (loss.loss * weight).backward()
-                        for k, v in loss.terms.items():
-                            terms[k] += float(v) * weight
+                    # chunk loss x its share = its part of the whole minibatch's mean loss
+                    (loss.loss * weight).backward()
+                    for k, v in loss.terms.items():
+                        terms[k] += float(v) * weight
                 if dist.any(not finite):  # every rank skips together
                     self.optimizer.zero_grad(set_to_none=True)
                     self.skipped_steps += 1
                     sums["skipped_steps"] += 1
                     counts["skipped_steps"] = 1
                     continue
-                dist.all_reduce_grads(params)
+                dist.all_reduce_grads([p for p in params if not _is_sharded(p)])
                 if dist.enabled:
                     terms = _sum_dicts(dist.gather_objects(dict(terms)))
                 for k, v in terms.items():
                     sums[k] += v
                     counts[k] += 1
                 if cfg.max_grad_norm is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    sums["grad_norm"] += float(norm)
+                    norm = _clip_grad_norm(params, cfg.max_grad_norm)
+                    sums["grad_norm"] += norm
                     counts["grad_norm"] += 1
                 self.optimizer.step()
                 self.agent.sync()
@@ -269,6 +273,33 @@ def _local_rows(adv: Advantages, offset: int, batch: RolloutBatch) -> Advantages
     rows, width = slice(offset, offset + len(batch)), batch.mask.shape[1]
     ret = None if adv.returns is None else adv.returns[rows, :width]
     return Advantages(adv.advantages[rows, :width], ret, adv.stats)
+
+
+def _is_sharded(p: torch.Tensor) -> bool:
+    """Whether ``p`` is a DTensor (a parameter FSDP2 shards and reduces)."""
+    return hasattr(p, "full_tensor")
+
+
+def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
+    """Clip the gradients' global norm to ``max_norm``; returns the norm before clipping.
+
+    Sharded (DTensor) and plain gradients are measured apart and combined, as one
+    ``clip_grad_norm_`` call cannot mix them.
+    """
+    groups = [[p for p in params if _is_sharded(p)], [p for p in params if not _is_sharded(p)]]
+    if not groups[0]:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    squares = []
+    for group in groups:
+        grads = [p.grad for p in group if p.grad is not None]
+        if grads:
+            n = torch.nn.utils.get_total_norm(grads)
+            n = n.full_tensor() if hasattr(n, "full_tensor") else n
+            squares.append(n.double().cpu() ** 2)
+    total = torch.stack(squares).sum().sqrt()
+    torch.nn.utils.clip_grads_with_norm_(groups[0], max_norm, total)
+    torch.nn.utils.clip_grads_with_norm_(groups[1], max_norm, total)
+    return float(total)
 
 
 def _sum_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
