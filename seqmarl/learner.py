@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import torch
 
-from seqmarl.agents.hf import LMAgent
+from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions
 from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
 from seqmarl.algos.core import masked_mean, masked_sum
@@ -38,7 +38,7 @@ class Learner:
 
     def __init__(
         self,
-        agent: LMAgent,
+        agent: Policy,
         algorithm: str | Algorithm,
         config: AlgoConfig | None = None,
         *,
@@ -148,6 +148,7 @@ class Learner:
                     sums["grad_norm"] += float(norm)
                     counts["grad_norm"] += 1
                 self.optimizer.step()
+                self.agent.sync()
         kl_sum = masked_sum(batch.kl if batch.kl is not None else _k1(batch), batch.mask, dim=1)
         mean_kl = float(kl_sum.mean())
         self.state.kl.update(mean_kl, n)
