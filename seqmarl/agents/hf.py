@@ -187,6 +187,9 @@ class HFPolicy(abc.ABC):
             )
         return logprobs, logits
 
+    def sync(self) -> None:  # noqa: B027 (a hook: a subclass may push weights elsewhere)
+        """Called after each optimizer step; the HF policy computes from its weights directly."""
+
     def parameters(self) -> list[nn.Parameter]:
         """Everything this agent trains: its LM weights (adapter or copy) and value head."""
         params = self._lm_parameters()
@@ -227,9 +230,6 @@ class HFPolicy(abc.ABC):
         if self.value_head is not None:
             state = {k: v.contiguous() for k, v in self.value_head.state_dict().items()}
             save_file(state, str(path / "value_head.safetensors"))
-
-    def sync(self) -> None:  # noqa: B027 (a hook: a subclass may push weights elsewhere)
-        """Nothing to do: sampling reads the trained weights themselves."""
 
 
 #: The former name of :class:`HFPolicy` (kept for code written against it).
