@@ -137,7 +137,7 @@ def _play_and_score(
     batch_size = max(1, min(batch_size, num_prompts))
     pool_envs = [env] + [env.clone() for _ in range(batch_size - 1)]
     rng = np.random.default_rng(seed)
-    gen = torch.Generator(device=next(iter(agents.values())).pool.device).manual_seed(seed)
+    gen = torch.Generator(device=next(iter(agents.values())).device).manual_seed(seed)
     seats = setting.seat_agents(iteration)
     ids = setting.agent_ids
     task_r: dict[str, list[float]] = {a: [] for a in ids}

@@ -22,7 +22,7 @@ from collections import defaultdict
 
 import torch
 
-from seqmarl.agents.hf import LMAgent
+from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions
 from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
 from seqmarl.algos.core import masked_sum
@@ -47,7 +47,7 @@ class Learner:
 
     def __init__(
         self,
-        agent: LMAgent,
+        agent: Policy,
         algorithm: str | Algorithm,
         config: AlgoConfig | None = None,
         *,

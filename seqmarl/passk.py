@@ -53,7 +53,7 @@ def evaluate_pass_at_k(
         ``{"n", "num_questions", "pass_at_k": {k: value}, "correct": [...], "samples": [...]}``.
     """
     rng = np.random.default_rng(seed)
-    gen = torch.Generator(device=agent.pool.device).manual_seed(seed)
+    gen = torch.Generator(device=agent.device).manual_seed(seed)
     pool = getattr(task, "prompts", None)
     if pool is not None and num_questions <= len(pool):
         questions = [pool[i] for i in sorted(rng.choice(len(pool), num_questions, replace=False))]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from seqmarl.agents.hf import LMAgent
+from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions
 from seqmarl.envs.guard import check_prompts, score_rewards
 from seqmarl.envs.sequential import SequentialTextEnv
@@ -54,7 +54,7 @@ class Rollout:
 
 def play(
     envs: Sequence[SequentialTextEnv],
-    agents: Mapping[str, LMAgent],
+    agents: Mapping[str, Policy],
     prompts: Sequence[Prompt],
     seats: Sequence[str],
     *,

@@ -113,7 +113,7 @@ def test_eval_agent_alone_uses_that_agents_weights(run):
     cfg = load_config(run / "config.yaml")
     pool = untrained_pool(cfg)
     with torch.no_grad():
-        for p in pool.policy_parameters("llm_1"):
+        for p in pool["llm_1"].parameters():
             p.add_(torch.randn_like(p) * 0.5)
     res = evaluate(cfg, pool, num_prompts=3, batch_size=3, alone=["llm_1", "llm_0"])
     assert res["alone"] and res["setting"] == "single" and list(res["agents"]) == ["llm_1", "llm_0"]

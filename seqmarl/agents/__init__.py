@@ -1,15 +1,23 @@
-"""Agents: Hugging Face causal-LM learners, held N at a time by an :class:`AgentPool`."""
+"""Agents: the :class:`Policy` protocol, and HF causal LMs held N at a time by an AgentPool."""
 
-from seqmarl.agents.hf import LMAgent, ValueHead
+from seqmarl.agents.base import Policy
+from seqmarl.agents.hf import HFPolicy, LMAgent, ValueHead
 from seqmarl.agents.loading import load_model_and_tokenizer
-from seqmarl.agents.pool import AgentPool
+from seqmarl.agents.pool import POLICY_KINDS, AgentPool
 from seqmarl.agents.sampling import Completions, response_forward, sample, selective_log_softmax
+from seqmarl.agents.separate import SeparateCopyPolicy
+from seqmarl.agents.shared import SharedLoraPolicy
 from seqmarl.agents.tiny import byte_tokenizer, tiny_model_and_tokenizer
 
 __all__ = [
+    "POLICY_KINDS",
     "AgentPool",
     "Completions",
+    "HFPolicy",
     "LMAgent",
+    "Policy",
+    "SeparateCopyPolicy",
+    "SharedLoraPolicy",
     "ValueHead",
     "byte_tokenizer",
     "load_model_and_tokenizer",

@@ -1,10 +1,17 @@
-"""``LMAgent``: one learner over a Hugging Face causal LM held by an :class:`AgentPool`."""
+"""``HFPolicy``: a :class:`~seqmarl.agents.base.Policy` over a Hugging Face causal LM.
+
+Sampling, the teacher-forced forward, the reference pass, the value head and checkpoints live
+here once; where an agent's LM weights are kept is left to a subclass through six small hooks:
+:class:`~seqmarl.agents.shared.SharedLoraPolicy` (a LoRA adapter on a shared frozen base) and
+:class:`~seqmarl.agents.separate.SeparateCopyPolicy` (a full copy per agent).
+"""
 
 from __future__ import annotations
 
+import abc
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,10 +21,7 @@ from seqmarl.algos.core import entropy_from_logits, full_kl
 from seqmarl.config import GenerationConfig
 from seqmarl.types import PolicyOutput
 
-if TYPE_CHECKING:
-    from seqmarl.agents.pool import AgentPool
-
-__all__ = ["LMAgent", "ValueHead"]
+__all__ = ["HFPolicy", "LMAgent", "ValueHead"]
 
 
 class ValueHead(nn.Module):
@@ -34,12 +38,16 @@ class ValueHead(nn.Module):
         return self.linear(hidden.to(self.linear.weight.dtype))
 
 
-class LMAgent:
+class HFPolicy(abc.ABC):
     """A policy that answers prompts and scores token log-probs; optionally a value head.
+
+    Subclasses say where the LM weights live by implementing the ``_policy_module``,
+    ``_reference_module``, ``_lm_parameters``, ``_lm_state_dict``, ``_load_lm_state_dict`` and
+    ``_save_lm`` hooks.
 
     Args:
         agent_id: ``llm_i``.
-        pool: The pool that holds the weights.
+        tokenizer: The tokenizer (left padding, pad token set).
         value_head: A :class:`ValueHead` for critic-based algorithms, else ``None``.
         generation: Sampling settings.
     """
@@ -48,19 +56,47 @@ class LMAgent:
         self,
         agent_id: str,
         *,
-        pool: AgentPool,
+        tokenizer,
         value_head: ValueHead | None,
         generation: GenerationConfig,
     ):
         self.agent_id = agent_id
-        self.pool = pool
+        self.tokenizer = tokenizer
         self.value_head = value_head
         self.generation = generation
 
+    # -- where the weights live (subclasses) ------------------------------------------------
+
+    @abc.abstractmethod
+    def _policy_module(self) -> contextlib.AbstractContextManager[nn.Module]:
+        """Context manager: the module that computes this agent's policy."""
+
+    @abc.abstractmethod
+    def _reference_module(self) -> contextlib.AbstractContextManager[nn.Module]:
+        """Context manager: the frozen initial model."""
+
+    @abc.abstractmethod
+    def _lm_parameters(self) -> list[nn.Parameter]:
+        """The LM parameters this agent trains."""
+
+    @abc.abstractmethod
+    def _lm_state_dict(self) -> dict[str, torch.Tensor]:
+        """This agent's trainable LM weights by name."""
+
+    @abc.abstractmethod
+    def _load_lm_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`_lm_state_dict`."""
+
+    @abc.abstractmethod
+    def _save_lm(self, path: Path) -> None:
+        """Write the LM weights into the existing folder ``path`` in a loadable form."""
+
+    # -- the Policy protocol ----------------------------------------------------------------
+
     @property
-    def tokenizer(self):
-        """The shared tokenizer."""
-        return self.pool.tokenizer
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return self._lm_parameters()[0].device
 
     def sample(
         self,
@@ -85,7 +121,7 @@ class LMAgent:
                 max_new_tokens = g.min_new_tokens + int(
                     torch.randint(span, (1,), generator=generator)
                 )
-        with self.pool.policy(self.agent_id) as model:
+        with self._policy_module() as model:
             return sample(
                 model,
                 self.tokenizer,
@@ -121,7 +157,7 @@ class LMAgent:
                 returned in ``kl`` (``kl_estimator=full``).
         """
         need_logits = with_entropy or ref_logits is not None
-        with self.pool.policy(self.agent_id) as model:
+        with self._policy_module() as model:
             logprobs, values, logits = response_forward(
                 model,
                 completions,
@@ -142,7 +178,7 @@ class LMAgent:
         self, completions: Completions, *, return_logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(ref_logprobs (B, T), ref_logits or None)`` under the frozen initial model."""
-        with self.pool.reference() as model:
+        with self._reference_module() as model:
             logprobs, _, logits = response_forward(
                 model,
                 completions,
@@ -151,19 +187,19 @@ class LMAgent:
             )
         return logprobs, logits
 
-    def sync(self) -> None:
+    def sync(self) -> None:  # noqa: B027 (a hook: a subclass may push weights elsewhere)
         """Called after each optimizer step; the HF policy computes from its weights directly."""
 
     def parameters(self) -> list[nn.Parameter]:
         """Everything this agent trains: its LM weights (adapter or copy) and value head."""
-        params = self.pool.policy_parameters(self.agent_id)
+        params = self._lm_parameters()
         if self.value_head is not None:
             params += list(self.value_head.parameters())
         return params
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Trainable state for checkpoints (``policy.*`` and ``value_head.*``)."""
-        state = {f"policy.{k}": v for k, v in self.pool.policy_state_dict(self.agent_id).items()}
+        state = {f"policy.{k}": v for k, v in self._lm_state_dict().items()}
         if self.value_head is not None:
             state.update({f"value_head.{k}": v for k, v in self.value_head.state_dict().items()})
         return state
@@ -171,7 +207,7 @@ class LMAgent:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state_dict`."""
         policy = {k.removeprefix("policy."): v for k, v in state.items() if k.startswith("policy.")}
-        self.pool.load_policy_state_dict(self.agent_id, policy)
+        self._load_lm_state_dict(policy)
         if self.value_head is not None:
             head = {
                 k.removeprefix("value_head."): v
@@ -181,13 +217,20 @@ class LMAgent:
             self.value_head.load_state_dict(head)
 
     def save_pretrained(self, path: str | Path) -> None:
-        """Save so transformers (copies) or peft (adapters) loads it alone.
+        """Save so transformers (copies) or peft (adapters) loads it alone, with the tokenizer.
 
         A value head, if any, goes to ``value_head.safetensors`` beside the weights.
         """
         from safetensors.torch import save_file
 
-        self.pool.save_policy(self.agent_id, path)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._save_lm(path)
+        self.tokenizer.save_pretrained(path)
         if self.value_head is not None:
             state = {k: v.contiguous() for k, v in self.value_head.state_dict().items()}
-            save_file(state, str(Path(path) / "value_head.safetensors"))
+            save_file(state, str(path / "value_head.safetensors"))
+
+
+#: The former name of :class:`HFPolicy` (kept for code written against it).
+LMAgent = HFPolicy

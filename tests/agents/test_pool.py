@@ -64,12 +64,12 @@ def test_untrained_agents_start_at_the_initial_model(make_pool):
 def test_separate_copies_training_agent0_leaves_agent1_and_reference_identical(make_pool):
     pool = make_pool("separate")
     ref_before = snapshot(pool.model)
-    copy1 = snapshot(pool._copies["llm_1"])
-    copy0 = snapshot(pool._copies["llm_0"])
+    copy1 = snapshot(pool["llm_1"].model)
+    copy0 = snapshot(pool["llm_0"].model)
     train_agent0(pool)
     assert all(torch.equal(v, snapshot(pool.model)[k]) for k, v in ref_before.items())
-    assert all(torch.equal(v, snapshot(pool._copies["llm_1"])[k]) for k, v in copy1.items())
-    assert any(not torch.equal(v, snapshot(pool._copies["llm_0"])[k]) for k, v in copy0.items())
+    assert all(torch.equal(v, snapshot(pool["llm_1"].model)[k]) for k, v in copy1.items())
+    assert any(not torch.equal(v, snapshot(pool["llm_0"].model)[k]) for k, v in copy0.items())
 
 
 def test_shared_adapter_saves_in_a_form_peft_loads_alone(make_pool, tmp_path):

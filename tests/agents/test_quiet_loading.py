@@ -30,7 +30,7 @@ def test_gpt2_pool_loads_and_saves_without_warnings_or_bars(gpt2_folder, tmp_pat
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pool = AgentPool.from_config(cfg, IDS)
-        pool.save_policy("llm_0", tmp_path / "saved")
+        pool["llm_0"].save_pretrained(tmp_path / "saved")
     assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
     err = capfd.readouterr().err
     assert "Loading weights" not in err and "Writing model shards" not in err, err

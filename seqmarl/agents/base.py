@@ -1,0 +1,154 @@
+"""``Policy``: what the training loop needs from an agent, and nothing more.
+
+The rollout (:func:`seqmarl.rollout.play`), the :class:`~seqmarl.learner.Learner`, the
+trainer, evaluation and pass@k talk to agents only through this protocol. Today's
+implementations are Hugging Face causal LMs (:mod:`seqmarl.agents.hf`), held two ways by an
+:class:`~seqmarl.agents.pool.AgentPool`: :class:`~seqmarl.agents.shared.SharedLoraPolicy`
+(one LoRA adapter per agent on a shared frozen base) and
+:class:`~seqmarl.agents.separate.SeparateCopyPolicy` (a full copy per agent).
+
+All per-token tensors are over *response* tokens only, ``(B, T)``: ``B`` responses,
+right-padded to the longest ``T``, with :attr:`Completions.response_mask` marking real tokens.
+
+Adding a backend
+----------------
+A backend is one new file with a class that satisfies :class:`Policy`, plus one line in
+:data:`seqmarl.agents.pool.POLICY_KINDS` (and the name in ``AgentConfig.mode``). For example a
+vLLM generator for GPUs, ``seqmarl/agents/vllm.py``: subclass
+:class:`~seqmarl.agents.shared.SharedLoraPolicy` (training, reference and checkpoints stay the
+HF model's), override :meth:`Policy.sample` to ask a ``vllm.LLM`` for the responses and score
+their log-probs (one teacher-forced :meth:`Policy.evaluate` under ``torch.no_grad()`` gives
+exactly the policy's numbers), and override :meth:`Policy.sync` to push the new adapter
+weights into the engine after each optimizer step. ``tests/agents/test_policy_contract.py``
+runs the contract over every kind in ``POLICY_KINDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from seqmarl.agents.sampling import Completions
+from seqmarl.config import GenerationConfig
+from seqmarl.types import PolicyOutput
+
+__all__ = ["Policy"]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """One trainable agent: samples responses, scores them, and owns its weights."""
+
+    @property
+    def agent_id(self) -> str:
+        """``llm_i``."""
+        ...
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer (left padding, pad token set), shared by the agents of a pool."""
+        ...
+
+    @property
+    def device(self) -> torch.device:
+        """Where the agent's tensors live (sampling generators are made on it)."""
+        ...
+
+    @property
+    def value_head(self) -> nn.Module | None:
+        """The critic head (PPO), or ``None``."""
+        ...
+
+    @property
+    def generation(self) -> GenerationConfig:
+        """Sampling settings; ``generation.temperature`` also defines the trained policy."""
+        ...
+
+    def sample(
+        self,
+        prompts: list[str],
+        *,
+        generator: torch.Generator | None = None,
+        max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] = (),
+    ) -> Completions:
+        """One response per prompt, batched, without gradients.
+
+        Args:
+            prompts: ``B`` texts (observations).
+            generator: Sampling randomness (on :attr:`device`).
+            max_new_tokens: Length limit; ``None`` = ``generation`` (or its min..max sampler).
+            stop_strings: Added to ``generation.stop_strings``; a response ends right before
+                the first one it contains (the stop string is not part of the text).
+
+        Returns:
+            :class:`Completions`: ``query_ids``/``query_mask`` ``(B, P)`` left-padded,
+            ``response_ids``/``response_mask``/``logprobs`` ``(B, T)`` right-padded, ``values``
+            ``(B, T)`` with a value head (else ``None``), ``texts``. ``logprobs`` are the
+            sampled tokens' under ``softmax(logits / temperature)``: equal to a fresh
+            :meth:`evaluate` to float rounding, so they serve as PPO's old log-probs.
+        """
+        ...
+
+    def evaluate(
+        self,
+        completions: Completions,
+        *,
+        with_values: bool = False,
+        with_entropy: bool = False,
+        entropy_grad: bool = False,
+        ref_logits: torch.Tensor | None = None,
+    ) -> PolicyOutput:
+        """The current policy on ``completions``, teacher-forced; gradients flow.
+
+        Args:
+            completions: ``B`` sampled responses (any policy's).
+            with_values: Also return ``values`` ``(B, T)`` (needs a value head).
+            with_entropy: Also return the per-token ``entropy`` ``(B, T)``.
+            entropy_grad: Let gradients flow through the entropy (an entropy bonus).
+            ref_logits: ``(B, T, V)`` reference logits; if given, ``kl`` ``(B, T)`` is the exact
+                per-token KL over the vocabulary.
+
+        Returns:
+            :class:`PolicyOutput` with ``logprobs`` ``(B, T)``; padding is zero in ``entropy``
+            and ``kl``.
+        """
+        ...
+
+    def reference(
+        self, completions: Completions, *, return_logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The frozen initial model on ``completions``, without gradients.
+
+        Returns:
+            ``(ref_logprobs (B, T), ref_logits (B, T, V) or None)``.
+        """
+        ...
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Everything this agent trains (its LM weights and value head): the optimizer's."""
+        ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable state for checkpoints."""
+        ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict` (into an agent built the same way)."""
+        ...
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write the agent to ``path`` in a form its library loads alone (plus the tokenizer)."""
+        ...
+
+    def sync(self) -> None:
+        """Called by the learner after each optimizer step.
+
+        A no-op where sampling reads the trained weights directly (the HF policies); a backend
+        that samples from another copy of the weights (a vLLM engine) refreshes it here.
+        """
+        ...
