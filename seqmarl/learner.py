@@ -247,7 +247,7 @@ class Learner:
         """Agent weights, optimizer, algorithm state and shuffling RNG (for checkpoints)."""
         return {
             "agent": self.agent.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": _optimizer_state(self.agent, self.optimizer),
             "algo_state": self.state.state_dict(),
             "generator": self.generator.get_state(),
             "skipped_steps": self.skipped_steps,
@@ -256,7 +256,10 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self.agent.load_state_dict(state["agent"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if hasattr(self.agent, "load_optimizer_state_dict"):
+            self.agent.load_optimizer_state_dict(self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.state.load_state_dict(state["algo_state"])
         self.generator.set_state(state["generator"])
         self.skipped_steps = state["skipped_steps"]
@@ -275,6 +278,13 @@ def _local_rows(adv: Advantages, offset: int, batch: RolloutBatch) -> Advantages
     return Advantages(adv.advantages[rows, :width], ret, adv.stats)
 
 
+def _optimizer_state(agent: Policy, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state, through the agent when it knows better (sharded weights)."""
+    if hasattr(agent, "optimizer_state_dict"):
+        return agent.optimizer_state_dict(optimizer)
+    return optimizer.state_dict()
+
+
 def _is_sharded(p: torch.Tensor) -> bool:
     """Whether ``p`` is a DTensor (a parameter FSDP2 shards and reduces)."""
     return hasattr(p, "full_tensor")
@@ -283,23 +293,29 @@ def _is_sharded(p: torch.Tensor) -> bool:
 def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
     """Clip the gradients' global norm to ``max_norm``; returns the norm before clipping.
 
-    Sharded (DTensor) and plain gradients are measured apart and combined, as one
-    ``clip_grad_norm_`` call cannot mix them.
+    With sharded (DTensor) gradients the squares of each rank's shards are summed over the
+    ranks and added to the (replicated) plain gradients' squares; the scale is then that of
+    ``torch.nn.utils.clip_grad_norm_`` on the whole gradient.
     """
-    groups = [[p for p in params if _is_sharded(p)], [p for p in params if not _is_sharded(p)]]
-    if not groups[0]:
+    if not any(_is_sharded(p) for p in params):
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    squares = []
-    for group in groups:
-        grads = [p.grad for p in group if p.grad is not None]
-        if grads:
-            n = torch.nn.utils.get_total_norm(grads)
-            n = n.full_tensor() if hasattr(n, "full_tensor") else n
-            squares.append(n.double().cpu() ** 2)
-    total = torch.stack(squares).sum().sqrt()
-    torch.nn.utils.clip_grads_with_norm_(groups[0], max_norm, total)
-    torch.nn.utils.clip_grads_with_norm_(groups[1], max_norm, total)
-    return float(total)
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    shards = [g.to_local() for g in grads if _is_sharded(g)]
+    plain = [g for g in grads if not _is_sharded(g)]
+    sq = torch.zeros((), dtype=torch.float64, device=shards[0].device if shards else "cpu")
+    for g in shards:
+        sq += g.double().pow(2).sum()
+    dist.all_reduce(sq)
+    for g in plain:
+        sq += g.double().pow(2).sum().to(sq.device)
+    total = float(sq.sqrt())
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    if coef < 1.0:
+        for g in grads:
+            g.mul_(coef)
+    return total
 
 
 def _sum_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
@@ -311,7 +327,14 @@ def _sum_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 
 def _adam(params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """Adam, fused where the device and dtypes allow it (about 5x faster on CPU), else plain."""
+    """Adam, fused where the device and dtypes allow it (about 5x faster on CPU), else plain.
+
+    Sharded (DTensor) and plain parameters go in separate groups: one fused or foreach
+    kernel cannot mix them.
+    """
+    sharded = [p for p in params if _is_sharded(p)]
+    if sharded:
+        params = [{"params": sharded}, {"params": [p for p in params if not _is_sharded(p)]}]
     try:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):

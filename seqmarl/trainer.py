@@ -110,7 +110,10 @@ class Trainer:
             agents = cfg.agents
             if self.dist.enabled and agents.device == "auto" and torch.cuda.is_available():
                 agents = agents.model_copy(update={"device": f"cuda:{self.dist.local_rank}"})
-            pool = AgentPool.from_config(agents, self.ids, value_heads=needs_value, seed=seed)
+            kind = "fsdp" if cfg.distributed.strategy == "fsdp" else None
+            pool = AgentPool.from_config(
+                agents, self.ids, value_heads=needs_value, seed=seed, kind=kind
+            )
         self.pool = pool
         # this rank's share of the iteration's prompts (all of them with one process)
         self.local_batch = cfg.train.batch_size // self.dist.world_size
@@ -363,6 +366,7 @@ class Trainer:
                 self._loop(stop)
                 if stop.requested and self.iteration < tc.iterations:
                     raise self._stopped(stop.signum)
+                self._save_agents()
                 summary = self._finish() if self.dist.is_main else None
                 return self.dist.broadcast_object(summary)
             except Abort as abort:
@@ -422,6 +426,13 @@ class Trainer:
             sinks.close()
             samples.close()
 
+    def _save_agents(self) -> None:
+        """The final agents, loadable alone (sharded copies gather on every rank)."""
+        sharded = self.pool.mode == "fsdp"
+        if self.dist.is_main or sharded:
+            for a in self.ids:
+                self.pool[a].save_pretrained(self.out / "agents" / a)
+
     def _stopping(self, stop: StopSignals) -> bool:
         """Whether a stop signal reached any rank (all ranks stop at the same boundary)."""
         if not self.dist.enabled:
@@ -432,9 +443,7 @@ class Trainer:
         return bool(signals)
 
     def _finish(self) -> dict[str, Any]:
-        """The final agents, plots and summary."""
-        for a in self.ids:
-            self.pool[a].save_pretrained(self.out / "agents" / a)
+        """The final plots and summary (rank 0)."""
         from seqmarl.plots import plot_runs
 
         plots = plot_runs([self.out], self.out / "plots")

@@ -91,6 +91,23 @@ class HFPolicy(abc.ABC):
     def _save_lm(self, path: Path) -> None:
         """Write the LM weights into the existing folder ``path`` in a loadable form."""
 
+    #: Decides when decoding ends given whether this batch is done (``None``: when it is).
+    _all_done = None
+    #: Whether teacher-forced passes may run a repeated prompt once (two model calls).
+    _share_prompts = True
+
+    def _agree_length(self, max_new_tokens: int) -> int:
+        """The decoding length every process uses (one process: this one's)."""
+        return max_new_tokens
+
+    def optimizer_state_dict(self, optimizer: torch.optim.Optimizer) -> dict:
+        """The optimizer's state for a checkpoint (sharded policies gather it whole)."""
+        return optimizer.state_dict()
+
+    def load_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        """Restore :meth:`optimizer_state_dict`."""
+        optimizer.load_state_dict(state)
+
     # -- the Policy protocol ----------------------------------------------------------------
 
     @property
@@ -121,6 +138,7 @@ class HFPolicy(abc.ABC):
                 max_new_tokens = g.min_new_tokens + int(
                     torch.randint(span, (1,), generator=generator)
                 )
+        max_new_tokens = self._agree_length(max_new_tokens)
         with self._policy_module() as model:
             return sample(
                 model,
@@ -135,6 +153,7 @@ class HFPolicy(abc.ABC):
                 stop_strings=(*g.stop_strings, *stop_strings),
                 generator=generator,
                 value_head=self.value_head,
+                all_done=self._all_done,
             )
 
     def evaluate(
@@ -164,6 +183,7 @@ class HFPolicy(abc.ABC):
                 temperature=self.generation.temperature,
                 value_head=self.value_head if with_values else None,
                 return_logits=need_logits,
+                share_prompts=self._share_prompts,
             )
         mask = completions.response_mask
         entropy = None
@@ -184,6 +204,7 @@ class HFPolicy(abc.ABC):
                 completions,
                 temperature=self.generation.temperature,
                 return_logits=return_logits,
+                share_prompts=self._share_prompts,
             )
         return logprobs, logits
 

@@ -26,6 +26,7 @@ from transformers.pytorch_utils import Conv1D
 from seqmarl.agents.base import Policy
 from seqmarl.agents.hf import HFPolicy, ValueHead
 from seqmarl.agents.separate import SeparateCopyPolicy
+from seqmarl.agents.sharded import ShardedCopyPolicy, build_sharded
 from seqmarl.agents.shared import SharedLoraPolicy
 from seqmarl.config import AgentConfig, GenerationConfig, LoraSettings
 
@@ -79,6 +80,8 @@ POLICY_KINDS: dict[
 ] = {
     "shared": (SharedLoraPolicy, build_shared),
     "separate": (SeparateCopyPolicy, build_separate),
+    # separate copies sharded over processes (distributed.strategy=fsdp)
+    "fsdp": (ShardedCopyPolicy, build_sharded),
 }
 
 
@@ -147,9 +150,15 @@ class AgentPool:
 
     @classmethod
     def from_config(
-        cls, cfg: AgentConfig, agent_ids: Sequence[str], *, value_heads=(), seed: int = 0
+        cls,
+        cfg: AgentConfig,
+        agent_ids: Sequence[str],
+        *,
+        value_heads=(),
+        seed: int = 0,
+        kind: str | None = None,
     ) -> AgentPool:
-        """Load the model named in ``cfg`` and build the pool."""
+        """Load the model named in ``cfg`` and build the pool (``kind``: default ``cfg.mode``)."""
         from seqmarl.agents.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 
         device = resolve_device(cfg.device)
@@ -166,7 +175,7 @@ class AgentPool:
             model,
             tok,
             agent_ids,
-            mode=cfg.mode,
+            mode=kind or cfg.mode,
             value_heads=value_heads,
             lora=cfg.lora,
             generation=cfg.generation,

@@ -159,3 +159,35 @@ def test_a_nan_on_one_rank_skips_the_step_on_both(tmp_path):
     equal(r0["learners"], r1["learners"])
     records = read_jsonl(run / "metrics.jsonl")
     assert records[1]["agent/llm_0/skipped_steps"] == 1
+
+
+def test_an_fsdp_sharded_update_equals_the_unsharded_one(tmp_path):
+    params = {"epochs": 2, "minibatch_size": 4, "lr": 1e-2, "grad_accum_steps": 2}
+    torchrun(HERE / "worker.py", "learn", tmp_path, "fsdp", "ppo", json.dumps(params), "float64")
+    r0, r1 = ranks(tmp_path)
+    one = worker.learn(DistContext(), "separate", "ppo", params, "float64")
+    for agent in worker.AGENTS:
+        equal(r0[agent]["weights"], r1[agent]["weights"])
+        close(r0[agent]["weights"], one[agent]["weights"])
+        close(r0[agent]["algo_state"], one[agent]["algo_state"])
+
+
+def test_fsdp_training_checkpoints_and_resumes_exactly(tmp_path):
+    fsdp = [*TRAIN[:-1], "distributed.strategy=fsdp", "agents.mode=separate"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    torchrun(HERE / "worker.py", "train", tmp_path / "a", full, "-", *fsdp, "iterations=3")
+    torchrun(HERE / "worker.py", "train", tmp_path / "b", part, "-", *fsdp, "iterations=2")
+    torchrun(HERE / "worker.py", "train", tmp_path / "c", part, "-", *fsdp, "iterations=3")
+    strip = [
+        {k: v for k, v in r.items() if not k.startswith(("time/", "tokens_"))}
+        for r in read_jsonl(part / "metrics.jsonl")
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if not k.startswith(("time/", "tokens_"))}
+        for r in read_jsonl(full / "metrics.jsonl")
+    ]
+    saved = torch.load(full / "checkpoints" / "iter_000003" / "state.pt", weights_only=False)
+    weights = saved["learners"]["llm_0"]["agent"]
+    assert any(k.endswith("embed_tokens.weight") for k in weights)  # whole, not one shard
+    (config,) = list((full / "agents" / "llm_0").glob("config.json"))
+    assert config.exists()

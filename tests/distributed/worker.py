@@ -31,6 +31,11 @@ def make_pool(mode, algo, dtype=torch.float32):
     return AgentPool(model, tok, AGENTS, mode=mode, value_heads=heads, generation=gen, seed=0)
 
 
+def full(t):
+    """A sharded (DTensor) tensor gathered whole; a plain one as it is."""
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 def trim(comp):
     """Drop response columns that are padding in every row (ranks end up with different T)."""
     width = max(int(comp.response_mask.sum(1).max()), 1)
@@ -76,10 +81,9 @@ def learn(dist, mode, algo, params, dtype="float32"):
         learner.update(local, batch)
         params_ = learner.agent.parameters()
         out[agent] = {
-            "grads": [p.grad.detach().clone() for p in params_],
-            "weights": [p.detach().clone() for p in params_],
+            "grads": [full(p.grad).detach().clone() for p in params_],
+            "weights": [full(p).detach().clone() for p in params_],
             "algo_state": learner.state.state_dict(),
-            "optimizer": learner.optimizer.state_dict(),
             "width": local.response_mask.shape[1],
         }
     return out
@@ -115,7 +119,8 @@ def main():
     mode, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    dist = setup("data_parallel") if world > 1 else DistContext()
+    strategy = "fsdp" if "fsdp" in sys.argv[3:] else "data_parallel"
+    dist = setup(strategy) if world > 1 else DistContext()
     if mode == "learn":
         result = learn(dist, *sys.argv[3:5], json.loads(sys.argv[5]), *sys.argv[6:])
     elif mode == "train":
