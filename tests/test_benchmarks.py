@@ -1,5 +1,6 @@
 """Smoke tests of benchmark scripts that reach into seqmarl internals (they must not rot)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -23,3 +24,32 @@ def test_ragged_update_benchmark_prints_its_table():
         padded, packed, chunked = (int(x) for x in cells[2].split(" / "))
         assert padded >= packed >= chunked > 0  # each layout reads no more than the last
         assert all(re.fullmatch(r"\d+\.\d+x", c) for c in cells[-2:])
+
+
+def test_scaling_benchmark_compares_world_sizes(tmp_path):
+    """World size 1 (single and through torchrun) and 2 train; ratios are against dp x 1."""
+    cmd = [sys.executable, "benchmarks/scaling.py", "--models", "tiny", "--iterations", "3"]
+    cmd += ["--warmup", "1", "--batch-size", "2", "--world-sizes", "1", "2"]
+    cmd += ["--max-new-tokens", "4", "--timeout", "120", "--json", str(tmp_path / "r.json")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("| tiny |"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[1]] = cells
+    assert list(rows) == ["single", "dp x 1", "dp x 2"], proc.stdout
+    for cells in rows.values():
+        assert re.fullmatch(r"\d+\.\d+ ± \d+\.\d+", cells[3]), cells
+        assert re.fullmatch(r"\d+\.\d+x", cells[7]) and re.fullmatch(r"\d+%", cells[8]), cells
+    assert rows["dp x 1"][7] == "1.00x" and rows["dp x 1"][8] == "100%"
+    assert rows["single"][9] == "1.00x"
+    data = {r["run"]: r for r in json.loads((tmp_path / "r.json").read_text())}
+    assert {r["strategy"] for r in data.values()} == {"single", "data_parallel"}
+    for r in data.values():  # 2 prompts x 1 sample x 2 agents per iteration
+        assert r["completions_per_iteration"] == 4
+        assert abs(r["samples_per_s"] * r["s_per_it"] - 4) < 1e-9
+    two = data["dp x 2"]
+    assert two["world_size"] == 2
+    assert abs(two["speed_up"] - data["dp x 1"]["s_per_it"] / two["s_per_it"]) < 1e-9
+    assert abs(two["efficiency"] - two["speed_up"] / 2) < 1e-9
