@@ -34,9 +34,14 @@ def fresh_base(arch):
 LOADERS = {
     "shared": lambda path, arch: PeftModel.from_pretrained(fresh_base(arch), path).eval(),
     "separate": lambda path, arch: AutoModelForCausalLM.from_pretrained(path).eval(),
+    "fsdp": lambda path, arch: AutoModelForCausalLM.from_pretrained(path).eval(),
 }
 
-CASES = [(kind, arch) for kind in POLICY_KINDS for arch in ("llama", "gpt2")]
+#: kinds that need a process group: their contract runs under torchrun in tests/distributed
+MULTI_PROCESS = {"fsdp"}
+CASES = [
+    (kind, arch) for kind in POLICY_KINDS if kind not in MULTI_PROCESS for arch in ("llama", "gpt2")
+]
 
 
 @pytest.fixture(params=CASES, ids=[f"{k}-{a}" for k, a in CASES])
