@@ -169,12 +169,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (with as many processes as wrote it)."""
         ranks = state.get("ranks") or [state]  # checkpoints before ranks were kept
-        if len(ranks) != self.dist.world_size:
-            raise CheckpointError(
-                f"--resume: the checkpoint was written by {len(ranks)} process(es), this run has "
-                f"{self.dist.world_size}; resume with the same number (torchrun "
-                f"--nproc_per_node {len(ranks)}) to continue exactly"
-            )
+        self._check_world(ranks)
         self.iteration = state["iteration"]
         self.bad_iterations = state["bad_iterations"]
         for a, lr in self.learners.items():
@@ -207,7 +202,16 @@ class Trainer:
         if state is None:
             state = load_checkpoint(found)
         check_resume(read_meta(found).get("run"), self.cfg, found)
+        self._check_world(state.get("ranks") or [state])
         return found, state
+
+    def _check_world(self, ranks: list) -> None:
+        if len(ranks) != self.dist.world_size:
+            raise CheckpointError(
+                f"--resume: the checkpoint was written by {len(ranks)} process(es), this run has "
+                f"{self.dist.world_size}; resume with the same number (torchrun "
+                f"--nproc_per_node {len(ranks)}) to continue exactly"
+            )
 
     def _resume(self, ckpt: Path, state: dict[str, Any]) -> None:
         try:

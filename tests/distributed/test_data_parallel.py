@@ -132,6 +132,19 @@ def test_training_keeps_replicas_equal_and_one_writer(tmp_path):
     state = torch.load(run / "checkpoints" / "iter_000003" / "state.pt", weights_only=False)
     assert state["world_size"] == 2 and len(state["ranks"]) == 2
     assert not torch.equal(state["ranks"][0]["generator"], state["ranks"][1]["generator"])
+    # resuming with another number of processes is refused in one line, naming the number
+    from seqmarl.agents.pool import AgentPool
+    from seqmarl.checkpoint import CheckpointError
+    from seqmarl.config import load_config
+    from seqmarl.trainer import Trainer
+
+    def no_load(*a, **kw):
+        raise AssertionError("the model was loaded before the check")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AgentPool, "from_config", no_load)
+        with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), this run has 1"):
+            Trainer(load_config(None, [*TRAIN, "iterations=4"]), run, resume=True)
 
 
 def test_a_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path):
