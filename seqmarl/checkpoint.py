@@ -47,7 +47,15 @@ FORMAT = 2  # meta.json with per-file checksums
 
 
 class CheckpointError(SeqmarlError):
-    """A checkpoint is damaged or missing, or does not fit the run that loads it."""
+    """A checkpoint is damaged or missing, or does not fit the run that loads it.
+
+    Attributes:
+        damaged: Its bytes are not what was written (a size or checksum mismatch, a torn file
+            without checksums): safe to set aside. ``False`` for an intact file that does
+            not load here (e.g. written by another version) and for one that cannot be read.
+    """
+
+    damaged = True
 
 
 def _iteration(path: Path) -> int | None:
@@ -213,15 +221,26 @@ def load_checkpoint(path: Path, *, verify: bool = True) -> dict[str, Any]:
     """The state saved by :func:`save_checkpoint` (checksums verified first).
 
     Raises:
-        CheckpointError: The checkpoint is damaged; the message names it and what is wrong.
+        CheckpointError: The checkpoint is damaged, does not load, or cannot be read; the
+            message names it and what is wrong (see :attr:`CheckpointError.damaged`).
     """
     try:
-        if verify:
-            verify_checkpoint(path)
+        meta = verify_checkpoint(path) if verify else {}
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from None
+    except OSError as exc:  # the file system, not the file: touch nothing
+        err = CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc})")
+        err.damaged = False
+        raise err from None
     except Exception as exc:  # a torn or foreign file: unpickling can fail in many ways
+        if meta.get("files"):  # its bytes are the ones written: intact, but not loadable here
+            err = CheckpointError(
+                f"checkpoint {path} does not load here ({type(exc).__name__}: {exc}); its "
+                "checksum is intact (written by another version of seqmarl or torch?)"
+            )
+            err.damaged = False
+            raise err from None
         raise CheckpointError(
             f"checkpoint {path} is damaged: state.pt does not load ({type(exc).__name__})"
         ) from None
@@ -234,10 +253,13 @@ def load_latest(root: Path, *, move_damaged: bool = True) -> tuple[Path, dict[st
     """The newest checkpoint under ``root`` that verifies and loads, and its state.
 
     A damaged checkpoint is reported in one warning line naming it and (``move_damaged``)
-    moved aside as ``damaged_<name>``; the previous complete one is tried next.
+    moved aside as ``damaged_<name>``; the previous complete one is tried next. An intact
+    checkpoint that does not load here is reported and left in place; one that cannot be
+    read (an I/O error) stops the search.
 
     Raises:
-        CheckpointError: There is no usable checkpoint; the message lists what was found.
+        CheckpointError: There is no usable checkpoint (the message lists what was found), or
+            one cannot be read.
     """
     found = list_checkpoints(root)
     if not found:
@@ -247,6 +269,12 @@ def load_latest(root: Path, *, move_damaged: bool = True) -> tuple[Path, dict[st
         try:
             state = load_checkpoint(path)
         except CheckpointError as exc:
+            if exc.args[0].startswith("cannot read"):
+                raise
+            if not exc.damaged:
+                damaged.append(f"{path.name} (does not load here)")
+                log.warning("%s; trying the previous one", exc)
+                continue
             reason = str(exc).split(" is damaged: ", 1)[-1]
             aside, moved = path.with_name(f"damaged_{path.name}"), ""
             if move_damaged:
@@ -261,4 +289,4 @@ def load_latest(root: Path, *, move_damaged: bool = True) -> tuple[Path, dict[st
             )
             continue
         return path, state
-    raise CheckpointError(f"no usable checkpoint under {root}: damaged {', '.join(damaged)}")
+    raise CheckpointError(f"no usable checkpoint under {root}: {', '.join(damaged)}")

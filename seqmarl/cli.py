@@ -414,12 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except SeqmarlError as exc:
         settle()
-        # every rank finds a config error; a task's fault may be one rank's alone
-        from seqmarl.errors import TaskError
-        from seqmarl.trainer import TrainingError
+        # every rank finds the same config error: rank 0 says it; anything else may be one
+        # rank's alone (a task's fault, a checkpoint it cannot read), so that rank says it
+        from seqmarl.errors import UnknownNameError
 
         rank = _rank()
-        if rank == 0 or isinstance(exc, (TaskError, TrainingError)):
+        if rank == 0 or not isinstance(exc, (ConfigError, UnknownNameError)):
             prefix = "seqmarl: error: " if exc.exit_code == 2 else "seqmarl: "
             where = f"[rank {rank}] " if rank else ""
             print(prefix + where + str(exc), file=sys.stderr)

@@ -250,6 +250,12 @@ class DistributedConfig(_Strict):
         "its share of the prompts, gradients summed over ranks; fsdp: data_parallel with each "
         "full copy (agents.mode=separate) and the reference sharded over the ranks (FSDP2).",
     )
+    timeout_s: int = Field(
+        3600,
+        ge=60,
+        description="How long a rank waits in a collective (e.g. for rank 0 writing a large "
+        "checkpoint) before the process group gives up.",
+    )
 
 
 class RunConfig(_Strict):
@@ -306,6 +312,11 @@ class RunConfig(_Strict):
             raise ValueError(
                 "distributed.strategy: fsdp shards full copies; it needs agents.mode=separate "
                 "(with agents.mode=shared use distributed.strategy=data_parallel)"
+            )
+        if strategy == "fsdp" and world == 1:
+            raise ValueError(
+                "distributed.strategy: fsdp shards over several processes, and this is one: "
+                "launch with torchrun --standalone --nproc_per_node N -m seqmarl train ..."
             )
         if strategy == "single" and world > 1:
             raise ValueError(

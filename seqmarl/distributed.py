@@ -164,7 +164,7 @@ class DistContext:
             offset += n
 
 
-def setup(strategy: str = "single") -> DistContext:
+def setup(strategy: str = "single", timeout_s: int = 3600) -> DistContext:
     """Join the process group torchrun set up, for ``strategy``.
 
     Raises:
@@ -190,5 +190,7 @@ def setup(strategy: str = "single") -> DistContext:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
+        from datetime import timedelta
+
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return DistContext(strategy=strategy, rank=rank, world_size=world, local_rank=local_rank)

@@ -8,7 +8,10 @@ the iteration finishes, and the trainer stops after it. Either way the checkpoin
 the way out is of a whole iteration, and ``--resume`` continues exactly.
 
 A second signal while the first is handled aborts at once without saving: a checkpoint being
-written is discarded (the previous complete one stays the newest).
+written is discarded (the previous complete one stays the newest). The same signal again
+within :attr:`StopSignals.repeat_window` seconds counts as the same request: launchers deliver
+one stop more than once (SLURM signals every process of a job step, and torchrun forwards the
+signal to its workers as well).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 __all__ = ["Abort", "Rewind", "StopSignals", "signal_name"]
@@ -48,15 +52,21 @@ class StopSignals:
     """Catch SIGINT and SIGTERM for the duration of a ``with`` block.
 
     Attributes:
-        signum: The first stop signal received, or ``None``.
+        signum: The first stop signal this process received, or ``None``.
+        peer_signum: A stop another rank received (set by the trainer), or ``None``.
 
     Handlers are installed only in the main thread (Python delivers signals there alone);
     elsewhere the block runs with the process's handlers as they are. The previous handlers
     are restored on exit.
     """
 
+    #: Seconds in which a repeat of the first signal is taken as the same delivery.
+    repeat_window = 1.0
+
     def __init__(self, announce=None):
         self.signum: int | None = None
+        self.peer_signum: int | None = None
+        self._first_at = 0.0
         self._rewindable = False
         self._previous: dict[int, object] = {}
         self._announce = announce or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -74,8 +84,18 @@ class StopSignals:
 
     @property
     def requested(self) -> bool:
-        """Whether a stop signal has arrived."""
+        """Whether a stop signal has reached this process."""
         return self.signum is not None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether this process or another rank was asked to stop."""
+        return self.signum is not None or self.peer_signum is not None
+
+    @property
+    def reason(self) -> int | None:
+        """The signal that stops the run (this process's, else a peer's)."""
+        return self.signum if self.signum is not None else self.peer_signum
 
     @contextlib.contextmanager
     def rewindable(self) -> Iterator[None]:
@@ -89,13 +109,16 @@ class StopSignals:
             self._rewindable = False
 
     def _handle(self, signum: int, frame) -> None:
+        now = time.monotonic()
         if self.signum is not None:
+            if signum == self.signum and now - self._first_at < self.repeat_window:
+                return  # the same stop delivered twice (launcher and job step)
             raise Abort(signum)
-        self.signum = signum
+        self.signum, self._first_at = signum, now
         if self._rewindable:
             self._rewindable = False
             raise Rewind
         self._announce(
             f"seqmarl: {signal_name(signum)}: finishing this iteration, then writing a "
-            "checkpoint (send it again to stop at once without saving)"
+            "checkpoint (send it again after a second to stop at once without saving)"
         )

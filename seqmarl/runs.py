@@ -87,6 +87,10 @@ def run_signature(cfg: RunConfig) -> dict[str, Any]:
         "agents.mode": a.mode,
         "agents.dtype": a.dtype,
         "setting.num_agents": cfg.setting.build().num_agents,
+        # sharded copies keep their optimizer state by parameter name, unsharded by position
+        "distributed.strategy": (
+            "fsdp" if cfg.distributed.strategy == "fsdp" else "single or data_parallel"
+        ),
     }
     if a.mode == "shared":
         for k, v in a.lora.model_dump(mode="json").items():

@@ -90,7 +90,7 @@ class Trainer:
         )
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite replaces it: pick one")
-        self.dist = setup(cfg.distributed.strategy)
+        self.dist = setup(cfg.distributed.strategy, cfg.distributed.timeout_s)
         # the folder and the checkpoint are checked before any model loads
         resumed: tuple[Path, dict[str, Any]] | None = None
         if resume:
@@ -197,7 +197,8 @@ class Trainer:
         if isinstance(found, str):
             raise CheckpointError(
                 f"--resume: {found}. Start the run again with: seqmarl train "
-                f"{self.out / 'config.yaml'} --out {self.out} --overwrite"
+                f"{self.out / 'config.yaml'} --out {self.out} --overwrite (this replaces its "
+                "logs and checkpoints)"
             )
         if state is None:
             state = load_checkpoint(found)
@@ -368,8 +369,8 @@ class Trainer:
             self._stop = stop
             try:
                 self._loop(stop)
-                if stop.requested and self.iteration < tc.iterations:
-                    raise self._stopped(stop.signum)
+                if stop.stopping and self.iteration < tc.iterations:
+                    raise self._stopped(stop.reason)
                 self._save_agents()
                 summary = self._finish() if self.dist.is_main else None
                 return self.dist.broadcast_object(summary)
@@ -423,7 +424,7 @@ class Trainer:
                 bar.set_postfix_str(self._postfix(record))
                 if self.iteration % tc.checkpoint_every == 0 or self.iteration == tc.iterations:
                     self.save_checkpoint()
-            if stop.requested and self._last_saved != self.iteration:
+            if stop.stopping and self._last_saved != self.iteration:
                 self.save_checkpoint()
         finally:  # every exit (done, signal, NaN stop, crash) flushes and closes the logs
             bar.close()
@@ -442,8 +443,8 @@ class Trainer:
         if not self.dist.enabled:
             return stop.requested
         signals = [s for s in self.dist.gather_objects(stop.signum) if s is not None]
-        if signals and stop.signum is None:
-            stop.signum = signals[0]
+        if signals and stop.peer_signum is None:
+            stop.peer_signum = signals[0]  # a stop of its own may still arrive: not an abort
         return bool(signals)
 
     def _finish(self) -> dict[str, Any]:

@@ -159,6 +159,9 @@ def test_a_stop_signal_anywhere_resumes_bit_for_bit(tmp_path, monkeypatch, refer
 def test_a_second_signal_aborts_quietly_keeping_the_previous_checkpoint(
     tmp_path, monkeypatch, reference, point
 ):
+    from seqmarl.interrupts import StopSignals
+
+    monkeypatch.setattr(StopSignals, "repeat_window", 0.0)  # a human's second Ctrl-C
     trainer = Trainer(cfg_for(), tmp_path)
     at = 4 if point == "checkpoint write" else 3
     inject(trainer, point, kill_once(lambda: trainer.iteration == at, times=2), monkeypatch)
@@ -174,6 +177,16 @@ def test_a_second_signal_aborts_quietly_keeping_the_previous_checkpoint(
     resumed.fit()
     assert metrics(tmp_path) == reference[0]
     assert_same(resumed.state_dict()["learners"], reference[1]["learners"])
+
+
+def test_a_stop_delivered_twice_at_once_is_one_stop(tmp_path, monkeypatch, reference):
+    # SLURM signals every process of the job step and torchrun forwards the same signal
+    trainer = Trainer(cfg_for(), tmp_path)
+    wrap = kill_once(lambda: trainer.iteration == 3, signal.SIGTERM, times=2)
+    inject(trainer, "update llm_0", wrap, monkeypatch)
+    with pytest.raises(Interrupted, match="stopped by SIGTERM after iteration 4"):
+        trainer.fit()
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "iter_000004"
 
 
 # ------------------------------------------------------------------ damaged checkpoints
@@ -259,7 +272,35 @@ def test_damaged_meta_and_no_usable_checkpoint_is_one_line_exit_2(tmp_path, fini
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("seqmarl: error: --resume: no usable checkpoint under")
     assert "iter_000004 (meta.json unreadable" in err[-1] and "--overwrite" in err[-1]
+    assert "replaces its logs and checkpoints" in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_an_intact_checkpoint_that_does_not_load_is_left_in_place(
+    tmp_path, finished_run, monkeypatch, caplog
+):
+    run = copy_run(finished_run, tmp_path / "run")
+    real_load = torch.load
+
+    def picky(path, *a, **kw):  # e.g. written by another version: the bytes are intact
+        if "iter_000004" in str(path):
+            raise ModuleNotFoundError("No module named 'seqmarl.old'")
+        return real_load(path, *a, **kw)
+
+    monkeypatch.setattr(ck.torch, "load", picky)
+    with caplog.at_level("WARNING", logger="seqmarl"):
+        path, state = ck.load_latest(run / "checkpoints")
+    assert path.name == "iter_000003" and state["iteration"] == 3
+    assert (run / "checkpoints" / "iter_000004").is_dir()  # not moved: nothing is wrong with it
+    assert "does not load here" in caplog.text and "checksum is intact" in caplog.text
+
+    def unreadable(path, *a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(ck.torch, "load", unreadable)
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*iter_000004.*Permission"):
+        ck.load_latest(run / "checkpoints")
+    assert [p.name for p in ck.list_checkpoints(run / "checkpoints")][-1] == "iter_000004"
 
 
 def test_checksums_are_recorded_and_checked(tmp_path, finished_run):

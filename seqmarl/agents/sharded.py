@@ -64,6 +64,16 @@ def build_sharded(model: nn.Module, agent_ids: Sequence[str], lora) -> tuple[nn.
     return reference, {a: {"model": copies[a], "reference": reference} for a in agent_ids}
 
 
+def _max_over_ranks(value: int) -> int:
+    """The largest ``value`` over the ranks (on the GPU when the backend is NCCL)."""
+    device = "cpu"
+    if dist.get_backend() == "nccl":
+        device = f"cuda:{torch.cuda.current_device()}"
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def _options(**kw):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
@@ -77,14 +87,10 @@ class ShardedCopyPolicy(SeparateCopyPolicy):
 
     @staticmethod
     def _all_done(mine: bool) -> bool:
-        flag = torch.tensor([0 if mine else 1])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return int(flag.item()) == 0
+        return _max_over_ranks(0 if mine else 1) == 0
 
     def _agree_length(self, max_new_tokens: int) -> int:
-        n = torch.tensor([max_new_tokens])
-        dist.all_reduce(n, op=dist.ReduceOp.MAX)
-        return int(n.item())
+        return _max_over_ranks(max_new_tokens)
 
     def _container(self) -> nn.Module:
         mods = {"policy": self.model}
