@@ -195,6 +195,8 @@ class Trainer:
                 found = str(exc)
         found = self.dist.broadcast_object(found)
         if isinstance(found, str):
+            if found.startswith("cannot read"):  # the file system, not the run: no advice
+                raise CheckpointError(f"--resume: {found}")
             raise CheckpointError(
                 f"--resume: {found}. Start the run again with: seqmarl train "
                 f"{self.out / 'config.yaml'} --out {self.out} --overwrite (this replaces its "
