@@ -2,9 +2,11 @@
 
 Each iteration samples B prompts; every prompt is played in K copies (K responses per prompt
 for group algorithms such as RLOO and GRPO). Seat by seat, the agent in that seat observes
-all copies, samples one batched response, and every copy steps. After the last seat, all
-B x K x N responses are scored in one batched call to the task and handed to the envs, which
-mix them with the coefficient matrix. Prompts, observations and rewards are checked on the way
+all copies, samples one batched response, and every copy steps. The envs defer the last
+step's scoring; :func:`~seqmarl.envs.sequential.score_pending` then scores all B x K episodes
+in one call to the task (``score_episodes``: each agent's answer alone, or a joint score), the
+envs mix the task rewards with the coefficient matrix, and the rewards are read back through
+PettingZoo's ``rewards`` and ``infos``. Prompts, observations and rewards are checked on the way
 (:mod:`seqmarl.envs.guard`): a task's fault raises :class:`~seqmarl.errors.TaskError` naming
 the row (env copy ``r``, which plays batch prompt ``r // copies``) and the agent.
 """
@@ -20,8 +22,8 @@ import torch
 
 from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions
-from seqmarl.envs.guard import check_prompts, score_rewards
-from seqmarl.envs.sequential import SequentialTextEnv
+from seqmarl.envs.guard import check_prompts
+from seqmarl.envs.sequential import SequentialTextEnv, score_pending
 from seqmarl.envs.task import Prompt
 
 __all__ = ["Rollout", "play"]
@@ -82,35 +84,27 @@ def play(
     check_prompts(prompts, task=task, env_id=env_id, source="the batch's prompts")
     played = [p for p in prompts for _ in range(copies)]
     for env, prompt in zip(envs, played, strict=True):
+        env.defer_scoring = True  # the last seat's step waits; score_pending scores the batch
         env.reset(options={"prompt": prompt, "seat_order": list(seats)})
     completions: dict[str, Completions] = {}
     observations: dict[str, list[str]] = {}
-    t_gen = t_score = 0.0
+    t_gen = 0.0
     ids = envs[0].possible_agents
-    n_ids = len(ids)
-    for seat, agent_id in enumerate(seats):
+    for agent_id in seats:
         obs = [env.observe(agent_id)["text"] for env in envs]
         t0 = time.perf_counter()
         comp = agents[agent_id].sample(obs, generator=generator, stop_strings=task.stop_strings)
         t_gen += time.perf_counter() - t0
         completions[agent_id], observations[agent_id] = comp, obs
-        if seat == len(seats) - 1:
-            t0 = time.perf_counter()
-            scores = score_rewards(
-                task,
-                [p for p in played for _ in ids],
-                [completions[a].texts[i] for i in range(n_envs) for a in ids],
-                env_id=env_id,
-                row=lambda f: f"row {f // n_ids} (agent {ids[f % n_ids]})",
-            ).reshape(n_envs, n_ids)  # (B*K, N)
-            for env, row in zip(envs, scores, strict=True):
-                env.provide_task_rewards(dict(zip(ids, row.tolist(), strict=True)))
-            t_score += time.perf_counter() - t0
         for env, text in zip(envs, comp.texts, strict=True):
             assert env.agent_selection == agent_id
             env.step(text)
-    task_r = np.array([[env.task_rewards[a] for a in ids] for env in envs])
-    trained = np.array([[env.trained_rewards[a] for a in ids] for env in envs])
+    t0 = time.perf_counter()
+    score_pending(envs)  # every episode scored by its task in one batched call
+    t_score = time.perf_counter() - t0
+    # what every agent got, through PettingZoo's own channels
+    task_r = np.array([[env.infos[a]["task_reward"] for a in ids] for env in envs])
+    trained = np.array([[env.rewards[a] for a in ids] for env in envs])
     group_ids = torch.arange(len(prompts)).repeat_interleave(copies)
     return Rollout(
         prompts=played,

@@ -36,6 +36,7 @@ __all__ = [
     "check_rewards",
     "observation",
     "sample_prompts",
+    "score_episode_rewards",
     "score_rewards",
     "task_label",
 ]
@@ -282,3 +283,64 @@ def _locate(
         f"{label}: score_batch() raised {_exc(exc)} on a batch of {len(prompts)} pairs "
         "(each pair scores without error alone)"
     )
+
+
+def score_episode_rewards(
+    task: TextTask, episodes: Sequence[Any], *, env_id: str | None = None
+) -> np.ndarray:
+    """``task.score_episodes(episodes)``, checked: ``(E, N)`` finite task rewards.
+
+    A task that keeps the default (each agent's last response scored alone) goes through
+    :func:`score_rewards`, one batched ``score_batch`` call with its row-by-row diagnosis; a
+    task with a joint score is checked row by row, naming the episode and the agent.
+
+    Raises:
+        TaskError: Any fault of the task's scoring.
+    """
+    if not episodes:
+        return np.zeros((0, 0))
+    agents = episodes[0].agents
+    n = len(agents)
+    if type(task).score_episodes is TextTask.score_episodes:
+        pairs = [(ep.prompt, ep.last_response(a)) for ep in episodes for a in agents]
+        flat = score_rewards(
+            task,
+            [p for p, _ in pairs],
+            [r for _, r in pairs],
+            env_id=env_id,
+            row=(
+                (lambda f: f"agent {agents[f]}")
+                if len(episodes) == 1
+                else (lambda f: f"row {f // n} (agent {agents[f % n]})")
+            ),
+        )
+        return flat.reshape(len(episodes), n)
+    try:
+        values = task.score_episodes(episodes)
+    except SeqmarlError:
+        raise
+    except Exception as exc:
+        raise TaskError(
+            f"{task_label(task, env_id)}: score_episodes() raised {_exc(exc)} on "
+            f"{len(episodes)} episodes (first prompt {_quote(episodes[0].prompt.text)})"
+        ) from exc
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.shape != (len(episodes), n):
+        got = "values that are not numbers" if arr is None else f"shape {arr.shape}"
+        raise TaskError(
+            f"{task_label(task, env_id)}: score_episodes() returned {got} for "
+            f"{len(episodes)} episodes of {n} agents; it must return one row per episode, "
+            f"one task reward per agent ({', '.join(agents)})"
+        )
+    bad = np.argwhere(~np.isfinite(arr))
+    if len(bad):
+        e, a = (int(x) for x in bad[0])
+        raise TaskError(
+            f"{task_label(task, env_id)}: score_episodes() returned {float(arr[e, a])!r} for "
+            f"row {e} (agent {agents[a]}) (prompt {_quote(episodes[e].prompt.text)}); a task "
+            "reward must be finite: a NaN/inf reward is a bug in the reward function"
+        )
+    return arr

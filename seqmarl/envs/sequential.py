@@ -21,7 +21,6 @@ observation, an exception, or a reward that is not one finite number per agent r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,12 +29,13 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 from pettingzoo.utils import AgentSelector
 
-from seqmarl.envs.guard import check_prompts, observation, sample_prompts, score_rewards
+from seqmarl.envs.episode import Episode, Turn
+from seqmarl.envs.guard import check_prompts, observation, sample_prompts, score_episode_rewards
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
 from seqmarl.settings import agent_ids, coefficient_matrix
 
-__all__ = ["SequentialTextEnv"]
+__all__ = ["SequentialTextEnv", "score_pending"]
 
 
 class SequentialTextEnv(AECEnv):
@@ -96,6 +96,10 @@ class SequentialTextEnv(AECEnv):
         }
         self.action_spaces = {a: AnyText(max_text_length) for a in self.possible_agents}
         self._rng = np.random.default_rng()
+        #: Leave the last step's scoring to :func:`score_pending`, which scores many envs'
+        #: episodes in one call to the task (set by the rollout; PettingZoo's tests use the
+        #: default, where the last step scores its own episode).
+        self.defer_scoring = False
         self._precomputed: dict[str, float] | None = None
         self.prompt: Prompt | None = None
 
@@ -129,7 +133,9 @@ class SequentialTextEnv(AECEnv):
         self.responses: dict[str, str] = {}
         self.task_rewards: dict[str, float] = {}
         self.trained_rewards: dict[str, float] = {}
-        self._precomputed = None
+        self.episode = Episode(prompt, tuple(self.seats), tuple(self.possible_agents))
+        self._observed: dict[str, str] = {}
+        self.awaiting_score = False
         self.rewards = {a: 0.0 for a in self.agents}
         self._cumulative_rewards = {a: 0.0 for a in self.agents}
         self.terminations = {a: False for a in self.agents}
@@ -184,23 +190,10 @@ class SequentialTextEnv(AECEnv):
         self._require_reset()
         earlier = self.earlier_responses(agent)
         text = observation(self.task, self.prompt, earlier, env_id=self.env_id, agent=agent)
+        self._observed[agent] = text
         return {"text": text, "seat": self._seat_of[agent]}
 
     # ------------------------------------------------------------------- step
-    def provide_task_rewards(self, task_rewards: Mapping[str, float]) -> None:
-        """Hand in task rewards computed outside (one batched scoring call for many envs).
-
-        Used on the last seat's step instead of calling the task, so a rollout over B env
-        copies can score all B x N responses in one batch. Must name every agent.
-        """
-        missing = set(self.possible_agents) - set(task_rewards)
-        if missing:
-            raise ValueError(f"provide_task_rewards: missing agents {sorted(missing)}")
-        rewards = {a: float(task_rewards[a]) for a in self.possible_agents}
-        if not all(math.isfinite(x) for x in rewards.values()):
-            raise ValueError(f"provide_task_rewards: non-finite rewards {rewards}")
-        self._precomputed = rewards
-
     def step(self, action: str | None) -> None:
         """The current agent answers ``action``; the last answer ends the episode."""
         self._require_reset()
@@ -213,25 +206,25 @@ class SequentialTextEnv(AECEnv):
         self._cumulative_rewards[agent] = 0.0
         self._clear_rewards()
         self.responses[agent] = action
+        seat = self._seat_of[agent]
+        self.episode.turns.append(Turn(0, seat, agent, self._observed.get(agent, ""), action))
         if self._agent_selector.is_last():
-            self._finish()
+            if self.defer_scoring:  # scored with other envs' episodes: see score_pending
+                self.awaiting_score = True
+            else:
+                self._finish()
         self.agent_selection = self._agent_selector.next()
         self._accumulate_rewards()
         if self.render_mode == "human" and self.terminations[agent]:
             print(self.render())
 
-    def _finish(self) -> None:
+    def _finish(self, task_rewards: Sequence[float] | None = None) -> None:
+        """Score the finished episode (or take ``task_rewards``, agent-id order) and mix them."""
         order = self.possible_agents  # agent-id order for the matrix
-        if self._precomputed is not None:
-            r = [self._precomputed[a] for a in order]
+        if task_rewards is not None:
+            r = [float(x) for x in task_rewards]
         else:
-            r = score_rewards(
-                self.task,
-                [self.prompt] * len(order),
-                [self.responses[a] for a in order],
-                env_id=self.env_id,
-                row=lambda f: f"agent {order[f]}",
-            ).tolist()
+            r = score_episode_rewards(self.task, [self.episode], env_id=self.env_id)[0].tolist()
         mixed = self.coef @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
         for i, a in enumerate(order):
             self.task_rewards[a] = float(r[i])
@@ -274,3 +267,24 @@ class SequentialTextEnv(AECEnv):
     def clone(self) -> SequentialTextEnv:
         """A new env with the same task object and settings (fresh episode state)."""
         return SequentialTextEnv(self.task, **self._init_kwargs)
+
+
+def score_pending(envs: Sequence[SequentialTextEnv]) -> None:
+    """Score every env waiting after its last step, one ``score_episodes`` call per task.
+
+    With ``defer_scoring`` set, an env's last step records the final answer and waits; this
+    scores all the waiting episodes of a batch together (a reward model runs once over the
+    batch) and each env hands out its rewards through ``rewards``/``last()`` as if its last
+    step had scored alone.
+    """
+    waiting = [e for e in envs if e.awaiting_score]
+    by_task: dict[int, list[SequentialTextEnv]] = {}
+    for env in waiting:
+        by_task.setdefault(id(env.task), []).append(env)
+    for group in by_task.values():
+        first = group[0]
+        scores = score_episode_rewards(first.task, [e.episode for e in group], env_id=first.env_id)
+        for env, row in zip(group, scores, strict=True):
+            env.awaiting_score = False
+            env._finish(row.tolist())
+            env._accumulate_rewards()

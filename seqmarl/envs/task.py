@@ -126,6 +126,26 @@ class TextTask(ABC):
         """What a seat sees, given the earlier seats' responses (empty for the first seat)."""
         return self.template(prompt, earlier)
 
+    def observe_turn(self, prompt: Prompt, visible: Sequence[Any], agent: str, round: int) -> str:
+        """What ``agent`` sees in ``round``, given the turns it may see so far (oldest first).
+
+        ``visible`` holds :class:`~seqmarl.envs.episode.Turn` objects. The default writes
+        their responses with :meth:`observe`, so round 0 reads as a single-round episode.
+        """
+        return self.observe(prompt, [t.response for t in visible])
+
+    def score_episodes(self, episodes: Sequence[Any]) -> Any:
+        """Task rewards of finished :class:`~seqmarl.envs.episode.Episode` s, ``(E, N)``.
+
+        Row ``e`` holds one reward per agent of ``episodes[e].agents`` (agent-id order). The
+        default scores each agent's last response on its own in one :meth:`score_batch` call;
+        override it for a joint score (a judge comparing the answers, a zero-sum game).
+        """
+        pairs = [(ep.prompt, ep.last_response(a)) for ep in episodes for a in ep.agents]
+        flat = self.score_batch([p for p, _ in pairs], [r for _, r in pairs])
+        n = len(episodes[0].agents) if episodes else 0
+        return [list(flat[i * n : (i + 1) * n]) for i in range(len(episodes))]
+
 
 def load_records(
     source: str,

@@ -92,21 +92,33 @@ def test_rewards_are_zero_until_the_last_seat_acts():
     assert env.infos["llm_2"] == {"seat": 2, "task_reward": 0.0, "response": "y"}
 
 
-def test_provided_task_rewards_equal_direct_scoring():
-    direct, provided = (
-        envs.make("arithmetic-v0", num_agents=2),
-        envs.make("arithmetic-v0", num_agents=2),
-    )
-    for env in (direct, provided):
+def test_deferred_batch_scoring_equals_direct_scoring():
+    from seqmarl.envs.sequential import score_pending
+
+    direct = envs.make("arithmetic-v0", num_agents=2)
+    batch = [envs.make("arithmetic-v0", num_agents=2) for _ in range(3)]
+    calls = []
+    real = batch[0].task.score_batch
+    for env in batch:
+        env.defer_scoring = True
+        env.task.score_batch = lambda p, r: calls.append(len(p)) or real(p, r)
+    for env in (direct, *batch):
         env.reset(seed=11)
     answers = {"llm_0": direct.prompt.reference, "llm_1": "7 + 1"}
-    scores = direct.task.score_batch([direct.prompt] * 2, [answers["llm_0"], answers["llm_1"]])
-    provided.provide_task_rewards(dict(zip(provided.possible_agents, scores)))
-    play(direct, answers)
-    play(provided, answers)
-    assert direct.trained_rewards == provided.trained_rewards
-    with pytest.raises(ValueError, match="missing agents"):
-        provided.provide_task_rewards({"llm_0": 1.0})
+    for agent in ("llm_0", "llm_1"):
+        direct.step(answers[agent])
+    for env in batch:
+        for agent in ("llm_0", "llm_1"):
+            env.step(answers[agent])
+        assert env.awaiting_score and not any(env.terminations.values())
+    score_pending(batch)
+    assert calls == [6] or sorted(calls) == [2, 2, 2]  # one call per task object
+    for env in batch:
+        assert not env.awaiting_score
+        assert env.trained_rewards == direct.trained_rewards
+        assert env.rewards == direct.rewards and all(env.terminations.values())
+        assert env.infos == direct.infos
+        assert env.last() == direct.last()  # PettingZoo's view: the same
 
 
 def test_given_prompt_is_played():

@@ -1,0 +1,63 @@
+"""One-round episodes train exactly as before joint scoring and deferred batch scoring.
+
+``tests/data/single_round_reference.json`` holds the metrics of two tiny 3-iteration runs made
+on 2026-11-23 with the code before episodes were scored through ``score_episodes`` (the
+rollout then scored flat (prompt, response) pairs and pushed the scores into the envs).
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from seqmarl.config import load_config
+from seqmarl.sinks import read_jsonl
+from seqmarl.trainer import Trainer
+
+REFERENCE = json.loads((Path(__file__).parent / "data" / "single_round_reference.json").read_text())
+BASE = [
+    "model=embedded:tiny-llama",
+    "env=arithmetic-v0",
+    "batch_size=3",
+    "agents.generation.max_new_tokens=5",
+    "algo.params.epochs=1",
+    "iterations=3",
+    "train.progress=false",
+    "train.tensorboard=false",
+    "train.checkpoint_every=100",
+]
+CASES = {
+    "cory3_rloo": [
+        "setting=cory",
+        "num_agents=3",
+        "algo=rloo",
+        "algo.params.group_size=2",
+        "setting.exchange_every=1",
+    ],
+    "cory2_ppo_competitive": [
+        "setting=cory",
+        "num_agents=2",
+        "algo=ppo",
+        "setting.reward_matrix=competitive",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
+    monkeypatch.setattr(Trainer, "_finish", lambda self: {})
+    monkeypatch.setattr(Trainer, "_save_agents", lambda self: None)
+    Trainer(load_config(None, [*BASE, *CASES[name]]), tmp_path).fit()
+    got = [
+        {k: v for k, v in r.items() if not k.startswith(("time/", "tokens_"))}
+        for r in read_jsonl(tmp_path / "metrics.jsonl")
+    ]
+    want = REFERENCE[name]
+    assert [set(r) for r in got] == [set(r) for r in want]
+    for g, w in zip(got, want):
+        for k, v in w.items():
+            if isinstance(v, float):
+                assert math.isclose(g[k], v, rel_tol=1e-9, abs_tol=1e-12), (k, g[k], v)
+            else:
+                assert g[k] == v, k
