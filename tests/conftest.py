@@ -49,7 +49,7 @@ def require_shared(*parts):
 
 def env_test_kwargs(env_id):
     """Offline kwargs for registered envs that need data (skip when ../shared is absent)."""
-    if env_id == "imdb-sentiment-v0":
+    if env_id in ("imdb-sentiment-v0", "imdb-duel-v0"):
         return {
             "source": str(require_shared("data", "imdb")),
             "reward_model": str(require_shared("models", "imdb-sentiment-bert-tiny-scratch")),

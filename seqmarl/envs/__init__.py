@@ -19,12 +19,15 @@ from seqmarl.envs.task import (
     load_records,
 )
 from seqmarl.envs.tasks import ArithmeticTask, GSM8KTask, IMDBTask, SentimentTask
+from seqmarl.envs.tasks.duel import DuelTask, make_imdb_duel, make_sentiment_duel
 from seqmarl.envs.testing import CheckReport, check_env
 
 register_env("arithmetic-v0", ArithmeticTask)
 register_env("sentiment-v0", SentimentTask)
 register_env("imdb-sentiment-v0", IMDBTask)
 register_env("gsm8k-v0", GSM8KTask)
+register_env("imdb-duel-v0", make_imdb_duel)
+register_env("sentiment-duel-v0", make_sentiment_duel)
 
 __all__ = [
     "ENVS",
@@ -32,6 +35,7 @@ __all__ = [
     "ArithmeticTask",
     "CheckReport",
     "DatasetTask",
+    "DuelTask",
     "EnvSpec",
     "FormatTemplate",
     "GSM8KTask",
