@@ -81,6 +81,15 @@ class TaskConfig(_Strict):
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Task constructor arguments (data paths, sizes, ...)."
     )
+    rounds: int = Field(
+        1, ge=1, description="Times the seats act in order in one episode (1: answer once)."
+    )
+    max_observation_chars: int | None = Field(
+        None,
+        ge=1,
+        description="Longest observation; past it the oldest visible turns are left out "
+        "(the prompt stays). None: no limit.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -221,6 +230,9 @@ class TrainConfig(_Strict):
     """The training loop."""
 
     iterations: int = Field(100, ge=1, description="Training iterations.")
+    gamma: float = Field(
+        1.0, ge=0, le=1, description="Discount over an agent's turns in its reward-to-go."
+    )
     batch_size: int = Field(8, ge=1, description="Prompts per iteration.")
     seed: int = Field(0, description="Seed for prompts, sampling and initialisation.")
     out_dir: str = Field("runs/latest", description="Output folder.")

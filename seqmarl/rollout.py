@@ -37,10 +37,15 @@ class Rollout:
         prompts: The ``B * K`` prompts, copy-major (copies of a prompt are adjacent).
         group_ids: ``(B * K,)`` index of the prompt each copy plays.
         seats: Agent id in each seat.
-        completions: Per agent, its sampled responses over all copies.
-        observations: Per agent, the text it saw in each copy.
-        task_rewards: ``(B * K, N)`` each agent's own task reward (agent-id order).
+        completions: Per agent, its turns over all copies: round 0's ``B * K`` rows, then
+            round 1's, ... (one row per copy with one round).
+        observations: Per agent, the text it saw in each copy in round 0.
+        task_rewards: ``(B * K, N)`` each agent's final task reward (agent-id order).
         trained_rewards: ``(B * K, N)`` after the coefficient matrix.
+        returns: Per agent, ``(rows,)`` its (mixed) reward-to-go from each of its turns, in
+            the rows of ``completions`` (with one round, its column of ``trained_rewards``).
+        turn_groups: Per agent, ``(rows,)`` the group of each turn: the prompt, and the
+            round (``prompt * rounds + round``), so RLOO/GRPO compare like with like.
         timings: Seconds spent generating and scoring.
     """
 
@@ -51,6 +56,8 @@ class Rollout:
     observations: dict[str, list[str]]
     task_rewards: np.ndarray
     trained_rewards: np.ndarray
+    returns: dict[str, torch.Tensor] = field(default_factory=dict)
+    turn_groups: dict[str, torch.Tensor] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -62,6 +69,7 @@ def play(
     *,
     copies: int = 1,
     generator: torch.Generator | None = None,
+    gamma: float = 1.0,
 ) -> Rollout:
     """Play ``prompts`` (each in ``copies`` env copies) with the agents in ``seats`` order.
 
@@ -72,6 +80,7 @@ def play(
         seats: Agent id in each seat (a permutation of the env's agents).
         copies: K, copies per prompt.
         generator: Sampling generator.
+        gamma: Discount over an agent's turns for its reward-to-go.
     """
     n_envs = len(prompts) * copies
     if len(envs) < n_envs:
@@ -84,27 +93,52 @@ def play(
     check_prompts(prompts, task=task, env_id=env_id, source="the batch's prompts")
     played = [p for p in prompts for _ in range(copies)]
     for env, prompt in zip(envs, played, strict=True):
-        env.defer_scoring = True  # the last seat's step waits; score_pending scores the batch
+        env.defer_scoring = True  # the last step waits; score_pending scores the batch
         env.reset(options={"prompt": prompt, "seat_order": list(seats)})
-    completions: dict[str, Completions] = {}
-    observations: dict[str, list[str]] = {}
-    t_gen = 0.0
     ids = envs[0].possible_agents
-    for agent_id in seats:
-        obs = [env.observe(agent_id)["text"] for env in envs]
+    rounds = envs[0].rounds
+    parts: dict[str, list[Completions]] = {a: [] for a in ids}
+    observations: dict[str, list[str]] = {}
+    # per env copy and agent: the rewards that reached the agent after each of its turns
+    turn_rewards = [{a: [] for a in ids} for _ in envs]
+    t_gen = 0.0
+    while True:
+        # lockstep: every running copy waits on the same agent (same seats, same rounds)
+        live = [i for i, env in enumerate(envs) if env.agents and not env.awaiting_score]
+        if not live:
+            break
+        agent_id = envs[live[0]].agent_selection
+        if any(envs[i].agent_selection != agent_id for i in live):
+            raise RuntimeError("env copies out of step: they must share seats and rounds")
+        obs = [envs[i].observe(agent_id)["text"] for i in live]
         t0 = time.perf_counter()
         comp = agents[agent_id].sample(obs, generator=generator, stop_strings=task.stop_strings)
         t_gen += time.perf_counter() - t0
-        completions[agent_id], observations[agent_id] = comp, obs
-        for env, text in zip(envs, comp.texts, strict=True):
-            assert env.agent_selection == agent_id
-            env.step(text)
+        parts[agent_id].append(comp)
+        observations.setdefault(agent_id, obs)
+        for i, text in zip(live, comp.texts, strict=True):
+            envs[i].step(text)
+            turn_rewards[i][agent_id].append(0.0)
+            _credit(envs[i], turn_rewards[i])
     t0 = time.perf_counter()
     score_pending(envs)  # every episode scored by its task in one batched call
     t_score = time.perf_counter() - t0
-    # what every agent got, through PettingZoo's own channels
+    for env, credit in zip(envs, turn_rewards, strict=True):
+        _credit(env, credit)
+    # what every agent got at the end, through PettingZoo's own channels
     task_r = np.array([[env.infos[a]["task_reward"] for a in ids] for env in envs])
-    trained = np.array([[env.rewards[a] for a in ids] for env in envs])
+    trained = np.array([[env.trained_rewards[a] for a in ids] for env in envs])
+    pad = next(iter(agents.values())).tokenizer.pad_token_id
+    completions = {a: Completions.concat(parts[a], pad_id=pad) for a in seats}
+    returns, turn_groups = {}, {}
+    prompt_of = torch.arange(len(prompts)).repeat_interleave(copies)  # (B*K,)
+    for a in seats:
+        # rows are round-major (round 0's copies, then round 1's, ...), as sampled
+        per_round = [
+            [_reward_to_go(credit[a], gamma)[r] for credit in turn_rewards] for r in range(rounds)
+        ]
+        returns[a] = torch.tensor([g for row in per_round for g in row], dtype=torch.float64)
+        turn_groups[a] = torch.cat([prompt_of * rounds + r for r in range(rounds)])
     group_ids = torch.arange(len(prompts)).repeat_interleave(copies)
     return Rollout(
         prompts=played,
@@ -114,5 +148,27 @@ def play(
         observations=observations,
         task_rewards=task_r,
         trained_rewards=trained,
+        returns=returns,
+        turn_groups=turn_groups,
         timings={"generate": t_gen, "score": t_score},
     )
+
+
+def _credit(env: SequentialTextEnv, credit: dict[str, list[float]]) -> None:
+    """Add the rewards the env just handed out to each agent's latest turn.
+
+    A reward that reaches an agent before its first turn has no action to credit and is
+    left out of its returns.
+    """
+    for a, r in env.rewards.items():
+        if r and credit[a]:
+            credit[a][-1] += float(r)
+
+
+def _reward_to_go(rewards: list[float], gamma: float) -> list[float]:
+    """``G_t = r_t + gamma * G_{t+1}`` over one agent's turns."""
+    out, g = [0.0] * len(rewards), 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        g = rewards[t] + gamma * g
+        out[t] = g
+    return out

@@ -121,6 +121,8 @@ class Trainer:
             cfg.task.env,
             setting=self.setting,
             context={"policy_tokenizer": pool.tokenizer},
+            rounds=cfg.task.rounds,
+            max_observation_chars=cfg.task.max_observation_chars,
             **cfg.task.kwargs,
         )
         self.envs = [self.task_env] + [
@@ -296,8 +298,11 @@ class Trainer:
             seats,
             copies=self.copies,
             generator=self.generator,
+            gamma=self.cfg.train.gamma,
         )
         roll.group_ids = roll.group_ids + first  # prompt ids unique over ranks
+        rounds = self.task_env.rounds
+        roll.turn_groups = {a: g + first * rounds for a, g in roll.turn_groups.items()}
         roll.timings["play"] = time.perf_counter() - t0
         return roll
 
@@ -314,8 +319,8 @@ class Trainer:
         for i, a in enumerate(self.ids):
             learner, comp = self.learners[a], roll.completions[a]
             eta0 = self.algo_cfgs[a].kl_coef
-            rewards = torch.as_tensor(roll.trained_rewards[:, i])
-            batch = learner.make_batch(comp, rewards, roll.group_ids)
+            # each turn's (mixed) reward-to-go; one round: the episode's trained reward
+            batch = learner.make_batch(comp, roll.returns[a], roll.turn_groups[a])
             metrics = learner.update(comp, batch)
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0

@@ -65,6 +65,38 @@ class Completions:
         """``(B,)`` response lengths in tokens."""
         return self.response_mask.sum(1)
 
+    @staticmethod
+    def concat(parts: Sequence[Completions], pad_id: int) -> Completions:
+        """Rows of several batches in order (one part: itself).
+
+        Prompts are left-padded and responses right-padded to the widest, with ``pad_id``
+        ids and zero masks, log-probs, values and entropies.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        tq = max(p.query_ids.shape[1] for p in parts)
+        t = max(p.response_ids.shape[1] for p in parts)
+
+        def left(x, width, value):
+            return F.pad(x, (width - x.shape[1], 0), value=value)
+
+        def right(x, width, value=0):
+            return None if x is None else F.pad(x, (0, width - x.shape[1]), value=value)
+
+        def cat(xs):
+            return None if any(x is None for x in xs) else torch.cat(xs)
+
+        return Completions(
+            query_ids=torch.cat([left(p.query_ids, tq, pad_id) for p in parts]),
+            query_mask=torch.cat([left(p.query_mask, tq, 0) for p in parts]),
+            response_ids=torch.cat([right(p.response_ids, t, pad_id) for p in parts]),
+            response_mask=torch.cat([right(p.response_mask, t) for p in parts]),
+            logprobs=torch.cat([right(p.logprobs, t) for p in parts]),
+            values=cat([right(p.values, t) for p in parts]),
+            texts=[text for p in parts for text in p.texts],
+            entropy=cat([right(p.entropy, t) for p in parts]),
+        )
+
     def select(self, idx: torch.Tensor) -> Completions:
         """The rows ``idx``."""
         rows = idx.tolist()

@@ -39,6 +39,7 @@ __all__ = [
     "score_episode_rewards",
     "score_rewards",
     "task_label",
+    "turn_reward",
 ]
 
 #: Characters of a prompt or response quoted in a message.
@@ -118,19 +119,24 @@ def sample_prompts(
 def observation(
     task: TextTask,
     prompt: Prompt,
-    earlier: Sequence[str],
+    visible: Sequence[Any],
     *,
     env_id: str | None = None,
     agent: str = "",
+    round: int = 0,
 ) -> str:
-    """``task.observe(prompt, earlier)``, checked to be a non-empty string.
+    """``task.observe_turn(prompt, visible, agent, round)``, checked to be a non-empty string.
+
+    ``visible`` holds the :class:`~seqmarl.envs.episode.Turn` s the agent may see.
 
     Raises:
-        TaskError: ``observe`` raised (kept as ``__cause__``) or gave an empty text.
+        TaskError: The task raised (kept as ``__cause__``) or gave an empty text.
     """
-    where = f"observe() for {agent} after {len(earlier)} earlier responses"
+    where = f"observe() for {agent} after {len(visible)} earlier responses"
+    if round:
+        where += f" (round {round})"
     try:
-        text = task.observe(prompt, earlier)
+        text = task.observe_turn(prompt, visible, agent, round)
     except SeqmarlError:
         raise
     except Exception as exc:
@@ -144,6 +150,31 @@ def observation(
             "check the observation template"
         )
     return text
+
+
+def turn_reward(task: TextTask, episode: Any, turn: Any, *, env_id: str | None = None) -> float:
+    """``task.turn_reward(episode, turn)``, checked to be one finite number.
+
+    Raises:
+        TaskError: The task raised (kept as ``__cause__``) or gave a non-finite value.
+    """
+    where = f"turn_reward() for {turn.agent} in round {turn.round}"
+    try:
+        value = task.turn_reward(episode, turn)
+    except SeqmarlError:
+        raise
+    except Exception as exc:
+        raise TaskError(f"{task_label(task, env_id)}: {where} raised {_exc(exc)}") from exc
+    try:
+        r = float(value)
+    except (TypeError, ValueError):
+        r = float("nan")
+    if not np.isfinite(r):
+        raise TaskError(
+            f"{task_label(task, env_id)}: {where} returned {_quote(value)} (response "
+            f"{_quote(turn.response)}); a turn reward must be a finite number"
+        )
+    return r
 
 
 def _row_default(f: int) -> str:

@@ -21,7 +21,14 @@ from seqmarl.settings import Setting, make_setting
 __all__ = ["ENVS", "EnvSpec", "make", "register_env"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
-_ENV_KWARGS = ("reward_matrix", "knowledge_transfer", "max_text_length", "render_mode")
+_ENV_KWARGS = (
+    "reward_matrix",
+    "knowledge_transfer",
+    "max_text_length",
+    "render_mode",
+    "rounds",
+    "max_observation_chars",
+)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,13 @@ from pettingzoo import AECEnv
 from pettingzoo.utils import AgentSelector
 
 from seqmarl.envs.episode import Episode, Turn
-from seqmarl.envs.guard import check_prompts, observation, sample_prompts, score_episode_rewards
+from seqmarl.envs.guard import (
+    check_prompts,
+    observation,
+    sample_prompts,
+    score_episode_rewards,
+    turn_reward,
+)
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
 from seqmarl.settings import agent_ids, coefficient_matrix
@@ -67,8 +73,12 @@ class SequentialTextEnv(AECEnv):
         max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
         render_mode: str | None = None,
         env_id: str | None = None,
+        rounds: int = 1,
+        max_observation_chars: int | None = None,
     ):
         super().__init__()
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
         if isinstance(num_agents, bool) or not isinstance(num_agents, int) or num_agents < 1:
             raise ValueError(f"num_agents must be an integer >= 1, got {num_agents!r}")
         if render_mode not in (None, *self.metadata["render_modes"]):
@@ -77,6 +87,8 @@ class SequentialTextEnv(AECEnv):
                 f"got {render_mode!r}"
             )
         self.task = task
+        self.rounds = rounds
+        self.max_observation_chars = max_observation_chars
         self.knowledge_transfer = bool(knowledge_transfer)
         self.render_mode = render_mode
         self.coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
@@ -88,6 +100,8 @@ class SequentialTextEnv(AECEnv):
             "max_text_length": max_text_length,
             "render_mode": render_mode,
             "env_id": env_id,
+            "rounds": rounds,
+            "max_observation_chars": max_observation_chars,
         }
         self.possible_agents = list(agent_ids(num_agents))
         self.observation_spaces = {
@@ -133,7 +147,10 @@ class SequentialTextEnv(AECEnv):
         self.responses: dict[str, str] = {}
         self.task_rewards: dict[str, float] = {}
         self.trained_rewards: dict[str, float] = {}
-        self.episode = Episode(prompt, tuple(self.seats), tuple(self.possible_agents))
+        self.episode = Episode(
+            prompt, tuple(self.seats), tuple(self.possible_agents), rounds=self.rounds
+        )
+        self.round = 0
         self._observed: dict[str, str] = {}
         self.awaiting_score = False
         self.rewards = {a: 0.0 for a in self.agents}
@@ -174,22 +191,39 @@ class SequentialTextEnv(AECEnv):
         return sample_prompts(self.task, n, rng, env_id=self.env_id)
 
     # ---------------------------------------------------------------- observe
+    def visible_turns(self, agent: str) -> list[Turn]:
+        """The turns ``agent`` may see now, oldest first.
+
+        With knowledge transfer, every turn so far (earlier rounds, and the earlier seats of
+        this one); without it, only ``agent``'s own earlier turns.
+        """
+        if self.knowledge_transfer:
+            return list(self.episode.turns)
+        return [t for t in self.episode.turns if t.agent == agent]
+
     def earlier_responses(self, agent: str) -> list[str]:
-        """Responses ``agent`` gets to see: those of earlier seats, if transfer is on."""
-        if not self.knowledge_transfer:
-            return []
-        seat = self._seat_of[agent]
-        return [self.responses[a] for a in self.seats[:seat] if a in self.responses]
+        """Responses ``agent`` gets to see now (see :meth:`visible_turns`)."""
+        return [t.response for t in self.visible_turns(agent)]
 
     def observe(self, agent: str) -> dict[str, Any]:
-        """``{"text": prompt (+ earlier responses), "seat": k}`` for ``agent``.
+        """``{"text": prompt (+ the visible transcript), "seat": k}`` for ``agent``.
+
+        Past ``max_observation_chars`` the oldest visible turns are left out, one at a time,
+        until the text fits (the prompt always stays): a long game never overflows the model.
 
         Raises:
-            TaskError: The task's ``observe`` raised or gave an empty text.
+            TaskError: The task's ``observe_turn`` raised or gave an empty text.
         """
         self._require_reset()
-        earlier = self.earlier_responses(agent)
-        text = observation(self.task, self.prompt, earlier, env_id=self.env_id, agent=agent)
+        visible = self.visible_turns(agent)
+        limit = self.max_observation_chars
+        while True:
+            text = observation(
+                self.task, self.prompt, visible, env_id=self.env_id, agent=agent, round=self.round
+            )
+            if limit is None or len(text) <= limit or not visible:
+                break
+            visible = visible[1:]
         self._observed[agent] = text
         return {"text": text, "seat": self._seat_of[agent]}
 
@@ -207,8 +241,14 @@ class SequentialTextEnv(AECEnv):
         self._clear_rewards()
         self.responses[agent] = action
         seat = self._seat_of[agent]
-        self.episode.turns.append(Turn(0, seat, agent, self._observed.get(agent, ""), action))
-        if self._agent_selector.is_last():
+        turn = Turn(self.round, seat, agent, self._observed.pop(agent, ""), action)
+        self.episode.turns.append(turn)
+        last_seat = self._agent_selector.is_last()
+        if self._scores_turns:
+            self._turn_reward(turn)
+        if last_seat and self.round < self.rounds - 1:
+            self.round += 1  # the seats act again, in the same order
+        elif last_seat:
             if self.defer_scoring:  # scored with other envs' episodes: see score_pending
                 self.awaiting_score = True
             else:
@@ -217,6 +257,18 @@ class SequentialTextEnv(AECEnv):
         self._accumulate_rewards()
         if self.render_mode == "human" and self.terminations[agent]:
             print(self.render())
+
+    @property
+    def _scores_turns(self) -> bool:
+        return type(self.task).turn_reward is not TextTask.turn_reward
+
+    def _turn_reward(self, turn: Turn) -> None:
+        """The task's reward for this turn, mixed by the matrix, handed out now."""
+        r = turn_reward(self.task, self.episode, turn, env_id=self.env_id)
+        j = self.possible_agents.index(turn.agent)
+        for i, a in enumerate(self.possible_agents):
+            if a in self.rewards:
+                self.rewards[a] += float(self.coef[i, j] * r)
 
     def _finish(self, task_rewards: Sequence[float] | None = None) -> None:
         """Score the finished episode (or take ``task_rewards``, agent-id order) and mix them."""
@@ -229,7 +281,7 @@ class SequentialTextEnv(AECEnv):
         for i, a in enumerate(order):
             self.task_rewards[a] = float(r[i])
             self.trained_rewards[a] = float(mixed[i])
-            self.rewards[a] = float(mixed[i])
+            self.rewards[a] = self.rewards.get(a, 0.0) + float(mixed[i])
             self.terminations[a] = True
             self.infos[a] = {
                 "seat": self._seat_of[a],
@@ -286,5 +338,6 @@ def score_pending(envs: Sequence[SequentialTextEnv]) -> None:
         scores = score_episode_rewards(first.task, [e.episode for e in group], env_id=first.env_id)
         for env, row in zip(group, scores, strict=True):
             env.awaiting_score = False
+            env._clear_rewards()  # the last step's own rewards were handed out with it
             env._finish(row.tolist())
             env._accumulate_rewards()

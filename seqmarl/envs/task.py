@@ -134,6 +134,14 @@ class TextTask(ABC):
         """
         return self.observe(prompt, [t.response for t in visible])
 
+    def turn_reward(self, episode: Any, turn: Any) -> float:
+        """A reward for one turn as it is played (0: rewards only at the end, the default).
+
+        Mixed by the coefficient matrix like the final task rewards and handed out at once;
+        an agent's return for a turn is the (mixed) reward-to-go from it.
+        """
+        return 0.0
+
     def score_episodes(self, episodes: Sequence[Any]) -> Any:
         """Task rewards of finished :class:`~seqmarl.envs.episode.Episode` s, ``(E, N)``.
 

@@ -20,15 +20,20 @@ def _quiet_pettingzoo_advice():
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("num_agents", [1, 2, 3, 4])
-def test_pettingzoo_api_test(env_id, num_agents):
-    api_test(envs.make(env_id, num_agents=num_agents, **env_test_kwargs(env_id)), num_cycles=50)
+@pytest.mark.parametrize("rounds", [1, 2, 3])
+def test_pettingzoo_api_test(env_id, num_agents, rounds):
+    kwargs = env_test_kwargs(env_id)
+    api_test(envs.make(env_id, num_agents=num_agents, rounds=rounds, **kwargs), num_cycles=50)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("num_agents", [1, 2, 3, 4])
-def test_pettingzoo_seed_test(env_id, num_agents):
+@pytest.mark.parametrize("rounds", [1, 2, 3])
+def test_pettingzoo_seed_test(env_id, num_agents, rounds):
     kwargs = env_test_kwargs(env_id)
-    seed_test(lambda: envs.make(env_id, num_agents=num_agents, **kwargs), num_cycles=50)
+    seed_test(
+        lambda: envs.make(env_id, num_agents=num_agents, rounds=rounds, **kwargs), num_cycles=50
+    )
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
