@@ -26,7 +26,10 @@ from seqmarl.envs.guard import check_prompts
 from seqmarl.envs.sequential import SequentialTextEnv, score_pending
 from seqmarl.envs.task import Prompt
 
-__all__ = ["Rollout", "play"]
+__all__ = ["MAX_TURNS", "Rollout", "play"]
+
+#: Turns of one agent in one episode that group ids keep apart (``prompt * MAX_TURNS + t``).
+MAX_TURNS = 1024
 
 
 @dataclass
@@ -44,8 +47,9 @@ class Rollout:
         trained_rewards: ``(B * K, N)`` after the coefficient matrix.
         returns: Per agent, ``(rows,)`` its (mixed) reward-to-go from each of its turns, in
             the rows of ``completions`` (with one round, its column of ``trained_rewards``).
-        turn_groups: Per agent, ``(rows,)`` the group of each turn: the prompt, and the
-            round (``prompt * rounds + round``), so RLOO/GRPO compare like with like.
+        turn_groups: Per agent, ``(rows,)`` the group of each turn: its prompt and which of
+            the agent's turns it is, so RLOO/GRPO compare like with like.
+        transcripts: Per env copy, its turns in order (agent, observation, response).
         timings: Seconds spent generating and scoring.
     """
 
@@ -58,6 +62,7 @@ class Rollout:
     trained_rewards: np.ndarray
     returns: dict[str, torch.Tensor] = field(default_factory=dict)
     turn_groups: dict[str, torch.Tensor] = field(default_factory=dict)
+    transcripts: list[list[dict[str, str]]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -96,30 +101,45 @@ def play(
         env.defer_scoring = True  # the last step waits; score_pending scores the batch
         env.reset(options={"prompt": prompt, "seat_order": list(seats)})
     ids = envs[0].possible_agents
-    rounds = envs[0].rounds
     parts: dict[str, list[Completions]] = {a: [] for a in ids}
+    rows: dict[str, list[tuple[int, int]]] = {a: [] for a in ids}  # (env copy, its turn t)
     observations: dict[str, list[str]] = {}
     # per env copy and agent: the rewards that reached the agent after each of its turns
     turn_rewards = [{a: [] for a in ids} for _ in envs]
+    transcripts: list[list[dict[str, str]]] = [[] for _ in envs]
     t_gen = 0.0
     while True:
-        # lockstep: every running copy waits on the same agent (same seats, same rounds)
         live = [i for i, env in enumerate(envs) if env.agents and not env.awaiting_score]
         if not live:
             break
-        agent_id = envs[live[0]].agent_selection
-        if any(envs[i].agent_selection != agent_id for i in live):
-            raise RuntimeError("env copies out of step: they must share seats and rounds")
-        obs = [envs[i].observe(agent_id)["text"] for i in live]
-        t0 = time.perf_counter()
-        comp = agents[agent_id].sample(obs, generator=generator, stop_strings=task.stop_strings)
-        t_gen += time.perf_counter() - t0
-        parts[agent_id].append(comp)
-        observations.setdefault(agent_id, obs)
-        for i, text in zip(live, comp.texts, strict=True):
-            envs[i].step(text)
-            turn_rewards[i][agent_id].append(0.0)
-            _credit(envs[i], turn_rewards[i])
+        # the copies waiting on the same agent act together: one batched generation each
+        # (copies of one env usually move in lockstep; a game may let them drift apart)
+        waiting: dict[str, list[int]] = {}
+        for i in live:
+            waiting.setdefault(envs[i].agent_selection, []).append(i)
+        for agent_id, idx in waiting.items():
+            acting = []
+            for i in idx:
+                _, _, term, trunc, _ = envs[i].last()
+                if term or trunc:  # a finished agent's turn is PettingZoo's dead step
+                    envs[i].step(None)
+                    _credit(envs[i], turn_rewards[i])
+                else:
+                    acting.append(i)
+            if not acting:
+                continue
+            obs = [envs[i].observe(agent_id)["text"] for i in acting]
+            t0 = time.perf_counter()
+            comp = agents[agent_id].sample(obs, generator=generator, stop_strings=task.stop_strings)
+            t_gen += time.perf_counter() - t0
+            parts[agent_id].append(comp)
+            observations.setdefault(agent_id, obs)
+            for i, o, text in zip(acting, obs, comp.texts, strict=True):
+                rows[agent_id].append((i, len(turn_rewards[i][agent_id])))
+                transcripts[i].append({"agent": agent_id, "observation": o, "response": text})
+                envs[i].step(text)
+                turn_rewards[i][agent_id].append(0.0)
+                _credit(envs[i], turn_rewards[i])
     t0 = time.perf_counter()
     score_pending(envs)  # every episode scored by its task in one batched call
     t_score = time.perf_counter() - t0
@@ -129,16 +149,15 @@ def play(
     task_r = np.array([[env.infos[a]["task_reward"] for a in ids] for env in envs])
     trained = np.array([[env.trained_rewards[a] for a in ids] for env in envs])
     pad = next(iter(agents.values())).tokenizer.pad_token_id
-    completions = {a: Completions.concat(parts[a], pad_id=pad) for a in seats}
-    returns, turn_groups = {}, {}
+    acted = [a for a in ids if parts[a]]
+    completions = {a: Completions.concat(parts[a], pad_id=pad) for a in acted}
     prompt_of = torch.arange(len(prompts)).repeat_interleave(copies)  # (B*K,)
-    for a in seats:
-        # rows are round-major (round 0's copies, then round 1's, ...), as sampled
-        per_round = [
-            [_reward_to_go(credit[a], gamma)[r] for credit in turn_rewards] for r in range(rounds)
-        ]
-        returns[a] = torch.tensor([g for row in per_round for g in row], dtype=torch.float64)
-        turn_groups[a] = torch.cat([prompt_of * rounds + r for r in range(rounds)])
+    returns, turn_groups = {}, {}
+    for a in acted:
+        togo = [_reward_to_go(credit[a], gamma) for credit in turn_rewards]
+        # rows in the order sampled: with one round, env copies in order
+        returns[a] = torch.tensor([togo[i][t] for i, t in rows[a]], dtype=torch.float64)
+        turn_groups[a] = torch.tensor([int(prompt_of[i]) * MAX_TURNS + t for i, t in rows[a]])
     group_ids = torch.arange(len(prompts)).repeat_interleave(copies)
     return Rollout(
         prompts=played,
@@ -150,6 +169,7 @@ def play(
         trained_rewards=trained,
         returns=returns,
         turn_groups=turn_groups,
+        transcripts=transcripts,
         timings={"generate": t_gen, "score": t_score},
     )
 

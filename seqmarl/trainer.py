@@ -43,7 +43,7 @@ from seqmarl.distributed import setup
 from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.learner import Learner
-from seqmarl.rollout import Rollout, play
+from seqmarl.rollout import MAX_TURNS, Rollout, play
 from seqmarl.runs import check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
 
@@ -301,8 +301,7 @@ class Trainer:
             gamma=self.cfg.train.gamma,
         )
         roll.group_ids = roll.group_ids + first  # prompt ids unique over ranks
-        rounds = self.task_env.rounds
-        roll.turn_groups = {a: g + first * rounds for a, g in roll.turn_groups.items()}
+        roll.turn_groups = {a: g + first * MAX_TURNS for a, g in roll.turn_groups.items()}
         roll.timings["play"] = time.perf_counter() - t0
         return roll
 
@@ -317,6 +316,8 @@ class Trainer:
         task_rewards = np.concatenate(self.dist.gather_objects(roll.task_rewards))
         trained_rewards = np.concatenate(self.dist.gather_objects(roll.trained_rewards))
         for i, a in enumerate(self.ids):
+            if a not in roll.completions:  # a game in which this agent never had a turn
+                continue
             learner, comp = self.learners[a], roll.completions[a]
             eta0 = self.algo_cfgs[a].kl_coef
             # each turn's (mixed) reward-to-go; one round: the episode's trained reward
@@ -501,21 +502,25 @@ class Trainer:
         n = min(self.cfg.train.samples_logged, len(roll.prompts) // self.copies)
         rows = []
         for j in range(0, n * self.copies, self.copies):
-            rows.append(
-                {
-                    "prompt": roll.prompts[j].text,
-                    "agents": {
-                        a: {
-                            "seat": roll.seats.index(a),
-                            "observation": roll.observations[a][j],
-                            "response": roll.completions[a].texts[j],
-                            "task_reward": float(roll.task_rewards[j, i]),
-                            "reward": float(roll.trained_rewards[j, i]),
-                        }
-                        for i, a in enumerate(self.ids)
-                    },
-                }
-            )
+            turns = roll.transcripts[j]
+            mine = {a: [t for t in turns if t["agent"] == a] for a in self.ids}
+            row: dict[str, Any] = {
+                "prompt": roll.prompts[j].text,
+                "agents": {
+                    a: {
+                        "seat": roll.seats.index(a),
+                        # its first observation and its last (final) answer
+                        "observation": mine[a][0]["observation"] if mine[a] else None,
+                        "response": mine[a][-1]["response"] if mine[a] else None,
+                        "task_reward": float(roll.task_rewards[j, i]),
+                        "reward": float(roll.trained_rewards[j, i]),
+                    }
+                    for i, a in enumerate(self.ids)
+                },
+            }
+            if any(len(t) > 1 for t in mine.values()):  # a game: the whole transcript
+                row["turns"] = turns
+            rows.append(row)
         return {"iteration": self.iteration, "samples": rows}
 
     def summary(self, plots: list[Path] | None = None) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def test_user_errors_are_one_line_without_traceback():
     assert len(lines) == 1
     assert lines[0].startswith(
         "seqmarl: error: unknown env 'arithmetc-v0'. Did you mean 'arithmetic-v0'? "
-        "Registered envs: arithmetic-v0, gsm8k-v0, imdb-sentiment-v0, sentiment-v0"
+        "Registered envs: arithmetic-v0, gsm8k-v0, imdb-duel-v0, imdb-sentiment-v0, "
+        "sentiment-duel-v0, sentiment-v0"
     )
     assert "Traceback" not in proc.stderr
     proc = run_cli("env-demo", "--setting", "single", "--num-agents", "2")

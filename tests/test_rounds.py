@@ -59,7 +59,7 @@ def test_reward_to_go_per_turn_by_hand(make_pool, matrix):
         assert len(roll.completions[agent]) == 2  # one training row per turn
     assert roll.task_rewards.tolist() == [[1.0, 0.0]]
     assert [t.round for t in env.episode.turns] == [0, 0, 1, 1]
-    assert roll.turn_groups["llm_0"].tolist() == [0, 1]  # prompt 0, rounds 0 and 1
+    assert roll.turn_groups["llm_0"].tolist() == [0, 1]  # prompt 0, its turns 0 and 1
 
 
 def test_later_rounds_see_the_transcript_and_long_ones_drop_the_oldest_turns():
@@ -116,4 +116,4 @@ def test_returns_equal_trained_rewards_with_one_round(make_pool):
                 generator=torch.Generator().manual_seed(0))  # fmt: skip
     for i, a in enumerate(["llm_0", "llm_1"]):
         assert torch.equal(roll.returns[a], torch.as_tensor(roll.trained_rewards[:, i]))
-        assert torch.equal(roll.turn_groups[a], roll.group_ids)
+        assert torch.equal(roll.turn_groups[a], roll.group_ids * 1024)  # prompt * MAX_TURNS

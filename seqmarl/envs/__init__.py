@@ -7,7 +7,7 @@
 'llm_0'
 """
 
-from seqmarl.envs.registration import ENVS, EnvSpec, make, register_env
+from seqmarl.envs.registration import ENVS, EnvSpec, make, register_env, register_pettingzoo
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.spaces import AnyText
 from seqmarl.envs.task import (
@@ -21,6 +21,7 @@ from seqmarl.envs.task import (
 from seqmarl.envs.tasks import ArithmeticTask, GSM8KTask, IMDBTask, SentimentTask
 from seqmarl.envs.tasks.duel import DuelTask, make_imdb_duel, make_sentiment_duel
 from seqmarl.envs.testing import CheckReport, check_env
+from seqmarl.envs.wrappers import wrap
 
 register_env("arithmetic-v0", ArithmeticTask)
 register_env("sentiment-v0", SentimentTask)
@@ -49,4 +50,6 @@ __all__ = [
     "load_records",
     "make",
     "register_env",
+    "register_pettingzoo",
+    "wrap",
 ]

@@ -18,7 +18,7 @@ from seqmarl.errors import ConfigError
 from seqmarl.registry import Registry
 from seqmarl.settings import Setting, make_setting
 
-__all__ = ["ENVS", "EnvSpec", "make", "register_env"]
+__all__ = ["ENVS", "EnvSpec", "make", "register_env", "register_pettingzoo"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
 _ENV_KWARGS = (
@@ -36,8 +36,10 @@ class EnvSpec:
     """A registered env: its id, how to build its task, and a one-line description."""
 
     id: str
-    task_factory: Callable[..., TextTask]
+    task_factory: Callable[..., TextTask] | None
     description: str = ""
+    #: Builds a plain PettingZoo AEC text env instead (see :func:`register_pettingzoo`).
+    aec_factory: Callable[[], Any] | None = None
 
 
 ENVS: Registry[EnvSpec] = Registry("env", entry_point_group="seqmarl.envs")
@@ -63,6 +65,25 @@ def register_env(
         doc = inspect.getdoc(task_factory) or ""
         description = doc.splitlines()[0] if doc else ""
     return ENVS.register(env_id, EnvSpec(env_id, task_factory, description), **kw)
+
+
+def register_pettingzoo(
+    env_id: str, env_fn: Callable[[], Any], *, description: str = "", **kw: Any
+) -> EnvSpec:
+    """Register a plain PettingZoo AEC env (string observations and actions) for training.
+
+    ``make`` then returns a :class:`~seqmarl.envs.wrappers.TextAECWrapper` over ``env_fn()``.
+
+    Raises:
+        ValueError: The id is not versioned or already taken.
+    """
+    if not _ID.match(env_id):
+        raise ValueError(f"env id {env_id!r} must be lower-case and end in -v<N>, e.g. 'qa-v0'")
+    if not description:
+        doc = inspect.getdoc(env_fn) or ""
+        description = doc.splitlines()[0] if doc else "a PettingZoo AEC text env"
+    spec = EnvSpec(env_id, None, description, aec_factory=env_fn)
+    return ENVS.register(env_id, spec, **kw)
 
 
 def make(
@@ -111,6 +132,8 @@ def make(
         num_agents = setting.num_agents
         env_kwargs["reward_matrix"] = [list(r) for r in setting.reward_matrix]
         env_kwargs["knowledge_transfer"] = setting.knowledge_transfer
+    if spec.aec_factory is not None:
+        return _make_wrapped(spec, num_agents, env_kwargs, kwargs)
     accepted = _parameters(spec.task_factory)
     for key, value in (context or {}).items():
         if key in accepted and key not in kwargs:
@@ -126,6 +149,29 @@ def make(
     return SequentialTextEnv(
         task, num_agents=2 if num_agents is None else num_agents, env_id=spec.id, **env_kwargs
     )
+
+
+def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
+    from seqmarl.envs.wrappers import TextAECWrapper
+
+    if kwargs:
+        raise ConfigError(
+            f"env {spec.id!r} is a PettingZoo env built by its factory; it takes no task "
+            f"arguments (got {sorted(kwargs)})"
+        )
+    wrapped = TextAECWrapper(
+        spec.aec_factory,
+        reward_matrix=env_kwargs.get("reward_matrix", "independent"),
+        env_id=spec.id,
+    )
+    n = len(wrapped.possible_agents)
+    if num_agents is not None and num_agents != n:
+        raise ConfigError(f"env {spec.id!r} has {n} agents; set num_agents={n}")
+    if env_kwargs.get("rounds", 1) != 1:
+        raise ConfigError(
+            f"env {spec.id!r}: task.rounds does not apply; the env's own rules decide the turns"
+        )
+    return wrapped
 
 
 def _parameters(fn: Callable[..., Any]) -> Sequence[str]:
