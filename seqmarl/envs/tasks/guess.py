@@ -41,6 +41,10 @@ trains each agent on its own moves, ``competitive`` makes the other's hit a loss
 final task reward is always 0, the ``task_reward`` columns of ``metrics.jsonl`` read 0 for this
 env; ``agent/<id>/adv_score`` (the mean return of the agent's turns) is the figure that moves.
 Responses stop at a newline (``stop_strings``), so a guess is one line.
+
+A short CPU run on the tiny random model, in which the rate of legal first guesses rises
+from 15 % to 66 % in 30 iterations, is recorded with its command in docs/environments.md
+("Games").
 """
 
 from __future__ import annotations
