@@ -92,3 +92,5 @@ def test_rounds_game_rules_by_hand():
     assert got == [1.0, -1.0, -1.0, 1.0]
     assert "llm_0: 7\nllm_1: 6\nllm_0: no\nllm_1:" in env.observe("llm_1")["text"]
     assert namespace["number"]("x 12 y 3") == 12
+    # PettingZoo's api/seed tests and the text checks (check_env's own checks play one round)
+    assert envs.check_env(envs.SequentialTextEnv(env.task, num_agents=2)).passed
