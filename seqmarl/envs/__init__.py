@@ -20,6 +20,7 @@ from seqmarl.envs.task import (
 )
 from seqmarl.envs.tasks import ArithmeticTask, GSM8KTask, IMDBTask, SentimentTask
 from seqmarl.envs.tasks.duel import DuelTask, make_imdb_duel, make_sentiment_duel
+from seqmarl.envs.tasks.guess import NumberGuessTask
 from seqmarl.envs.testing import CheckReport, check_env
 from seqmarl.envs.wrappers import wrap
 
@@ -29,6 +30,11 @@ register_env("imdb-sentiment-v0", IMDBTask)
 register_env("gsm8k-v0", GSM8KTask)
 register_env("imdb-duel-v0", make_imdb_duel)
 register_env("sentiment-duel-v0", make_sentiment_duel)
+register_env(
+    "number-guess-v0",
+    NumberGuessTask,
+    description="Guess a hidden number in turns; an illegal move is penalised, the first hit wins.",
+)
 
 __all__ = [
     "ENVS",
@@ -41,6 +47,7 @@ __all__ = [
     "FormatTemplate",
     "GSM8KTask",
     "IMDBTask",
+    "NumberGuessTask",
     "Prompt",
     "SentimentTask",
     "SequentialTextEnv",
