@@ -50,6 +50,9 @@ class Rollout:
         turn_groups: Per agent, ``(rows,)`` the group of each turn: its prompt and which of
             the agent's turns it is, so RLOO/GRPO compare like with like.
         transcripts: Per env copy, its turns in order (agent, observation, response).
+        episode_returns: ``(B * K, N)`` every (mixed) reward each agent got after its turns,
+            summed over the episode (per-turn rewards included; with one round and no
+            per-turn rewards, ``trained_rewards``).
         timings: Seconds spent generating and scoring.
     """
 
@@ -63,6 +66,7 @@ class Rollout:
     returns: dict[str, torch.Tensor] = field(default_factory=dict)
     turn_groups: dict[str, torch.Tensor] = field(default_factory=dict)
     transcripts: list[list[dict[str, str]]] = field(default_factory=list)
+    episode_returns: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -170,6 +174,7 @@ def play(
         returns=returns,
         turn_groups=turn_groups,
         transcripts=transcripts,
+        episode_returns=np.array([[sum(c[a]) for a in ids] for c in turn_rewards]),
         timings={"generate": t_gen, "score": t_score},
     )
 

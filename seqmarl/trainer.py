@@ -315,6 +315,7 @@ class Trainer:
         # every rank's rewards, for the logged means (rank order = global row order)
         task_rewards = np.concatenate(self.dist.gather_objects(roll.task_rewards))
         trained_rewards = np.concatenate(self.dist.gather_objects(roll.trained_rewards))
+        episode_returns = np.concatenate(self.dist.gather_objects(roll.episode_returns))
         for i, a in enumerate(self.ids):
             if a not in roll.completions:  # a game in which this agent never had a turn
                 continue
@@ -331,6 +332,7 @@ class Trainer:
                 {
                     p + "task_reward": task_reward,
                     p + "reward": float(trained_rewards[:, i].mean()),
+                    p + "episode_return": float(episode_returns[:, i].mean()),
                     p + "kl": kl,
                     p + "combined_reward": task_reward - eta0 * kl,
                     p + "seat": seats.index(a),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -139,7 +140,7 @@ def _play(env: SequentialTextEnv, actions: Iterator[str]) -> list[tuple[str, dic
 
 
 def _check_any_text(env: SequentialTextEnv) -> str:
-    texts = iter(ADVERSARIAL_TEXTS * env.max_num_agents)
+    texts = itertools.cycle(ADVERSARIAL_TEXTS)  # an episode takes N x rounds of them
     episodes = 0
     for i in range(0, len(ADVERSARIAL_TEXTS), env.max_num_agents):
         env.reset(seed=i)
@@ -153,8 +154,9 @@ def _check_any_text(env: SequentialTextEnv) -> str:
 def _check_seat_order(env: SequentialTextEnv) -> str:
     order = list(reversed(env.possible_agents))
     env.reset(seed=0, options={"seat_order": order})
-    played = [a for a, _ in _play(env, iter(["x"] * len(order)))]
-    assert played == order, f"played {played}, asked for {order}"
+    rounds = getattr(env, "rounds", 1)
+    played = [a for a, _ in _play(env, iter(["x"] * len(order) * rounds))]
+    assert played == order * rounds, f"played {played}, asked for {order} x {rounds} rounds"
     return ""
 
 
@@ -162,13 +164,15 @@ def _check_transfer(factory: Callable[[], SequentialTextEnv]) -> str:
     def observations(first_response: str) -> list[str]:
         env = factory()
         env.reset(seed=0)
-        turns = _play(env, iter([first_response] + ["y"] * (env.max_num_agents - 1)))
-        return [obs["text"] for _, obs in turns]
+        turns = env.max_num_agents * getattr(env, "rounds", 1)
+        played = _play(env, iter([first_response] + ["y"] * (turns - 1)))
+        return [obs["text"] for _, obs in played]
 
     a, b = observations("first answer 111"), observations("other answer 222")
     assert a[0] == b[0], "the first seat's observation depends on a response"
     transfer = factory().knowledge_transfer
-    for k in range(1, len(a)):
+    # the seats of round 0 (in later rounds an agent also sees its own earlier answers)
+    for k in range(1, factory().max_num_agents):
         if transfer:
             assert a[k] != b[k], f"seat {k} does not see the earlier response (transfer is on)"
         else:
@@ -178,7 +182,7 @@ def _check_transfer(factory: Callable[[], SequentialTextEnv]) -> str:
 
 def _check_reward_mixing(env: SequentialTextEnv) -> str:
     env.reset(seed=1)
-    _play(env, iter([f"answer {i}" for i in range(env.max_num_agents)]))
+    _play(env, iter([f"answer {i}" for i in range(env.max_num_agents * env.rounds)]))
     r = np.array([env.task_rewards[a] for a in env.possible_agents])
     expected = env.coef @ r  # (N, N) @ (N,)
     got = np.array([env.trained_rewards[a] for a in env.possible_agents])

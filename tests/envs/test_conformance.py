@@ -39,8 +39,9 @@ def test_pettingzoo_seed_test(env_id, num_agents, rounds):
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("num_agents", [1, 2, 3, 4])
 @pytest.mark.parametrize("transfer", [True, False])
-def test_check_env_passes(env_id, num_agents, transfer):
-    kwargs = env_test_kwargs(env_id)
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_check_env_passes(env_id, num_agents, transfer, rounds):
+    kwargs = {**env_test_kwargs(env_id), "rounds": rounds}
     report = envs.check_env(
         lambda: envs.make(env_id, num_agents=num_agents, knowledge_transfer=transfer, **kwargs)
     )
