@@ -55,6 +55,6 @@ def env_test_kwargs(env_id):
             "reward_model": str(require_shared("models", "imdb-sentiment-bert-tiny-scratch")),
             "limit": 300,
         }
-    if env_id == "gsm8k-v0":
+    if env_id in ("gsm8k-v0", "gsm8k-debate-v0"):
         return {"source": str(require_shared("data", "gsm8k")), "split": "test", "limit": 300}
     return {}

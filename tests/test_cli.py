@@ -50,9 +50,11 @@ def test_user_errors_are_one_line_without_traceback():
     assert len(lines) == 1
     assert lines[0].startswith(
         "seqmarl: error: unknown env 'arithmetc-v0'. Did you mean 'arithmetic-v0'? "
-        "Registered envs: arithmetic-v0, gsm8k-v0, imdb-duel-v0, imdb-sentiment-v0, "
-        "sentiment-duel-v0, sentiment-v0"
+        "Registered envs: arithmetic-v0, "
     )
+    from seqmarl.envs import ENVS
+
+    assert ", ".join(ENVS.names()) in lines[0]  # every registered id is listed
     assert "Traceback" not in proc.stderr
     proc = run_cli("env-demo", "--setting", "single", "--num-agents", "2")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -19,6 +19,7 @@ from seqmarl.envs.task import (
     load_records,
 )
 from seqmarl.envs.tasks import ArithmeticTask, GSM8KTask, IMDBTask, SentimentTask
+from seqmarl.envs.tasks.debate import GSM8KDebateTask
 from seqmarl.envs.tasks.duel import DuelTask, make_imdb_duel, make_sentiment_duel
 from seqmarl.envs.tasks.guess import NumberGuessTask
 from seqmarl.envs.testing import CheckReport, check_env
@@ -28,6 +29,7 @@ register_env("arithmetic-v0", ArithmeticTask)
 register_env("sentiment-v0", SentimentTask)
 register_env("imdb-sentiment-v0", IMDBTask)
 register_env("gsm8k-v0", GSM8KTask)
+register_env("gsm8k-debate-v0", GSM8KDebateTask)
 register_env("imdb-duel-v0", make_imdb_duel)
 register_env("sentiment-duel-v0", make_sentiment_duel)
 register_env(
@@ -45,6 +47,7 @@ __all__ = [
     "DuelTask",
     "EnvSpec",
     "FormatTemplate",
+    "GSM8KDebateTask",
     "GSM8KTask",
     "IMDBTask",
     "NumberGuessTask",
