@@ -124,8 +124,8 @@ def play(
         for agent_id, idx in waiting.items():
             acting = []
             for i in idx:
-                _, _, term, trunc, _ = envs[i].last()
-                if term or trunc:  # a finished agent's turn is PettingZoo's dead step
+                env = envs[i]
+                if env.terminations[agent_id] or env.truncations[agent_id]:  # a dead step
                     envs[i].step(None)
                     _credit(envs[i], turn_rewards[i])
                 else:

@@ -120,6 +120,16 @@ class TextAECWrapper:
         """Whose turn it is."""
         return self._to_llm[self.env.agent_selection]
 
+    @property
+    def terminations(self) -> dict[str, bool]:
+        """PettingZoo's terminations, in seqmarl's names."""
+        return {self._to_llm[a]: v for a, v in self.env.terminations.items()}
+
+    @property
+    def truncations(self) -> dict[str, bool]:
+        """PettingZoo's truncations, in seqmarl's names."""
+        return {self._to_llm[a]: v for a, v in self.env.truncations.items()}
+
     def observe(self, agent: str) -> dict[str, Any]:
         """``{"text": ...}``: the env's observation as text."""
         return {"text": _text(self.env.observe(self._to_env[agent]), self.env_id)}
