@@ -59,11 +59,7 @@ def register_env(
     Raises:
         ValueError: The id is not versioned or already taken.
     """
-    if not _ID.match(env_id):
-        raise ValueError(f"env id {env_id!r} must be lower-case and end in -v<N>, e.g. 'qa-v0'")
-    if not description:
-        doc = inspect.getdoc(task_factory) or ""
-        description = doc.splitlines()[0] if doc else ""
+    description = _describe(env_id, task_factory, description, "")
     return ENVS.register(env_id, EnvSpec(env_id, task_factory, description), **kw)
 
 
@@ -77,11 +73,7 @@ def register_pettingzoo(
     Raises:
         ValueError: The id is not versioned or already taken.
     """
-    if not _ID.match(env_id):
-        raise ValueError(f"env id {env_id!r} must be lower-case and end in -v<N>, e.g. 'qa-v0'")
-    if not description:
-        doc = inspect.getdoc(env_fn) or ""
-        description = doc.splitlines()[0] if doc else "a PettingZoo AEC text env"
+    description = _describe(env_id, env_fn, description, "a PettingZoo AEC text env")
     spec = EnvSpec(env_id, None, description, aec_factory=env_fn)
     return ENVS.register(env_id, spec, **kw)
 
@@ -172,6 +164,16 @@ def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
             f"env {spec.id!r}: task.rounds does not apply; the env's own rules decide the turns"
         )
     return wrapped
+
+
+def _describe(env_id: str, factory: Callable[..., Any], description: str, default: str) -> str:
+    """Check a new id's form; the description given, else the factory's first doc line."""
+    if not _ID.match(env_id):
+        raise ValueError(f"env id {env_id!r} must be lower-case and end in -v<N>, e.g. 'qa-v0'")
+    if description:
+        return description
+    doc = inspect.getdoc(factory) or ""
+    return doc.splitlines()[0] if doc else default
 
 
 def _parameters(fn: Callable[..., Any]) -> Sequence[str]:

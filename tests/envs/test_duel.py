@@ -65,3 +65,17 @@ def test_the_duel_envs_are_listed():
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
     assert {"imdb-duel-v0", "sentiment-duel-v0"} <= set(json.loads(out)["envs"])
+
+
+def test_imdb_duel_episodes_sum_to_zero():
+    from tests.conftest import env_test_kwargs
+
+    env = envs.make("imdb-duel-v0", num_agents=3, **env_test_kwargs("imdb-duel-v0"))
+    for seed in range(5):
+        env.reset(seed=seed)
+        answers = iter([" a wonderful, moving film", " dull and awful", " it was a film"])
+        for _agent in env.agent_iter():
+            _, _, term, trunc, _ = env.last()
+            env.step(None if term or trunc else next(answers))
+        total = sum(env.task_rewards.values())
+        assert total == 0.0 and len(set(env.task_rewards.values())) > 1
