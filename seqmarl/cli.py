@@ -376,6 +376,20 @@ def _setup_logging() -> None:
     logger.propagate = False
 
 
+def _exit_rank(code: int) -> None:
+    """End a torchrun rank without interpreter teardown, keeping its exit status.
+
+    After the process group is gone, tearing down the interpreter was seen to abort a gloo
+    rank once (SIGABRT, "terminate called without an active exception") after its work was
+    done and written; every file is closed by then, so the rank leaves at once.
+    """
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``seqmarl`` command; returns the exit status."""
     import signal
@@ -407,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             signal.signal(signal.SIGTERM, previous)
 
+    code: int | None = None  # set once the command has an exit status
     try:
         plugins.import_modules(getattr(args, "imports", []), origin="--import")
         code = args.fn(args)
@@ -423,7 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             prefix = "seqmarl: error: " if exc.exit_code == 2 else "seqmarl: "
             where = f"[rank {rank}] " if rank else ""
             print(prefix + where + str(exc), file=sys.stderr)
-        return exc.exit_code
+        code = exc.exit_code
+        return code
     except KeyboardInterrupt:
         settle()
         signum = received[-1] if received else signal.SIGINT
@@ -432,13 +448,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nothing to save",
             file=sys.stderr,
         )
-        return 128 + int(signum)
+        code = 128 + int(signum)
+        return code
     except BrokenPipeError:  # `seqmarl list | head`: the reader left; say nothing more
         settle()
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        code = 1
+        return code
     except BaseException:
         settle()
         raise
@@ -446,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dist = sys.modules.get("torch.distributed")
         if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+            if argv is None and code is not None:  # a launched rank about to exit
+                _exit_rank(code)
 
 
 if __name__ == "__main__":
