@@ -205,7 +205,7 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
                 )
             )
     corr = [r[k] for r in every for k in r if k.endswith("/others_reward_corr")]
-    if corr:  # logged since session 3: per batch, own task reward vs the other agents'
+    if corr:  # runs that log it: per batch, own task reward vs the other agents'
         out["others_reward_corr"] = float(np.nanmean(corr))
     out["first_task_reward"] = float(np.mean([every[0][f"agent/{a}/task_reward"] for a in agents]))
     out["s_per_it"] = float(np.median([r["time/iteration"] for r in every]))

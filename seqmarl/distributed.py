@@ -91,22 +91,28 @@ class DistContext:
             return flag
         return bool(self.all_reduce(torch.tensor([int(flag)]), "max").item())
 
-    def all_gather_rows(self, x: torch.Tensor) -> torch.Tensor:
+    def all_gather_rows(
+        self, x: torch.Tensor, rows: list[int] | None = None, width: int | None = None
+    ) -> torch.Tensor:
         """Concatenate every rank's ``(n_r, T_r, ...)`` rows, right-padding dim 1 with zeros.
 
         Ranks may hold different row counts and different ``T``; the result is
-        ``(sum n_r, max T_r, ...)`` in rank order, the same on every rank.
+        ``(sum n_r, max T_r, ...)`` in rank order, the same on every rank. ``rows`` (every
+        rank's ``n_r``) and ``width`` (``max T_r``) save a gather of the shapes when the caller
+        already has them.
         """
         if not self.enabled:
             return x
-        shapes = self.gather_objects(tuple(x.shape))
-        rows = [s[0] for s in shapes]
-        width = max(s[1] for s in shapes) if x.dim() > 1 else None
+        if rows is None or (width is None and x.dim() > 1):
+            shapes = self.gather_objects(tuple(x.shape))
+            rows = [s[0] for s in shapes]
+            width = max(s[1] for s in shapes) if x.dim() > 1 else None
         n = max(rows)
-        padded = x.new_zeros((n, width, *x.shape[2:]) if width is not None else (n,))
         if x.dim() > 1:
+            padded = x.new_zeros((n, width, *x.shape[2:]))
             padded[: x.shape[0], : x.shape[1]] = x
         else:
+            padded = x.new_zeros((n,))
             padded[: x.shape[0]] = x
         work = self._device(padded.contiguous())
         out = [torch.empty_like(work) for _ in range(self.world_size)]

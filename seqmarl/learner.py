@@ -206,12 +206,17 @@ class Learner:
         dist = self.dist
         if not dist.enabled:
             return batch, 0
-        rows = dist.gather_objects(len(batch))
-        offset = sum(rows[: dist.rank])
-        gather = lambda x: None if x is None else dist.all_gather_rows(x)  # noqa: E731
-        has = dist.gather_objects((batch.values is not None, batch.kl is not None))
-        if len(set(has)) > 1:
+        # one gather of the shapes (and of which optional tensors exist) for every tensor
+        has = (batch.values is not None, batch.kl is not None, batch.group_ids is not None)
+        shapes = dist.gather_objects((*batch.mask.shape, has))
+        rows, width = [s[0] for s in shapes], max(s[1] for s in shapes)
+        if len({s[2] for s in shapes}) > 1:
             raise RuntimeError("ranks disagree on which rollout tensors exist")
+        offset = sum(rows[: dist.rank])
+
+        def gather(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else dist.all_gather_rows(x, rows, width)
+
         whole = RolloutBatch(
             logprobs=gather(batch.logprobs),
             ref_logprobs=gather(batch.ref_logprobs),

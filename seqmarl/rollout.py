@@ -126,8 +126,8 @@ def play(
             for i in idx:
                 env = envs[i]
                 if env.terminations[agent_id] or env.truncations[agent_id]:  # a dead step
-                    envs[i].step(None)
-                    _credit(envs[i], turn_rewards[i])
+                    env.step(None)
+                    _credit(env, turn_rewards[i])
                 else:
                     acting.append(i)
             if not acting:
@@ -155,14 +155,13 @@ def play(
     pad = next(iter(agents.values())).tokenizer.pad_token_id
     acted = [a for a in ids if parts[a]]
     completions = {a: Completions.concat(parts[a], pad_id=pad) for a in acted}
-    prompt_of = torch.arange(len(prompts)).repeat_interleave(copies)  # (B*K,)
+    group_ids = torch.arange(len(prompts)).repeat_interleave(copies)  # (B*K,) prompt of a copy
     returns, turn_groups = {}, {}
     for a in acted:
         togo = [_reward_to_go(credit[a], gamma) for credit in turn_rewards]
         # rows in the order sampled: with one round, env copies in order
         returns[a] = torch.tensor([togo[i][t] for i, t in rows[a]], dtype=torch.float64)
-        turn_groups[a] = torch.tensor([int(prompt_of[i]) * MAX_TURNS + t for i, t in rows[a]])
-    group_ids = torch.arange(len(prompts)).repeat_interleave(copies)
+        turn_groups[a] = torch.tensor([int(group_ids[i]) * MAX_TURNS + t for i, t in rows[a]])
     return Rollout(
         prompts=played,
         group_ids=group_ids,

@@ -53,7 +53,11 @@ def shard(model: nn.Module) -> nn.Module:
 
 
 def build_sharded(model: nn.Module, agent_ids: Sequence[str], lora) -> tuple[nn.Module, dict]:
-    """A trainable copy per agent and the frozen reference, each sharded over the ranks."""
+    """A trainable copy per agent and the frozen reference, each sharded over the ranks.
+
+    Not :func:`~seqmarl.agents.pool.build_separate` then sharding: each copy is sharded as
+    soon as it is made, so building holds at most two whole models on a device.
+    """
     copies = {}
     for agent_id in agent_ids:
         twin = copy.deepcopy(model)
