@@ -8,6 +8,8 @@ interrupted ones resume from their last checkpoint, so the script can be stopped
     python benchmarks/paper_check.py ablations --eta 0.1 --seeds 0 1 2
     # RLOO (per-prompt baseline, k = 4) single / CORY / competitive CORY: tests the hypothesis
     python benchmarks/paper_check.py baselines --eta 0.1 --seeds 0 1 2 --batch 32
+    # the noise regime: PPO vs CORY at a bigger batch (same 4 optimizer steps per iteration)
+    python benchmarks/paper_check.py noise --eta 0.1 --seeds 0 1 2 --batch 128
     # the shorter confirmation on SmolLM2-135M-Instruct (shared base, one LoRA adapter per agent)
     python benchmarks/paper_check.py confirm --eta 0.1 --seeds 0 --iterations 30 --batch 16
     # tables (markdown) and figures from whatever has finished
@@ -140,6 +142,15 @@ def cmd_baselines(args) -> None:
     base += ["algo=rloo", f"algo.params.group_size={GROUP}"]
     for seed in args.seeds:
         run_arms(BASELINE_ARMS, base, args.eta, seed, args.out, prefix="base_")
+
+
+# The noise regime: if CORY's deficit is the cooperative sum's noise in every advantage, a
+# bigger batch (less noise per step) should shrink it. Same 4 optimizer steps per iteration
+# (4 epochs over one whole-batch minibatch) at every batch; batch 32 is the sweep's runs.
+def cmd_noise(args) -> None:
+    base = base_overrides(args.iterations, args.batch)
+    for seed in args.seeds:
+        run_arms(ARMS, base, args.eta, seed, args.out, prefix=f"b{args.batch}_")
 
 
 def confirm_overrides(iterations: int, batch: int) -> list[str]:
@@ -414,7 +425,7 @@ def frontier(groups, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("sweep", "ablations", "baselines", "confirm", "report"):
+    for name in ("sweep", "ablations", "baselines", "noise", "confirm", "report"):
         s = sub.add_parser(name)
         s.add_argument("--out", type=Path, default=OUT)
         s.add_argument("--iterations", type=int, default=100)
@@ -426,9 +437,11 @@ def main() -> None:
     sub.choices["ablations"].add_argument("--eta", type=float, default=0.1)
     sub.choices["baselines"].add_argument("--eta", type=float, default=0.1)
     sub.choices["confirm"].add_argument("--eta", type=float, default=0.1)
+    sub.choices["noise"].add_argument("--eta", type=float, default=0.1)
     args = p.parse_args()
     cmds = {"sweep": cmd_sweep, "ablations": cmd_ablations, "confirm": cmd_confirm}
     cmds["baselines"] = cmd_baselines
+    cmds["noise"] = cmd_noise
     cmds["report"] = cmd_report
     cmds[args.cmd](args)
 
