@@ -111,6 +111,11 @@ class SettingConfig(_Strict):
     exchange_every: int | None = Field(None, ge=1, description="Iterations between seat changes.")
     permutations: list[list[int]] | None = Field(None, description="Seat orders to cycle through.")
     knowledge_transfer: bool | None = Field(None, description="Later seats see earlier answers.")
+    credit: Literal["full", "causal"] | None = Field(
+        None,
+        description="full: mix rewards with C; causal: agent i keeps only C[i][j] r_j of the "
+        "agents j seated at or after it (the observer drops the pioneer's reward).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -135,6 +140,7 @@ class SettingConfig(_Strict):
             exchange_every=self.exchange_every,
             permutations=self.permutations,
             knowledge_transfer=self.knowledge_transfer,
+            credit=self.credit,
         )
 
 
@@ -146,6 +152,11 @@ class GenerationConfig(_Strict):
         None,
         ge=1,
         description="If set, each batch's length is drawn from min..max (the paper's sampler).",
+    )
+    shared_length: bool = Field(
+        False,
+        description="With min_new_tokens: draw the length once per iteration and give it to "
+        "every seat (the released CORY code); False: one draw per seat's batch.",
     )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_k: int = Field(0, ge=0, description="Top-k filtering; 0 = off.")
@@ -251,6 +262,13 @@ class TrainConfig(_Strict):
     tensorboard: bool = Field(True, description="Also log to TensorBoard when it is installed.")
     wandb_project: str | None = Field(None, description="Log to this wandb project (off if None).")
     progress: bool = Field(True, description="Show a progress bar.")
+    reset_on_exchange: list[Literal["optimizer", "kl", "score_stats"]] = Field(
+        default_factory=list,
+        description="State each agent starts afresh at every seat change: optimizer (Adam "
+        "moments), kl (the KL controller, back to kl_coef), score_stats (reward_norm's running "
+        "moments). Empty keeps everything (seqmarl's default); the released CORY code resets "
+        "all three.",
+    )
 
 
 class DistributedConfig(_Strict):

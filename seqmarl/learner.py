@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 
 import torch
 
 from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions
 from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
-from seqmarl.algos.core import masked_sum
+from seqmarl.algos.core import RunningMoments, masked_sum
 from seqmarl.distributed import DistContext
 from seqmarl.types import Advantages, RolloutBatch
 
@@ -66,6 +67,15 @@ class Learner:
         self.optimizer = _adam(agent.parameters(), self.config.lr)
         self.generator = torch.Generator().manual_seed(seed)
         self.skipped_steps = 0
+
+    def reset(self, parts: Sequence[str]) -> None:
+        """Start ``parts`` afresh: ``optimizer``, ``kl`` (controller) and/or ``score_stats``."""
+        if "optimizer" in parts:
+            self.optimizer = _adam(self.agent.parameters(), self.config.lr)
+        if "kl" in parts:
+            self.state.kl = AlgoState.from_config(self.config).kl
+        if "score_stats" in parts:
+            self.state.reward_moments = RunningMoments()
 
     @property
     def kl_coef(self) -> float:

@@ -79,6 +79,7 @@ def play(
     copies: int = 1,
     generator: torch.Generator | None = None,
     gamma: float = 1.0,
+    max_new_tokens: int | None = None,
 ) -> Rollout:
     """Play ``prompts`` (each in ``copies`` env copies) with the agents in ``seats`` order.
 
@@ -90,6 +91,8 @@ def play(
         copies: K, copies per prompt.
         generator: Sampling generator.
         gamma: Discount over an agent's turns for its reward-to-go.
+        max_new_tokens: Every turn's length limit; None: each agent's own generation config
+            (which may draw a length per batch).
     """
     n_envs = len(prompts) * copies
     if len(envs) < n_envs:
@@ -134,7 +137,12 @@ def play(
                 continue
             obs = [envs[i].observe(agent_id)["text"] for i in acting]
             t0 = time.perf_counter()
-            comp = agents[agent_id].sample(obs, generator=generator, stop_strings=task.stop_strings)
+            comp = agents[agent_id].sample(
+                obs,
+                generator=generator,
+                max_new_tokens=max_new_tokens,
+                stop_strings=task.stop_strings,
+            )
             t_gen += time.perf_counter() - t0
             parts[agent_id].append(comp)
             observations.setdefault(agent_id, obs)

@@ -9,11 +9,14 @@ A :class:`Setting` is the game around a text environment:
 * a seat schedule: which agent sits in seat ``k`` at iteration ``t``. CORY's role exchange
   (pioneer <-> observer every ``T_REx`` iterations) is the rotation schedule for N = 2; for
   N > 2 the rotation is cyclic, and any list of permutations can be given instead;
-* a knowledge-transfer switch: whether later seats see the earlier seats' responses.
+* a knowledge-transfer switch: whether later seats see the earlier seats' responses;
+* a credit rule: ``full`` (``C`` as given) or ``causal`` (agent ``i`` keeps only the terms
+  ``C[i][j] r_j`` of agents ``j`` seated at or after it in that episode, see
+  :func:`credit_matrix`).
 
 Registered settings (see :func:`make_setting`): ``single`` (one agent, the PPO baseline),
-``cory`` (N >= 2, cooperative, rotate every 5 iterations) and the paper's ablations
-``cory-no-transfer`` and ``cory-no-exchange``.
+``cory`` (N >= 2, cooperative, rotate every 5 iterations), the paper's ablations
+``cory-no-transfer`` and ``cory-no-exchange``, and ``cory-causal`` (CORY with causal credit).
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ __all__ = [
     "SettingSpec",
     "agent_ids",
     "coefficient_matrix",
+    "credit_matrix",
     "make_setting",
     "seat_schedule",
 ]
 
 COEFFICIENT_PRESETS = ("cooperative", "independent", "competitive")
 ScheduleKind = Literal["fixed", "rotate", "permutations"]
+Credit = Literal["full", "causal"]
+CREDIT_RULES = ("full", "causal")
 
 
 def agent_ids(num_agents: int) -> tuple[str, ...]:
@@ -88,6 +94,35 @@ def coefficient_matrix(spec: str | Sequence[Sequence[float]], num_agents: int) -
     if not np.all(np.isfinite(matrix)):
         raise ConfigError("reward_matrix: every entry must be a finite number (no nan or inf)")
     return matrix
+
+
+def credit_matrix(coef: np.ndarray, seat_of: Sequence[int], credit: str = "full") -> np.ndarray:
+    """The coefficient matrix an episode is mixed with, given each agent's seat.
+
+    ``full`` returns ``coef`` unchanged. ``causal`` zeroes ``C[i][j]`` wherever agent ``j``
+    sits before agent ``i`` (``seat_of[j] < seat_of[i]``): an earlier seat's answer is fixed
+    by the time agent ``i`` answers (it is part of what ``i`` observes), so its reward carries
+    no information about ``i``'s action. Dropping it leaves the expected policy gradient of
+    the mixed objective unchanged and removes that term's variance. Agents at or after ``i``
+    keep their weights: ``i``'s answer changes what they see.
+
+    Args:
+        coef: ``(N, N)`` coefficient matrix, rows and columns in agent-id order.
+        seat_of: ``seat_of[j]`` is the seat (0 = first to act) of agent ``j``.
+        credit: ``full`` or ``causal``.
+
+    Returns:
+        A new ``(N, N)`` float64 array.
+    """
+    if credit not in CREDIT_RULES:
+        raise ConfigError(f"credit: unknown rule {credit!r}; use one of {', '.join(CREDIT_RULES)}")
+    m = np.array(coef, dtype=np.float64)
+    if credit == "causal":
+        seat = np.asarray(seat_of)
+        if sorted(seat.tolist()) != list(range(m.shape[0])):
+            raise ValueError(f"seat_of must be a permutation of 0..{m.shape[0] - 1}, got {seat_of}")
+        m[seat[None, :] < seat[:, None]] = 0.0  # [i, j]: j sits before i
+    return m
 
 
 @dataclass(frozen=True)
@@ -173,6 +208,8 @@ class Setting:
             ``sum_j C[i][j] * task_reward_j`` (the config's ``setting.reward_matrix``, resolved).
         schedule: Which agent sits in which seat at each iteration.
         knowledge_transfer: Whether later seats observe earlier responses.
+        credit: ``full`` (mix with C) or ``causal`` (C masked by seat order each episode:
+            :func:`credit_matrix`).
         description: One line for ``seqmarl list``.
     """
 
@@ -181,6 +218,7 @@ class Setting:
     reward_matrix: tuple[tuple[float, ...], ...]
     schedule: SeatSchedule
     knowledge_transfer: bool = True
+    credit: Credit = "full"
     description: str = field(default="", compare=False)
 
     @property
@@ -202,11 +240,20 @@ class Setting:
         ids = self.agent_ids
         return tuple(ids[i] for i in self.seat_order(iteration))
 
-    def mix(self, task_rewards: np.ndarray) -> np.ndarray:
-        """Trained rewards from task rewards: ``R[..., i] = sum_j C[i, j] * r[..., j]``.
+    def mixing_matrix(self, iteration: int) -> np.ndarray:
+        """The matrix rewards are mixed with at ``iteration``: C, masked by seat under causal."""
+        order = self.seat_order(iteration)  # order[k] = agent in seat k
+        seat_of = [order.index(i) for i in range(self.num_agents)]
+        return credit_matrix(self.coef_matrix, seat_of, self.credit)
+
+    def mix(self, task_rewards: np.ndarray, iteration: int = 0) -> np.ndarray:
+        """Trained rewards from task rewards: ``R[..., i] = sum_j M[i, j] * r[..., j]``.
+
+        ``M`` is :meth:`mixing_matrix` at ``iteration`` (C itself unless credit is causal).
 
         Args:
             task_rewards: ``(..., N)`` task reward of each agent, in agent-id order.
+            iteration: Training iteration, which decides the seats under causal credit.
 
         Returns:
             ``(..., N)`` trained reward of each agent.
@@ -214,7 +261,7 @@ class Setting:
         r = np.asarray(task_rewards, dtype=np.float64)
         if r.shape[-1] != self.num_agents:
             raise ValueError(f"expected last dim {self.num_agents}, got shape {r.shape}")
-        return r @ self.coef_matrix.T  # (..., N) @ (N, N) -> (..., N)
+        return r @ self.mixing_matrix(iteration).T  # (..., N) @ (N, N) -> (..., N)
 
 
 @dataclass(frozen=True)
@@ -229,6 +276,7 @@ class SettingSpec:
     schedule: ScheduleKind = "rotate"
     exchange_every: int = 5
     knowledge_transfer: bool = True
+    credit: Credit = "full"
 
 
 SETTINGS: Registry[SettingSpec] = Registry("setting")
@@ -269,6 +317,16 @@ SETTINGS.register(
         schedule="fixed",
     ),
 )
+SETTINGS.register(
+    "cory-causal",
+    SettingSpec(
+        description="CORY with causal credit: each agent keeps only the rewards of the seats "
+        "at or after its own (the observer drops the pioneer's, fixed before it acts)",
+        default_agents=2,
+        min_agents=2,
+        credit="causal",
+    ),
+)
 
 
 def make_setting(
@@ -280,6 +338,7 @@ def make_setting(
     exchange_every: int | None = None,
     permutations: Sequence[Sequence[int]] | None = None,
     knowledge_transfer: bool | None = None,
+    credit: Credit | None = None,
 ) -> Setting:
     """Build a registered setting, with optional overrides.
 
@@ -291,6 +350,7 @@ def make_setting(
         exchange_every: Iterations between seat changes (``T_REx``).
         permutations: Seat orders for ``fixed`` (first one used) or ``permutations``.
         knowledge_transfer: Whether later seats observe earlier responses.
+        credit: ``full`` or ``causal`` (:func:`credit_matrix`).
 
     Raises:
         UnknownNameError: ``name`` is not registered.
@@ -313,11 +373,17 @@ def make_setting(
     period = spec.exchange_every if exchange_every is None else exchange_every
     sched = seat_schedule(kind, n, period=period, permutations=permutations)
     transfer = spec.knowledge_transfer if knowledge_transfer is None else bool(knowledge_transfer)
+    rule = spec.credit if credit is None else credit
+    if rule not in CREDIT_RULES:
+        raise ConfigError(
+            f"setting.credit: unknown rule {rule!r}; use one of {', '.join(CREDIT_RULES)}"
+        )
     return Setting(
         name=name,
         num_agents=n,
         reward_matrix=tuple(tuple(float(x) for x in row) for row in matrix),
         schedule=sched,
         knowledge_transfer=transfer,
+        credit=rule,
         description=spec.description,
     )

@@ -291,6 +291,12 @@ class Trainer:
         prompts = self.task_env.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
         first = self.dist.rank * self.local_batch  # this rank's prompts, with their K copies
         prompts = prompts[first : first + self.local_batch]
+        g = self.cfg.agents.generation
+        length = None
+        if g.shared_length and g.min_new_tokens is not None:  # one draw for every seat
+            span = g.max_new_tokens - g.min_new_tokens + 1
+            draw = torch.randint(span, (1,), generator=self.generator, device=self.generator.device)
+            length = g.min_new_tokens + int(draw)
         roll = play(
             self.envs,
             self.pool.agents,
@@ -299,6 +305,7 @@ class Trainer:
             copies=self.copies,
             generator=self.generator,
             gamma=self.cfg.train.gamma,
+            max_new_tokens=length,
         )
         roll.group_ids = roll.group_ids + first  # prompt ids unique over ranks
         roll.turn_groups = {a: g + first * MAX_TURNS for a, g in roll.turn_groups.items()}
@@ -308,6 +315,11 @@ class Trainer:
     def _learn(self, roll: Rollout) -> tuple[dict[str, Any], Rollout]:
         seats = roll.seats
         record: dict[str, Any] = {"iteration": self.iteration}
+        reset = self.cfg.train.reset_on_exchange
+        it = self.iteration
+        if reset and it > 0 and self.setting.seat_order(it) != self.setting.seat_order(it - 1):
+            for learner in self.learners.values():  # the released CORY code's fresh trainers
+                learner.reset(reset)
         t_update = time.perf_counter()
         t_start = t_update - roll.timings.get("play", 0.0)
         tokens = 0

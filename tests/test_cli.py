@@ -18,7 +18,9 @@ def test_list_json(capsys):
     data = json.loads(capsys.readouterr().out)
     assert set(data) == {"envs", "settings", "algorithms"}
     assert "arithmetic-v0" in data["envs"]
-    assert {"single", "cory", "cory-no-transfer", "cory-no-exchange"} <= set(data["settings"])
+    assert {"single", "cory", "cory-no-transfer", "cory-no-exchange", "cory-causal"} <= set(
+        data["settings"]
+    )
     assert {"ppo", "reinforce", "rloo", "grpo"} <= set(data["algorithms"])
 
 
@@ -70,7 +72,7 @@ def test_train_config_errors_are_one_line_before_any_model_loads(tmp_path):
     assert lines == [
         "seqmarl: error: config error: setting.num_agent: unknown field (did you mean "
         "'num_agents'?); allowed: name, num_agents, reward_matrix, schedule, exchange_every, "
-        "permutations, knowledge_transfer"
+        "permutations, knowledge_transfer, credit"
     ]
     assert not (tmp_path / "config.yaml").exists()
 

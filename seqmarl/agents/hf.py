@@ -135,9 +135,9 @@ class HFPolicy(abc.ABC):
             max_new_tokens = g.max_new_tokens
             if g.min_new_tokens is not None:
                 span = g.max_new_tokens - g.min_new_tokens + 1
-                max_new_tokens = g.min_new_tokens + int(
-                    torch.randint(span, (1,), generator=generator)
-                )
+                device = generator.device if generator is not None else None
+                draw = torch.randint(span, (1,), generator=generator, device=device)
+                max_new_tokens = g.min_new_tokens + int(draw)
         max_new_tokens = self._agree_length(max_new_tokens)
         with self._policy_module() as model:
             return sample(

@@ -24,6 +24,7 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
 _ENV_KWARGS = (
     "reward_matrix",
     "knowledge_transfer",
+    "credit",
     "max_text_length",
     "render_mode",
     "rounds",
@@ -92,11 +93,12 @@ def make(
         env_id: A registered id (``seqmarl list``) or ``"pkg.module:factory"``.
         num_agents: N (default 2, or the setting's N).
         setting: Take N, the reward matrix and knowledge transfer from a Setting; a name
-            builds the registered setting with ``num_agents``, ``reward_matrix`` and
-            ``knowledge_transfer`` from here (``make_setting``).
+            builds the registered setting with ``num_agents``, ``reward_matrix``,
+            ``knowledge_transfer`` and ``credit`` from here (``make_setting``).
         context: Values the task factory receives only if it has a parameter of that name and
             the caller did not set it (the trainer offers ``policy_tokenizer``).
-        **kwargs: Env options (``reward_matrix``, ``knowledge_transfer``, ``max_text_length``,
+        **kwargs: Env options (``reward_matrix``, ``knowledge_transfer``, ``credit``,
+            ``max_text_length``,
             ``render_mode``); everything else goes to the task factory.
 
     Raises:
@@ -105,7 +107,9 @@ def make(
     """
     if isinstance(setting, str):  # overrides given here shape the named setting
         overrides = {
-            k: kwargs.pop(k) for k in ("reward_matrix", "knowledge_transfer") if k in kwargs
+            k: kwargs.pop(k)
+            for k in ("reward_matrix", "knowledge_transfer", "credit")
+            if k in kwargs
         }
         setting = make_setting(setting, num_agents=num_agents, **overrides)
     spec = ENVS.get(env_id)
@@ -118,12 +122,13 @@ def make(
                 f"num_agents={num_agents} conflicts with setting {setting.name!r} "
                 f"({setting.num_agents} agents)"
             )
-        for key in ("reward_matrix", "knowledge_transfer"):
+        for key in ("reward_matrix", "knowledge_transfer", "credit"):
             if key in env_kwargs:
                 raise ConfigError(f"{key}: given both directly and through the setting; pick one")
         num_agents = setting.num_agents
         env_kwargs["reward_matrix"] = [list(r) for r in setting.reward_matrix]
         env_kwargs["knowledge_transfer"] = setting.knowledge_transfer
+        env_kwargs["credit"] = setting.credit
     if spec.aec_factory is not None:
         return _make_wrapped(spec, num_agents, env_kwargs, kwargs)
     accepted = _parameters(spec.task_factory)
@@ -159,6 +164,11 @@ def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
     n = len(wrapped.possible_agents)
     if num_agents is not None and num_agents != n:
         raise ConfigError(f"env {spec.id!r} has {n} agents; set num_agents={n}")
+    if env_kwargs.get("credit", "full") != "full":
+        raise ConfigError(
+            f"env {spec.id!r}: setting.credit=causal needs seqmarl's seat-ordered env; this "
+            "PettingZoo env decides its own turn order, so use credit=full"
+        )
     if env_kwargs.get("rounds", 1) != 1:
         raise ConfigError(
             f"env {spec.id!r}: task.rounds does not apply; the env's own rules decide the turns"

@@ -39,7 +39,7 @@ from seqmarl.envs.guard import (
 )
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
-from seqmarl.settings import agent_ids, coefficient_matrix
+from seqmarl.settings import agent_ids, coefficient_matrix, credit_matrix
 
 __all__ = ["SequentialTextEnv", "score_pending"]
 
@@ -52,6 +52,9 @@ class SequentialTextEnv(AECEnv):
         num_agents: N >= 1; agents are ``llm_0 ... llm_{N-1}``.
         reward_matrix: Preset (``cooperative``, ``independent``, ``competitive``) or N x N.
         knowledge_transfer: Whether later seats see earlier responses.
+        credit: ``full`` (mix with C) or ``causal`` (C masked by this episode's seat order:
+            an agent drops the rewards of the seats before its own; see
+            :func:`~seqmarl.settings.credit_matrix`).
         max_text_length: Longest observation/response (characters) the spaces contain.
         render_mode: ``None``, ``"human"`` (print the transcript) or ``"ansi"`` (return it).
         env_id: Registered id, shown in ``metadata["name"]`` and in transcripts.
@@ -70,6 +73,7 @@ class SequentialTextEnv(AECEnv):
         num_agents: int = 2,
         reward_matrix: str | Sequence[Sequence[float]] = "cooperative",
         knowledge_transfer: bool = True,
+        credit: str = "full",
         max_text_length: int = DEFAULT_MAX_TEXT_LENGTH,
         render_mode: str | None = None,
         env_id: str | None = None,
@@ -92,11 +96,16 @@ class SequentialTextEnv(AECEnv):
         self.knowledge_transfer = bool(knowledge_transfer)
         self.render_mode = render_mode
         self.coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
+        self.credit = credit
+        credit_matrix(self.coef, range(num_agents), credit)  # checks the rule's name
+        #: The matrix this episode's rewards are mixed with (``coef``, or masked by seat).
+        self.mixing = self.coef
         self.metadata = {**self.metadata, "name": env_id or self.metadata["name"]}
         self._init_kwargs = {
             "num_agents": num_agents,
             "reward_matrix": self.coef.tolist(),
             "knowledge_transfer": knowledge_transfer,
+            "credit": credit,
             "max_text_length": max_text_length,
             "render_mode": render_mode,
             "env_id": env_id,
@@ -143,6 +152,9 @@ class SequentialTextEnv(AECEnv):
         self.prompt = prompt
         self.seats = self._parse_seat_order(options.get("seat_order"))
         self._seat_of = {a: k for k, a in enumerate(self.seats)}
+        self.mixing = credit_matrix(
+            self.coef, [self._seat_of[a] for a in self.possible_agents], self.credit
+        )
         self.agents = list(self.seats)
         self.responses: dict[str, str] = {}
         self.task_rewards: dict[str, float] = {}
@@ -268,7 +280,7 @@ class SequentialTextEnv(AECEnv):
         j = self.possible_agents.index(turn.agent)
         for i, a in enumerate(self.possible_agents):
             if a in self.rewards:
-                self.rewards[a] += float(self.coef[i, j] * r)
+                self.rewards[a] += float(self.mixing[i, j] * r)
 
     def _finish(self, task_rewards: Sequence[float] | None = None) -> None:
         """Score the finished episode (or take ``task_rewards``, agent-id order) and mix them."""
@@ -277,7 +289,7 @@ class SequentialTextEnv(AECEnv):
             r = [float(x) for x in task_rewards]
         else:
             r = score_episode_rewards(self.task, [self.episode], env_id=self.env_id)[0].tolist()
-        mixed = self.coef @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
+        mixed = self.mixing @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
         for i, a in enumerate(order):
             self.task_rewards[a] = float(r[i])
             self.trained_rewards[a] = float(mixed[i])

@@ -184,7 +184,8 @@ def _check_reward_mixing(env: SequentialTextEnv) -> str:
     env.reset(seed=1)
     _play(env, iter([f"answer {i}" for i in range(env.max_num_agents * env.rounds)]))
     r = np.array([env.task_rewards[a] for a in env.possible_agents])
-    expected = env.coef @ r  # (N, N) @ (N,)
+    mixing = getattr(env, "mixing", env.coef)  # C, or C masked by seat under causal credit
+    expected = mixing @ r  # (N, N) @ (N,)
     got = np.array([env.trained_rewards[a] for a in env.possible_agents])
     assert np.allclose(got, expected), f"rewards {got} != C @ r = {expected}"
     return ""
