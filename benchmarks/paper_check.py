@@ -8,6 +8,10 @@ interrupted ones resume from their last checkpoint, so the script can be stopped
     python benchmarks/paper_check.py ablations --eta 0.1 --seeds 0 1 2
     # RLOO (per-prompt baseline, k = 4) single / CORY / competitive CORY: tests the hypothesis
     python benchmarks/paper_check.py baselines --eta 0.1 --seeds 0 1 2 --batch 32
+    # causal credit: cory-causal over eta (eta 0.1 first), and its partner at eta 0.1
+    python benchmarks/paper_check.py causal --etas 0.1 0.01 0.3 1.0 --seeds 0 1 2
+    # the released code's two arms (asymmetric), then PPO with CORY's normalisation and KL
+    python benchmarks/paper_check.py replay --seeds 0 1 2 --batch 32
     # the noise regime: PPO vs CORY at a bigger batch (same 4 optimizer steps per iteration)
     python benchmarks/paper_check.py noise --eta 0.1 --seeds 0 1 2 --batch 128
     # the shorter confirmation on SmolLM2-135M-Instruct (shared base, one LoRA adapter per agent)
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,12 +84,28 @@ def run(name: str, overrides: list[str], out: Path) -> Path:
     if (folder / "summary.json").exists():
         print(f"[skip] {name}: finished")
         return folder
+    lock = folder / "running.pid"  # another worker on the same queue has this run
+    if lock.exists() and _alive(int(lock.read_text() or 0)):
+        print(f"[busy] {name}: pid {lock.read_text()}")
+        return folder
     cfg = load_config(None, overrides)
     resume = latest_checkpoint(folder / "checkpoints") is not None
     print(f"[run ] {name}{' (resuming)' if resume else ''}", flush=True)
-    # a run killed before its first checkpoint starts again
-    Trainer(cfg, folder, resume=resume, overwrite=not resume).fit()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock.write_text(str(os.getpid()))
+    try:  # a run killed before its first checkpoint starts again
+        Trainer(cfg, folder, resume=resume, overwrite=not resume).fit()
+    finally:
+        lock.unlink(missing_ok=True)
     return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return pid > 0
 
 
 # The two arms of the comparison: same config, only the setting differs.
@@ -151,6 +172,69 @@ def cmd_noise(args) -> None:
     base = base_overrides(args.iterations, args.batch)
     for seed in args.seeds:
         run_arms(ARMS, base, args.eta, seed, args.out, prefix=f"b{args.batch}_")
+
+
+# Replay of the released code (github.com/Harry67Hu/CORY, imdb_train/ppo.py and cory.py, its
+# vendored trl 0.7.10): the settings in which its two arms differ from each other and from the
+# sweep, on the sweep's model, data and lr, so only the settings differ between the arms. The
+# released batch is 256 with an adaptive-KL horizon of 10000 samples; here the horizon is
+# scaled with the batch so that the controller moves as far per iteration.
+def released(batch: int) -> list[str]:
+    """What both released arms share (beyond the sweep's settings)."""
+    return [
+        "algo.params.adaptive_kl=true",
+        "algo.params.kl_target=6",
+        f"algo.params.kl_horizon={round(10000 * batch / 256)}",
+        "algo.params.kl_estimator=full",  # kl_penalty="full"
+        "algo.params.max_grad_norm=null",  # no gradient clipping
+        "agents.generation.repetition_penalty=1.1",
+        "agents.generation.min_new_tokens=4",  # LengthSampler(4, 16): 4..15 tokens
+        "agents.generation.max_new_tokens=15",
+    ]
+
+
+# the CORY script's own settings: score scaling and normalisation, init KL 0.4, and fresh
+# trainers at every role exchange (Adam, KL controller, score statistics) with one length
+# draw per iteration for both agents
+CORY_RELEASED = [
+    "algo.params.reward_norm=whiten",  # use_score_scaling + use_score_norm
+    "algo.params.kl_coef=0.4",
+    "train.reset_on_exchange=[optimizer,kl,score_stats]",
+    "agents.generation.shared_length=true",
+]
+REPLAY_ARMS = {
+    # as released: asymmetric
+    "replay-ppo": (["setting=single", "algo.params.reward_norm=none", "algo.params.kl_coef=0.3"]),
+    "replay-cory": (["setting=cory", "num_agents=2", *CORY_RELEASED]),
+    # symmetric: the PPO arm with CORY's normalisation and initial KL
+    "replay-ppo-sym": (
+        ["setting=single", "algo.params.reward_norm=whiten", "algo.params.kl_coef=0.4"]
+    ),
+}
+
+
+def cmd_replay(args) -> None:
+    base = [*base_overrides(args.iterations, args.batch), *released(args.batch)]
+    for seed in args.seeds:
+        for arm, extra in REPLAY_ARMS.items():
+            eta = next(o for o in extra if o.startswith("algo.params.kl_coef=")).split("=")[1]
+            run(f"{arm}_eta{eta}_s{seed}", [*base, *extra, f"seed={seed}"], args.out)
+
+
+# Causal credit: the observer drops the pioneer's reward (fixed before it acts), the pioneer
+# keeps both. Its partner: each agent on its own reward only (independent), which also drops
+# the observer's reward from the pioneer's.
+CAUSAL_ARMS = {"cory-causal": ["setting=cory-causal", "num_agents=2"]}
+CAUSAL_PARTNERS = {"cory-independent": ["setting=cory", "setting.reward_matrix=independent"]}
+
+
+def cmd_causal(args) -> None:
+    base = base_overrides(args.iterations, args.batch)
+    for eta in args.etas:
+        for seed in args.seeds:
+            run_arms(CAUSAL_ARMS, base, eta, seed, args.out)
+            if eta == args.partner_eta:
+                run_arms(CAUSAL_PARTNERS, base, eta, seed, args.out, prefix="abl_")
 
 
 def confirm_overrides(iterations: int, batch: int) -> list[str]:
@@ -425,7 +509,8 @@ def frontier(groups, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("sweep", "ablations", "baselines", "noise", "confirm", "report"):
+    names = ("sweep", "ablations", "baselines", "noise", "causal", "replay", "confirm", "report")
+    for name in names:
         s = sub.add_parser(name)
         s.add_argument("--out", type=Path, default=OUT)
         s.add_argument("--iterations", type=int, default=100)
@@ -438,10 +523,16 @@ def main() -> None:
     sub.choices["baselines"].add_argument("--eta", type=float, default=0.1)
     sub.choices["confirm"].add_argument("--eta", type=float, default=0.1)
     sub.choices["noise"].add_argument("--eta", type=float, default=0.1)
+    sub.choices["causal"].add_argument(
+        "--etas", type=float, nargs="+", default=[0.1, 0.01, 0.3, 1.0]
+    )
+    sub.choices["causal"].add_argument("--partner-eta", type=float, default=0.1)
     args = p.parse_args()
     cmds = {"sweep": cmd_sweep, "ablations": cmd_ablations, "confirm": cmd_confirm}
     cmds["baselines"] = cmd_baselines
     cmds["noise"] = cmd_noise
+    cmds["causal"] = cmd_causal
+    cmds["replay"] = cmd_replay
     cmds["report"] = cmd_report
     cmds[args.cmd](args)
 
