@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -279,6 +280,7 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
     out = {}
     for name in ("task_reward", "kl", "combined_reward"):
         out[name] = float(np.mean([r[f"agent/{a}/{name}"] for r in recs for a in agents]))
+    out["kl_coef"] = float(np.mean([r[f"agent/{a}/kl_coef"] for r in recs for a in agents]))
     for a in agents:
         out[f"{a}/task_reward"] = float(np.mean([r[f"agent/{a}/task_reward"] for r in recs]))
     for seat in range(len(agents)):  # by seat: the pioneer (0) and the observer (1)
@@ -353,30 +355,23 @@ def cmd_report(args) -> None:
         arm, eta, _ = split_name(name)
         groups.setdefault((arm, eta), []).append(st)
     print(f"finished runs: {len(done)} (final = mean of the last 10 iterations)\n")
-    print("### PPO vs CORY over eta\n")
-    sweep = [k for k in groups if k[0] in ("ppo", "cory")]
-    _table(groups, sorted(sweep, key=lambda k: (float(k[1]), k[0] != "ppo")))
-    # the sweep's two frontiers, with the ablations (one eta each) as single points
-    imdb = {k: v for k, v in groups.items() if not k[0].startswith("smol-")}
+    print("### PPO vs CORY (and CORY with causal credit) over eta\n")
+    order = {"ppo": 0, "cory": 1, "cory-causal": 2}
+    sweep = [k for k in groups if k[0] in order]
+    _table(groups, sorted(sweep, key=lambda k: (float(k[1]), order[k[0]])))
+    # the sweep's frontiers, with the ablations (one eta each) as single points
+    other = ("smol-", "replay-", "b128_", "b64_", "b256_")
+    imdb = {k: v for k, v in groups.items() if not k[0].startswith(other)}
     frontier(imdb, args.out / "frontier.png")
     print("\n### CORY by seat (pioneer = seat 0, observer = seat 1; last 10 iterations)\n")
-    print("| eta | pioneer task reward | pioneer KL | observer task reward | observer KL |")
-    print("|---|---|---|---|---|")
-    for arm, eta in sorted((k for k in sweep if k[0] == "cory"), key=lambda k: float(k[1])):
-        sts = groups[(arm, eta)]
-        cells = [
-            _cell(sts, f"seat{i}/{n}", d)
-            for i in (0, 1)
-            for n, d in (("task_reward", 3), ("kl", 2))
-        ]
-        print(f"| {eta} | " + " | ".join(cells) + " |")
+    seat_table(groups, sorted((k for k in sweep if k[0] != "ppo"), key=lambda k: float(k[1])))
     cost_table(groups, sweep)
     abl = sorted(k for k in groups if k[0].startswith("abl_"))
     if abl:
         eta = abl[0][1]
         seeds = {s["seed"] for k in abl for s in groups[k]}
         print(f"\n### Ablations at eta = {eta} (CORY and PPO rows: the sweep's runs, same seeds)\n")
-        base = [k for k in (("ppo", eta), ("cory", eta)) if k in groups]
+        base = [k for k in (("ppo", eta), ("cory", eta), ("cory-causal", eta)) if k in groups]
         for k in base:  # only the seeds the ablations have, so the rows compare like with like
             groups[k] = [s for s in groups[k] if s["seed"] in seeds]
         _table(groups, base + abl)
@@ -412,6 +407,8 @@ def cmd_report(args) -> None:
         seeds = sorted({s["seed"] for k in rloo for s in groups[k]})
         runs = [args.out / f"{k[0]}_eta{k[1]}_s{seeds[0]}" for k in rloo]
         plot_runs(runs, args.out / "baseline_curves", labels=[r.name for r in runs])
+    noise_report(groups)
+    replay_report(groups, args.out)
     smol = sorted(k for k in groups if k[0].startswith("smol-"))
     if smol:
         print("\n### Confirmation on SmolLM2-135M-Instruct (LoRA, shared base)\n")
@@ -423,6 +420,85 @@ def cmd_report(args) -> None:
     seed0 = [p for p in seed0 if (p / "summary.json").exists()]
     if seed0:
         plot_runs(seed0, args.out / "sweep_curves_seed0", labels=[p.name for p in seed0])
+
+
+def seat_table(groups, keys) -> None:
+    """Each seat's task reward and KL (the agents swap seats, so each fills both)."""
+    print("| arm | eta | pioneer task reward | pioneer KL | observer task reward | observer KL |")
+    print("|---|---|---|---|---|---|")
+    for arm, eta in keys:
+        sts = groups[(arm, eta)]
+        cells = [
+            _cell(sts, f"seat{i}/{n}", d)
+            for i in (0, 1)
+            for n, d in (("task_reward", 3), ("kl", 2))
+        ]
+        print(f"| {arm} | {eta} | " + " | ".join(cells) + " |")
+
+
+def noise_report(groups) -> None:
+    """PPO's lead over CORY at the sweep's batch and at bigger ones, on the seeds both have."""
+    batches = sorted({int(m[1]) for a, _ in groups if (m := re.match(r"b(\d+)_", a))})
+    if not batches:
+        return
+    eta = next(e for a, e in groups if a.startswith(f"b{batches[0]}_"))
+    print(
+        f"\n### The noise regime: PPO vs CORY by batch (eta {eta}, 4 optimizer steps/iteration)\n"
+    )
+    print(
+        "| batch | seeds | PPO task reward | CORY task reward | PPO - CORY task reward "
+        "| PPO KL | CORY KL | PPO - CORY combined |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for batch in [32, *batches]:
+        prefix = "" if batch == 32 else f"b{batch}_"
+        ppo, cory = groups.get((f"{prefix}ppo", eta), []), groups.get((f"{prefix}cory", eta), [])
+        seeds = sorted({s["seed"] for s in ppo} & {s["seed"] for s in cory})
+        if not seeds:
+            continue
+        ppo = sorted((s for s in ppo if s["seed"] in seeds), key=lambda s: s["seed"])
+        cory = sorted((s for s in cory if s["seed"] in seeds), key=lambda s: s["seed"])
+        gap = [
+            {k: p[k] - c[k] for k in ("task_reward", "combined_reward")}
+            for p, c in zip(ppo, cory, strict=True)
+        ]
+        print(
+            f"| {batch} | {','.join(map(str, seeds))} | {_cell(ppo, 'task_reward', 3)} "
+            f"| {_cell(cory, 'task_reward', 3)} | {_cell(gap, 'task_reward', 3)} "
+            f"| {_cell(ppo, 'kl', 2)} | {_cell(cory, 'kl', 2)} "
+            f"| {_cell(gap, 'combined_reward', 3)} |"
+        )
+
+
+def replay_report(groups, out: Path) -> None:
+    """The released code's arms: final figures, each seat, and the curves of the first seed."""
+    from seqmarl.plots import plot_runs
+
+    keys = sorted((k for k in groups if k[0].startswith("replay-")), key=lambda k: k[0])
+    if not keys:
+        return
+    print("\n### Replay of the released code (adaptive KL; eta = the initial KL coefficient)\n")
+    print(
+        "| arm | init KL | seeds | task reward (start -> final) | KL | final KL coefficient "
+        "| task - 0.3 KL |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for arm, eta in keys:
+        sts = groups[(arm, eta)]
+        fixed = [{"v": s["task_reward"] - 0.3 * s["kl"]} for s in sts]
+        print(
+            f"| {arm} | {eta} | {','.join(str(s['seed']) for s in sts)} "
+            f"| {_cell(sts, 'first_task_reward', 3)} -> {_cell(sts, 'task_reward', 3)} "
+            f"| {_cell(sts, 'kl', 2)} | {_cell(sts, 'kl_coef', 3)} | {_cell(fixed, 'v', 3)} |"
+        )
+    cory = [k for k in keys if "cory" in k[0]]
+    if cory:
+        print()
+        seat_table(groups, cory)
+    seeds = sorted({s["seed"] for k in keys for s in groups[k]})
+    runs = [out / f"{a}_eta{e}_s{seeds[0]}" for a, e in keys]
+    runs = [r for r in runs if (r / "summary.json").exists()]
+    plot_runs(runs, out / "replay_curves", labels=[r.name for r in runs])
 
 
 def sample_correlation(folders: list[Path]) -> tuple[float, int]:
