@@ -333,6 +333,17 @@ class RunConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _causal_one_round(self) -> RunConfig:
+        """Causal credit by seat holds for one round only."""
+        if self.setting.build().credit == "causal" and self.task.rounds > 1:
+            raise ValueError(
+                f"setting.credit: causal credit drops the rewards of earlier seats, which is "
+                f"unbiased for one round only (with task.rounds={self.task.rounds} an earlier "
+                f"seat's later turns see this agent's answers); use credit=full or task.rounds=1"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _distributed(self) -> RunConfig:
         """Strategy against the agents' mode and the launcher's world size (``WORLD_SIZE``)."""
         from seqmarl.distributed import env_world_size

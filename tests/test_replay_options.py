@@ -109,6 +109,10 @@ def test_causal_credit_from_the_config_and_refused_for_plain_pettingzoo_envs():
     assert load_config(None, ["setting=cory-causal"]).setting.build().credit == "causal"
     with pytest.raises(ConfigError, match="setting.credit"):
         load_config(None, ["setting=cory", "setting.credit=blame"])
+    with pytest.raises(ConfigError, match="setting.credit: causal credit .* one round only"):
+        load_config(None, ["setting=cory-causal", "task.rounds=2"])
+    with pytest.raises(ValueError, match="one round only"):
+        envs.make("arithmetic-v0", setting=make_setting("cory-causal"), rounds=2)
     from seqmarl.envs.registration import ENVS, register_pettingzoo
     from tests.envs.test_wrappers import DigitGame  # a plain PettingZoo text env
 

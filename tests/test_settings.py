@@ -101,5 +101,7 @@ def test_registered_settings_and_their_rules():
         make_setting("single", num_agents=2)
     with pytest.raises(ConfigError, match=">= 2"):
         make_setting("cory", num_agents=1)
-    with pytest.raises(UnknownNameError, match="Registered settings: cory, cory-causal, cory-no-exchange"):
+    with pytest.raises(
+        UnknownNameError, match="Registered settings: cory, cory-causal, cory-no-exchange"
+    ):
         make_setting("corry")

@@ -98,6 +98,11 @@ class SequentialTextEnv(AECEnv):
         self.coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
         self.credit = credit
         credit_matrix(self.coef, range(num_agents), credit)  # checks the rule's name
+        if credit == "causal" and rounds > 1:
+            raise ValueError(
+                f"credit='causal' holds for one round only (got rounds={rounds}): an earlier "
+                "seat's later turns see the later seats' answers"
+            )
         #: The matrix this episode's rewards are mixed with (``coef``, or masked by seat).
         self.mixing = self.coef
         self.metadata = {**self.metadata, "name": env_id or self.metadata["name"]}
