@@ -194,9 +194,11 @@ def released(batch: int) -> list[str]:
     ]
 
 
-# the CORY script's own settings: score scaling and normalisation, init KL 0.4, and fresh
-# trainers at every role exchange (Adam, KL controller, score statistics) with one length
-# draw per iteration for both agents
+# the CORY script's own settings: score scaling and normalisation, init KL 0.4, fresh
+# trainers at every role exchange (Adam, KL controller, score statistics), and one length for
+# both agents per iteration. Its trainers' set_seed(0) at every exchange restarts numpy, so
+# the "random" lengths repeat the same five draws, [9, 7, 8, 9, 4] (cory.py:354-371 with
+# trl's LengthSampler(4, 16)): CORY's responses are at most 9 tokens against PPO's 4..15.
 CORY_RELEASED = [
     "algo.params.reward_norm=whiten",  # use_score_scaling + use_score_norm
     "algo.params.kl_coef=0.4",
@@ -205,12 +207,21 @@ CORY_RELEASED = [
 ]
 REPLAY_ARMS = {
     # as released: asymmetric
-    "replay-ppo": (["setting=single", "algo.params.reward_norm=none", "algo.params.kl_coef=0.3"]),
-    "replay-cory": (["setting=cory", "num_agents=2", *CORY_RELEASED]),
+    "replay-ppo": ["setting=single", "algo.params.reward_norm=none", "algo.params.kl_coef=0.3"],
+    "replay-cory": [
+        "setting=cory",
+        "num_agents=2",
+        *CORY_RELEASED,
+        "agents.generation.length_cycle=[9,7,8,9,4]",
+    ],
+    # the CORY arm with fresh length draws (4..15, shared by both seats): the cycle's effect
+    "replay-cory-drawn": ["setting=cory", "num_agents=2", *CORY_RELEASED],
     # symmetric: the PPO arm with CORY's normalisation and initial KL
-    "replay-ppo-sym": (
-        ["setting=single", "algo.params.reward_norm=whiten", "algo.params.kl_coef=0.4"]
-    ),
+    "replay-ppo-sym": [
+        "setting=single",
+        "algo.params.reward_norm=whiten",
+        "algo.params.kl_coef=0.4",
+    ],
 }
 
 
@@ -281,6 +292,9 @@ def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
     for name in ("task_reward", "kl", "combined_reward"):
         out[name] = float(np.mean([r[f"agent/{a}/{name}"] for r in recs for a in agents]))
     out["kl_coef"] = float(np.mean([r[f"agent/{a}/kl_coef"] for r in recs for a in agents]))
+    out["response_length"] = float(
+        np.mean([r[f"agent/{a}/response_length"] for r in every for a in agents])
+    )
     for a in agents:
         out[f"{a}/task_reward"] = float(np.mean([r[f"agent/{a}/task_reward"] for r in recs]))
     for seat in range(len(agents)):  # by seat: the pioneer (0) and the observer (1)
@@ -480,16 +494,17 @@ def replay_report(groups, out: Path) -> None:
     print("\n### Replay of the released code (adaptive KL; eta = the initial KL coefficient)\n")
     print(
         "| arm | init KL | seeds | task reward (start -> final) | KL | final KL coefficient "
-        "| task - 0.3 KL |"
+        "| task - 0.3 KL | response tokens |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for arm, eta in keys:
         sts = groups[(arm, eta)]
         fixed = [{"v": s["task_reward"] - 0.3 * s["kl"]} for s in sts]
         print(
             f"| {arm} | {eta} | {','.join(str(s['seed']) for s in sts)} "
             f"| {_cell(sts, 'first_task_reward', 3)} -> {_cell(sts, 'task_reward', 3)} "
-            f"| {_cell(sts, 'kl', 2)} | {_cell(sts, 'kl_coef', 3)} | {_cell(fixed, 'v', 3)} |"
+            f"| {_cell(sts, 'kl', 2)} | {_cell(sts, 'kl_coef', 3)} | {_cell(fixed, 'v', 3)} "
+            f"| {_cell(sts, 'response_length', 1)} |"
         )
     cory = [k for k in keys if "cory" in k[0]]
     if cory:

@@ -158,6 +158,12 @@ class GenerationConfig(_Strict):
         description="With min_new_tokens: draw the length once per iteration and give it to "
         "every seat (the released CORY code); False: one draw per seat's batch.",
     )
+    length_cycle: list[int] | None = Field(
+        None,
+        description="Every seat's length at iteration t is length_cycle[t % len]; replays a "
+        "run whose length draws repeat (the released CORY code's seed resets); overrides "
+        "min_new_tokens.",
+    )
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_k: int = Field(0, ge=0, description="Top-k filtering; 0 = off.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus filtering; 1 = off.")
@@ -170,6 +176,13 @@ class GenerationConfig(_Strict):
 
     @model_validator(mode="after")
     def _lengths(self) -> GenerationConfig:
+        if self.length_cycle is not None:
+            bad = [n for n in self.length_cycle if not 1 <= n <= self.max_new_tokens]
+            if not self.length_cycle or bad:
+                raise ValueError(
+                    f"length_cycle: needs lengths in 1..max_new_tokens ({self.max_new_tokens}), "
+                    f"got {self.length_cycle}"
+                )
         if self.min_new_tokens is not None and self.min_new_tokens > self.max_new_tokens:
             raise ValueError(
                 f"min_new_tokens ({self.min_new_tokens}) must be <= max_new_tokens "

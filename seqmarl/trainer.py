@@ -293,7 +293,9 @@ class Trainer:
         prompts = prompts[first : first + self.local_batch]
         g = self.cfg.agents.generation
         length = None
-        if g.shared_length and g.min_new_tokens is not None:  # one draw for every seat
+        if g.length_cycle:  # a replayed schedule of lengths
+            length = g.length_cycle[self.iteration % len(g.length_cycle)]
+        elif g.shared_length and g.min_new_tokens is not None:  # one draw for every seat
             span = g.max_new_tokens - g.min_new_tokens + 1
             draw = torch.randint(span, (1,), generator=self.generator, device=self.generator.device)
             length = g.min_new_tokens + int(draw)

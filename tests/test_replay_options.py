@@ -250,3 +250,22 @@ def test_reward_norm_matches_trls_running_score_scaling(norm):
         mean, std = np.mean(seen), np.std(seen, ddof=1)
         expected = (np.array(x) - mean) / std if norm == "whiten" else np.array(x) / std
         assert np.allclose(got.numpy(), expected, atol=1e-5)
+
+
+def test_length_cycle_replays_a_fixed_schedule(tmp_path, monkeypatch):
+    cfg = cfg_for(
+        "agents.generation.max_new_tokens=9",
+        "agents.generation.min_new_tokens=4",
+        "agents.generation.length_cycle=[9,7,4]",
+        "batch_size=2",
+    )
+    trainer = Trainer(cfg, tmp_path)
+    seen = _record_lengths(trainer, monkeypatch)
+    for _ in range(4):
+        trainer.step()
+        trainer.iteration += 1
+    assert [g for g, _ in seen] == [9, 9, 7, 7, 4, 4, 9, 9]  # two seats per iteration
+    with pytest.raises(ConfigError, match=r"length_cycle: needs lengths in 1..max_new_tokens"):
+        load_config(
+            None, ["agents.generation.max_new_tokens=8", "agents.generation.length_cycle=[9]"]
+        )
