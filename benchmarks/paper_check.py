@@ -629,4 +629,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from seqmarl.errors import SeqmarlError
+
+    try:
+        main()
+    except SeqmarlError as exc:  # a stop signal, a bad config: one line, the run's exit code
+        print(f"paper_check: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
