@@ -53,3 +53,42 @@ def test_scaling_benchmark_compares_world_sizes(tmp_path):
     assert two["world_size"] == 2
     assert abs(two["speed_up"] - data["dp x 1"]["s_per_it"] / two["s_per_it"]) < 1e-9
     assert abs(two["efficiency"] - two["speed_up"] / 2) < 1e-9
+
+
+def test_debate_check_writes_one_step_gsm8k_problems_the_debate_env_loads(tmp_path):
+    """benchmarks/debate_check.py: GSM8K-format records whose single `<<a op b=c>>` step is
+    right, which gsm8k-debate-v0 loads as a local folder and scores 1 on their own solution;
+    its overrides are a valid config."""
+    from benchmarks.debate_check import TRAIN_OVERRIDES, write_dataset
+    from seqmarl.config import load_config
+    from seqmarl.envs.tasks.debate import GSM8KDebateTask
+    from seqmarl.envs.tasks.gsm8k import reference_answer
+
+    folder = write_dataset(tmp_path / "data", train=60, test=10, seed=3)
+    rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 60 and len((folder / "test.jsonl").read_text().splitlines()) == 10
+    ops = set()
+    for row in rows:
+        steps = re.findall(r"<<(\d+)([-+*])(\d+)=(\d+)>>", row["answer"])
+        assert len(steps) == 1 and row["answer"].count("<<") == 1, row
+        a, op, b, c = steps[0]
+        ops.add(op)
+        want = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+        assert int(c) == want == reference_answer(row["answer"]) > 0, row
+        assert a in row["question"] and b in row["question"]
+    assert ops == {"+", "-", "*"}
+    # seeded: the same seed writes the same file, another seed another
+    again = write_dataset(tmp_path / "again", train=60, test=10, seed=3)
+    assert (again / "train.jsonl").read_text() == (folder / "train.jsonl").read_text()
+    other = write_dataset(tmp_path / "other", train=60, test=10, seed=4)
+    assert (other / "train.jsonl").read_text() != (folder / "train.jsonl").read_text()
+
+    task = GSM8KDebateTask(source=str(folder), split="train")
+    assert len(task.prompts) == 60
+    p = task.prompts[0]
+    assert p.text.endswith(f"Question: {rows[0]['question']}\nAnswer:")
+    assert task.score(p, p.meta["solution"].split("####")[0]) == 1.0
+    assert task.score(p, "The answer is 1000.") == 0.0
+
+    cfg = load_config(None, [*TRAIN_OVERRIDES, f"task.kwargs.source={folder}"])
+    assert cfg.task.env == "gsm8k-debate-v0" and cfg.task.rounds == 2
