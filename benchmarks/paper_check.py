@@ -15,7 +15,9 @@ interrupted ones resume from their last checkpoint, so the script can be stopped
     # the noise regime: PPO vs CORY at a bigger batch (same 4 optimizer steps per iteration)
     python benchmarks/paper_check.py noise --eta 0.1 --seeds 0 1 2 --batch 128
     # the shorter confirmation on SmolLM2-135M-Instruct (shared base, one LoRA adapter per agent)
-    python benchmarks/paper_check.py confirm --eta 0.1 --seeds 0 --iterations 30 --batch 16
+    python benchmarks/paper_check.py confirm --eta 0.1 --seeds 0 1 --iterations 60 --batch 16
+    python benchmarks/paper_check.py confirm --arms cory-causal --seeds 0 1 --iterations 60 \
+        --batch 16
     # tables (markdown) and figures from whatever has finished
     python benchmarks/paper_check.py report
 
@@ -274,8 +276,10 @@ def confirm_overrides(iterations: int, batch: int) -> list[str]:
 
 def cmd_confirm(args) -> None:
     base = confirm_overrides(args.iterations, args.batch)
+    every = {**ARMS, **CAUSAL_ARMS, **CAUSAL_PARTNERS}
+    arms = {a: every[a] for a in args.arms}
     for seed in args.seeds:
-        run_arms(ARMS, base, args.eta, seed, args.out, prefix="smol-")
+        run_arms(arms, base, args.eta, seed, args.out, prefix="smol-")
 
 
 def final_stats(folder: Path, last: int = 10) -> dict[str, float]:
@@ -426,7 +430,8 @@ def cmd_report(args) -> None:
     smol = sorted(k for k in groups if k[0].startswith("smol-"))
     if smol:
         print("\n### Confirmation on SmolLM2-135M-Instruct (LoRA, shared base)\n")
-        _table(groups, sorted(smol, key=lambda k: (float(k[1]), k[0] != "smol-ppo")))
+        rank = {"smol-ppo": 0, "smol-cory": 1}
+        _table(groups, sorted(smol, key=lambda k: (float(k[1]), rank.get(k[0], 2), k[0])))
         seeds = sorted({s["seed"] for k in smol for s in groups[k]})
         runs = [args.out / f"{k[0]}_eta{k[1]}_s{seeds[0]}" for k in smol]
         plot_runs(runs, args.out / "smollm2_curves", labels=[r.name for r in runs])
@@ -613,6 +618,12 @@ def main() -> None:
     sub.choices["ablations"].add_argument("--eta", type=float, default=0.1)
     sub.choices["baselines"].add_argument("--eta", type=float, default=0.1)
     sub.choices["confirm"].add_argument("--eta", type=float, default=0.1)
+    sub.choices["confirm"].add_argument(
+        "--arms",
+        nargs="+",
+        default=["ppo", "cory"],
+        choices=["ppo", "cory", "cory-causal", "cory-independent"],
+    )
     sub.choices["noise"].add_argument("--eta", type=float, default=0.1)
     sub.choices["causal"].add_argument(
         "--etas", type=float, nargs="+", default=[0.1, 0.01, 0.3, 1.0]
