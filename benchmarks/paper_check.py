@@ -511,6 +511,15 @@ def replay_report(groups, out: Path) -> None:
             f"| {_cell(sts, 'kl', 2)} | {_cell(sts, 'kl_coef', 3)} | {_cell(fixed, 'v', 3)} "
             f"| {_cell(sts, 'response_length', 1)} |"
         )
+    print(
+        "\nThe trained score's spread (what reward_norm divides by), from the logged samples: "
+        "standard deviation within an iteration of llm_0's trained reward (r1 + r2 for CORY)\n"
+    )
+    print("| arm | std of the trained score | samples |\n|---|---|---|")
+    for arm, eta in keys:
+        seeds = [s["seed"] for s in groups[(arm, eta)]]
+        std, n = score_spread([out / f"{arm}_eta{eta}_s{seed}" for seed in seeds])
+        print(f"| {arm} | {std:.2f} | {n} |")
     cory = [k for k in keys if "cory" in k[0]]
     if cory:
         print()
@@ -519,6 +528,18 @@ def replay_report(groups, out: Path) -> None:
     runs = [out / f"{a}_eta{e}_s{seeds[0]}" for a, e in keys]
     runs = [r for r in runs if (r / "summary.json").exists()]
     plot_runs(runs, out / "replay_curves", labels=[r.name for r in runs])
+
+
+def score_spread(folders: list[Path]) -> tuple[float, int]:
+    """Pooled within-iteration std of llm_0's trained reward in samples.jsonl, and the count."""
+    import numpy as np
+
+    devs = []
+    for folder in folders:
+        for rec in read_jsonl(folder / "samples.jsonl"):
+            v = np.array([s["agents"]["llm_0"]["reward"] for s in rec["samples"]])
+            devs += list(v - v.mean())
+    return float(np.sqrt(np.sum(np.square(devs)) / max(len(devs) - 1, 1))), len(devs)
 
 
 def sample_correlation(folders: list[Path]) -> tuple[float, int]:
