@@ -32,6 +32,7 @@ from seqmarl.registry import Registry
 
 __all__ = [
     "COEFFICIENT_PRESETS",
+    "CREDIT_RULES",
     "SETTINGS",
     "Setting",
     "SettingSpec",

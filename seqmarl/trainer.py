@@ -29,6 +29,7 @@ import yaml
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
+from seqmarl.agents.sampling import draw_length
 from seqmarl.algos import ALGORITHMS
 from seqmarl.checkpoint import (
     CheckpointError,
@@ -296,9 +297,7 @@ class Trainer:
         if g.length_cycle:  # a replayed schedule of lengths
             length = g.length_cycle[self.iteration % len(g.length_cycle)]
         elif g.shared_length and g.min_new_tokens is not None:  # one draw for every seat
-            span = g.max_new_tokens - g.min_new_tokens + 1
-            draw = torch.randint(span, (1,), generator=self.generator, device=self.generator.device)
-            length = g.min_new_tokens + int(draw)
+            length = draw_length(g.min_new_tokens, g.max_new_tokens, self.generator)
         roll = play(
             self.envs,
             self.pool.agents,

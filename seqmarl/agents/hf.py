@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqmarl.agents.sampling import Completions, response_forward, sample
+from seqmarl.agents.sampling import Completions, draw_length, response_forward, sample
 from seqmarl.algos.core import entropy_from_logits, full_kl
 from seqmarl.config import GenerationConfig
 from seqmarl.types import PolicyOutput
@@ -134,10 +134,7 @@ class HFPolicy(abc.ABC):
         if max_new_tokens is None:
             max_new_tokens = g.max_new_tokens
             if g.min_new_tokens is not None:
-                span = g.max_new_tokens - g.min_new_tokens + 1
-                device = generator.device if generator is not None else None
-                draw = torch.randint(span, (1,), generator=generator, device=device)
-                max_new_tokens = g.min_new_tokens + int(draw)
+                max_new_tokens = draw_length(g.min_new_tokens, g.max_new_tokens, generator)
         max_new_tokens = self._agree_length(max_new_tokens)
         with self._policy_module() as model:
             return sample(

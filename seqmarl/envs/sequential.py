@@ -39,7 +39,7 @@ from seqmarl.envs.guard import (
 )
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
-from seqmarl.settings import agent_ids, coefficient_matrix, credit_matrix
+from seqmarl.settings import CREDIT_RULES, agent_ids, coefficient_matrix, credit_matrix
 
 __all__ = ["SequentialTextEnv", "score_pending"]
 
@@ -97,7 +97,8 @@ class SequentialTextEnv(AECEnv):
         self.render_mode = render_mode
         self.coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
         self.credit = credit
-        credit_matrix(self.coef, range(num_agents), credit)  # checks the rule's name
+        if credit not in CREDIT_RULES:
+            raise ValueError(f"credit must be one of {', '.join(CREDIT_RULES)}, got {credit!r}")
         if credit == "causal" and rounds > 1:
             raise ValueError(
                 f"credit='causal' holds for one round only (got rounds={rounds}): an earlier "
