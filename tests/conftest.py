@@ -1,6 +1,8 @@
 """Shared fixtures: tiny in-process models, and the ../shared assets (skipped when absent)."""
 
+import logging
 import os
+import sys
 
 import pytest
 
@@ -23,6 +25,42 @@ def _seqmarl_logger():
     logger.handlers[:] = handlers
     logger.setLevel(level)
     logger.propagate = propagate
+
+
+class _LoggedDeprecations(logging.Handler):
+    """transformers' logged deprecations (``logger.warning_once``) made from seqmarl's calls."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.found = []
+
+    def emit(self, record):
+        if "deprecated" not in record.getMessage():
+            return
+        frame = sys._getframe()  # the handler runs inside the call that logged
+        while frame is not None:
+            module = frame.f_globals.get("__name__", "")
+            if module.split(".")[0] in ("seqmarl", "tests", "benchmarks"):
+                where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+                self.found.append(f"{record.getMessage()} (through {where})")
+                return
+            frame = frame.f_back
+
+
+@pytest.fixture(autouse=True)
+def _no_logged_deprecations():
+    """Fail a test in which seqmarl calls a library in a way the library says is deprecated.
+
+    Python's warnings are turned into errors by pyproject.toml's ``filterwarnings``; this is the
+    same for transformers, which also announces deprecations through its logger.
+    """
+    handler = _LoggedDeprecations()
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    yield
+    library.removeHandler(handler)
+    if handler.found:
+        pytest.fail("a deprecated call: " + "; ".join(handler.found), pytrace=False)
 
 
 @pytest.fixture

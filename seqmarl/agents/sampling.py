@@ -28,6 +28,7 @@ from transformers import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 __all__ = [
     "Completions",
@@ -37,6 +38,23 @@ __all__ = [
     "selective_log_softmax",
     "shared_rows",
 ]
+
+
+#: The name under which this transformers passes a KV cache into a model's forward and back
+#: out of it: ``cache`` in the releases that renamed it (and warn on the old name, to be
+#: removed in 5.40), ``past_key_values`` before them. Read off the output class, not a
+#: version number, so a backport either way is followed.
+CACHE = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
+def _with_cache(past) -> dict:
+    """The forward keyword that hands ``past`` (a transformers ``Cache``) to the model."""
+    return {CACHE: past}
+
+
+def _cache_of(out):
+    """The KV cache a forward with ``use_cache=True`` returned."""
+    return getattr(out, CACHE)
 
 
 @dataclass
@@ -281,7 +299,7 @@ def sample(
         output_hidden_states=want_hidden,
         logits_to_keep=1,  # the prompt's other positions need no LM head
     )
-    logits, past = out.logits[:, -1], out.past_key_values
+    logits, past = out.logits[:, -1], _cache_of(out)
     hidden = out.hidden_states[-1][:, -1] if want_hidden else None
     if shared is not None:  # one prefill per distinct prompt, copied to the rows sharing it
         inverse = shared[1]
@@ -320,11 +338,11 @@ def sample(
             input_ids=tok[:, None],
             attention_mask=attn,
             position_ids=_positions(attn)[:, -1:],
-            past_key_values=past,
+            **_with_cache(past),
             use_cache=True,
             output_hidden_states=want_hidden,
         )
-        logits, past = out.logits[:, -1], out.past_key_values
+        logits, past = out.logits[:, -1], _cache_of(out)
         hidden = out.hidden_states[-1][:, -1] if want_hidden else None
     response_ids = torch.stack(tokens, 1)  # (B, T)
     response_mask = torch.stack(masks, 1)  # (B, T)
@@ -482,14 +500,14 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
     logits = [out.logits[inverse]]  # (B, 1, V)
     hidden = [out.hidden_states[-1][:, -1:][inverse]] if want_hidden else None
     if t > 1:
-        past = out.past_key_values
+        past = _cache_of(out)
         past.batch_select_indices(inverse)
         attn = torch.cat([qmask, rmask[:, :-1].long()], dim=1)  # (B, Tq + T - 1)
         out = model(
             input_ids=r[:, :-1],
             attention_mask=attn,
             position_ids=_positions(attn)[:, tq:],
-            past_key_values=past,
+            **_with_cache(past),
             use_cache=True,
             output_hidden_states=want_hidden,
         )
