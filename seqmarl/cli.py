@@ -146,6 +146,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             + (f", {cfg.distributed.strategy}" if cfg.distributed.strategy != "single" else "")
         )
     trainer = Trainer(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
+    args.deps.attach(out)  # the run folder exists and is this run's: its warnings.log
     if trainer.resumed_from is not None and main:
         print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
     summary = trainer.fit()
@@ -238,6 +239,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(s, ensure_ascii=False))
     if out is not None:
         print(f"wrote {write_eval(result, out)}")
+        args.deps.attach(out)
     return 0
 
 
@@ -400,6 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     plugins.add_cwd_to_path()
     _setup_logging()
+    from seqmarl.depwarnings import DependencyWarnings
+
+    args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
+    user_error = False
     received: list[int] = []
 
     def _interrupt(signum, frame):  # outside a training loop: stop like Ctrl-C
@@ -439,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"[rank {rank}] " if rank else ""
             print(prefix + where + str(exc), file=sys.stderr)
         code = exc.exit_code
+        user_error = code == 2
         return code
     except KeyboardInterrupt:
         settle()
@@ -461,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settle()
         raise
     finally:
+        args.deps.__exit__(None, None, None)
+        if _rank() == 0:
+            args.deps.report(user_error=user_error)
         dist = sys.modules.get("torch.distributed")
         if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

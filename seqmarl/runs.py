@@ -26,6 +26,7 @@ RUN_OUTPUTS = (
     "metrics.jsonl",
     "samples.jsonl",
     "summary.json",
+    "warnings.log",
     "checkpoints",
     "agents",
     "plots",
