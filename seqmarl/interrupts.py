@@ -58,6 +58,11 @@ class StopSignals:
     Handlers are installed only in the main thread (Python delivers signals there alone);
     elsewhere the block runs with the process's handlers as they are. The previous handlers
     are restored on exit.
+
+    A signal the process already ignores stays ignored: a run started with ``nohup``, as a
+    background job of a non-interactive shell, or by a scheduler that masks Ctrl-C inherits
+    SIGINT as ``SIG_IGN``, and, as Python itself does at start-up, the trainer then leaves
+    SIGINT alone (SIGTERM still stops it at an iteration boundary).
     """
 
     #: Seconds in which a repeat of the first signal is taken as the same delivery.
@@ -74,7 +79,8 @@ class StopSignals:
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for s in SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
+                if signal.getsignal(s) is not signal.SIG_IGN:
+                    self._previous[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:

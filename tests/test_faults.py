@@ -66,6 +66,19 @@ def no_final_outputs(monkeypatch):
     monkeypatch.setattr(Trainer, "_finish", lambda self: self.summary([]))
 
 
+@pytest.fixture(autouse=True)
+def python_sigint():
+    """Python's own SIGINT handler for the test, whatever the suite inherited.
+
+    A suite started with ``nohup`` or as a background job inherits SIGINT ignored, and the
+    trainer then leaves it ignored (test_an_ignored_sigint_stays_ignored); these tests deliver
+    SIGINT, so they set the handler a terminal's Python starts with, and put back what was there.
+    """
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run: its metrics and final state."""
@@ -134,6 +147,7 @@ POINTS = {
 @pytest.mark.parametrize("point", list(POINTS))
 def test_a_stop_signal_anywhere_resumes_bit_for_bit(tmp_path, monkeypatch, reference, point):
     signum, expected = POINTS[point]
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     trainer = Trainer(cfg_for(), tmp_path)
     # iteration 3's play/update/log, or the checkpoint written after it (iteration 4)
     at = 4 if point == "checkpoint write" else 3
@@ -142,7 +156,7 @@ def test_a_stop_signal_anywhere_resumes_bit_for_bit(tmp_path, monkeypatch, refer
         trainer.fit()
     assert info.value.exit_code == 128 + signum
     assert latest_checkpoint(tmp_path / "checkpoints").name == expected
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
     assert not list((tmp_path / "checkpoints").glob(".tmp*"))
     monkeypatch.undo()
     monkeypatch.setattr(Trainer, "_finish", lambda self: {})
@@ -187,6 +201,20 @@ def test_a_stop_delivered_twice_at_once_is_one_stop(tmp_path, monkeypatch, refer
     with pytest.raises(Interrupted, match="stopped by SIGTERM after iteration 4"):
         trainer.fit()
     assert latest_checkpoint(tmp_path / "checkpoints").name == "iter_000004"
+
+
+def test_an_ignored_sigint_stays_ignored_and_sigterm_still_stops(tmp_path, monkeypatch):
+    # the trainer run under nohup: SIGINT arrives ignored, and a Ctrl-C sent to it changes
+    # nothing; SIGTERM (a scheduler's stop) still ends it at an iteration boundary
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    trainer = Trainer(cfg_for(), tmp_path)
+    inject(trainer, "update llm_0", kill_once(lambda: trainer.iteration == 1), monkeypatch)
+    wrap = kill_once(lambda: trainer.iteration == 3, signal.SIGTERM)
+    monkeypatch.setattr(MetricSinks, "write", wrap(MetricSinks.write))
+    with pytest.raises(Interrupted, match="stopped by SIGTERM after iteration 4"):
+        trainer.fit()
+    assert len(metrics(tmp_path)) == 4  # the SIGINT during iteration 2 did not stop it
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # ------------------------------------------------------------------ damaged checkpoints
