@@ -3,6 +3,13 @@
 ``tests/data/single_round_reference.json`` holds the metrics of two tiny 3-iteration runs made
 on 2026-11-23 with the code before episodes were scored through ``score_episodes`` (the
 rollout then scored flat (prompt, response) pairs and pushed the scores into the envs).
+
+Two kinds of sameness are checked. Within one environment a run is deterministic: the same
+run twice gives bit-equal metrics. Against the stored file, made with other library versions,
+floats agree to :data:`REL` relative and :data:`ABS` absolute: the runs are float32, and a
+dependency's float change moves the last bits (a KL of zero came out as -1.6e-7 under one
+transformers release and 4.8e-7 under another), while counts and every discrete metric must
+match exactly.
 """
 
 import json
@@ -15,6 +22,8 @@ from seqmarl.config import load_config
 from seqmarl.sinks import read_jsonl
 from seqmarl.trainer import Trainer
 
+#: tolerance against the stored file: a few float32 roundings, far below any real change
+REL, ABS = 1e-5, 1e-6
 REFERENCE = json.loads((Path(__file__).parent / "data" / "single_round_reference.json").read_text())
 BASE = [
     "model=embedded:tiny-llama",
@@ -44,15 +53,20 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
+def run_metrics(out, name, monkeypatch):
     monkeypatch.setattr(Trainer, "_finish", lambda self: {})
     monkeypatch.setattr(Trainer, "_save_agents", lambda self: None)
-    Trainer(load_config(None, [*BASE, *CASES[name]]), tmp_path).fit()
-    got = [
+    Trainer(load_config(None, [*BASE, *CASES[name]]), out).fit()
+    return [
         {k: v for k, v in r.items() if not k.startswith(("time/", "tokens_"))}
-        for r in read_jsonl(tmp_path / "metrics.jsonl")
+        for r in read_jsonl(out / "metrics.jsonl")
     ]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
+    got = run_metrics(tmp_path / "a", name, monkeypatch)
+    assert run_metrics(tmp_path / "b", name, monkeypatch) == got  # bit-equal in one environment
     want = REFERENCE[name]
     assert all(set(w) <= set(g) for g, w in zip(got, want))  # new metrics may be added
     assert len(got) == len(want)
@@ -62,6 +76,6 @@ def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
     for g, w in zip(got, want):
         for k, v in w.items():
             if isinstance(v, float):
-                assert math.isclose(g[k], v, rel_tol=1e-9, abs_tol=1e-12), (k, g[k], v)
+                assert math.isclose(g[k], v, rel_tol=REL, abs_tol=ABS), (k, g[k], v)
             else:
                 assert g[k] == v, k
