@@ -8,6 +8,10 @@ Commands:
     check-env   run every conformance check on a registered env for N agents
     env-demo    play a few episodes with scripted agents and print the transcripts
 
+``check-env`` and ``env-demo`` take task arguments and env options as ``key=value`` after the
+env id (``seqmarl check-env gsm8k-debate-v0 source=DIR split=test limit=50 rounds=2``), each
+value read as the same ``task.kwargs.key=value`` override of ``train`` would be.
+
 Errors caused by input (unknown names, bad configs) print one line and exit with status 2.
 
 User envs: the current folder is on the import path (as with ``python -m``), ``--import
@@ -59,10 +63,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env_arguments(items: Sequence[str], flags: dict[str, str | None]) -> dict:
+    """``key=value`` items -> keyword arguments of ``envs.make`` (task arguments, env options).
+
+    Values are read as ``task.kwargs`` overrides are (:func:`seqmarl.config.parse_kwargs`).
+
+    Raises:
+        ConfigError: An item is not ``key=value``, or sets a key of ``flags`` (what that flag
+            sets; ``None``: what the command sets itself).
+    """
+    from seqmarl.config import parse_kwargs
+
+    kwargs = parse_kwargs(items)
+    for key, flag in {"context": None, **flags}.items():
+        if key in kwargs:
+            fix = f"use {flag}" if flag else "the command sets it"
+            raise ConfigError(f"{key}=...: not a task argument; {fix}")
+    return kwargs
+
+
 def _cmd_check_env(args: argparse.Namespace) -> int:
     from seqmarl import envs
 
-    kwargs = {"knowledge_transfer": False} if args.no_transfer else {}
+    kwargs = _env_arguments(args.kwargs, {"num_agents": "--num-agents N"})
+    if args.no_transfer:
+        if kwargs.get("knowledge_transfer", False) is not False:
+            raise ConfigError("check-env: knowledge_transfer=true and --no-transfer: pick one")
+        kwargs["knowledge_transfer"] = False
     envs.make(args.env_id, num_agents=args.num_agents, **kwargs)  # fail fast on bad names
 
     def factory():
@@ -77,8 +104,14 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     from seqmarl import envs
     from seqmarl.settings import make_setting
 
-    setting = make_setting(args.setting, num_agents=args.num_agents, exchange_every=1)
-    env = envs.make(args.env_id, setting=setting, render_mode="ansi")
+    env_id, items = _split_config(args.items)
+    flags = {"num_agents": "--num-agents N", "setting": "--setting NAME", "render_mode": None}
+    kwargs = _env_arguments(items, flags)
+    mix = {
+        k: kwargs.pop(k) for k in ("reward_matrix", "knowledge_transfer", "credit") if k in kwargs
+    }
+    setting = make_setting(args.setting, num_agents=args.num_agents, exchange_every=1, **mix)
+    env = envs.make(env_id or "arithmetic-v0", setting=setting, render_mode="ansi", **kwargs)
     rng = np.random.default_rng(args.seed)
     print(f"{setting.name}: {setting.description}")
     print(f"reward matrix C = {setting.reward_matrix}")
@@ -113,7 +146,7 @@ MAIN_CONFIG = Path(__file__).resolve().parent / "configs" / "main.yaml"
 
 
 def _split_config(items: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``[CONFIG] [key=value ...]`` -> (config path or None, overrides)."""
+    """``[CONFIG] [key=value ...]`` -> (config path or None, overrides); also ``[ENV_ID] ...``."""
     if items and "=" not in items[0]:
         return items[0], list(items[1:])
     return None, list(items)
@@ -343,13 +376,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-env", parents=[plugin], help="run the conformance checks on an env")
     p.add_argument("env_id")
+    p.add_argument(
+        "kwargs",
+        nargs="*",
+        metavar="key=value",
+        help="task arguments (source=DIR split=test limit=50) and env options (rounds=2), "
+        "values read as task.kwargs overrides are",
+    )
     p.add_argument("--num-agents", type=int, default=2)
     p.add_argument("--cycles", type=int, default=20, help="cycles of PettingZoo's tests")
     p.add_argument("--no-transfer", action="store_true", help="check with transfer off")
     p.set_defaults(fn=_cmd_check_env)
 
     p = sub.add_parser("env-demo", parents=[plugin], help="play episodes with scripted agents")
-    p.add_argument("env_id", nargs="?", default="arithmetic-v0")
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="[ENV_ID] [key=value]",
+        help="env id (default arithmetic-v0), then task arguments and env options as for check-env",
+    )
     p.add_argument("--setting", default="cory")
     p.add_argument("--num-agents", type=int, default=None)
     p.add_argument("--episodes", type=int, default=3)

@@ -43,7 +43,9 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_config",
+    "parse_kwargs",
     "parse_overrides",
+    "parse_value",
 ]
 
 log = logging.getLogger(__name__)
@@ -452,6 +454,46 @@ def _check_group_sizes(
 
 
 # ---------------------------------------------------------------- loading
+def parse_value(raw: str) -> Any:
+    """An override's value as YAML reads it: ``50`` -> 50, ``false`` -> False, ``[1, 2]``.
+
+    An empty value is ``""``; text that is not valid YAML stays the string it is.
+    """
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def _split_item(item: str, what: str, example: str) -> tuple[str, str]:
+    """``"key=value"`` -> ``("key", "value")``.
+
+    Raises:
+        ConfigError: No ``=`` or an empty key (the message names ``what`` and shows ``example``).
+    """
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{what} {item!r}: expected key=value, e.g. {example}")
+    return key, raw
+
+
+def parse_kwargs(items: Iterable[str]) -> dict[str, Any]:
+    """``["limit=50", "split=test"]`` -> ``{"limit": 50, "split": "test"}``: flat keyword args.
+
+    Values are read as in :func:`parse_overrides` (:func:`parse_value`), so ``limit=50`` here
+    is ``task.kwargs.limit=50`` there; keys stay as given (no dots, no shortcuts).
+
+    Raises:
+        ConfigError: An item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, raw = _split_item(item, "task argument", "limit=50")
+        out[key] = parse_value(raw)
+    return out
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """``["a.b=1", "env=x-v0"]`` -> nested dict; values are parsed as YAML scalars/lists.
 
@@ -460,15 +502,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.iterations=20")
+        key, raw = _split_item(item, "override", "train.iterations=20")
         key = SHORTCUTS.get(key, key)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         node = out
         parts = key.split(".")
         for p in parts[:-1]:

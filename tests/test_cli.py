@@ -1,10 +1,13 @@
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
 from seqmarl.cli import main
+from seqmarl.envs import ArithmeticTask
+from tests.conftest import require_shared
 
 
 def run_cli(*args):
@@ -35,6 +38,62 @@ def test_check_env_exit_zero(capsys, n):
     assert main(["check-env", "arithmetic-v0", "--num-agents", str(n)]) == 0
     out = capsys.readouterr().out
     assert "7/7: all checks passed" in out
+
+
+class RecordingTask(ArithmeticTask):
+    """arithmetic-v0 that keeps the arguments it was built with (``check-env tests.test_cli:...``)."""
+
+    built: list[dict] = []  # noqa: RUF012 (appended to by every instance, read by the test)
+
+    def __init__(self, *, limit=10, split="train", one_shot=True, tag=None):
+        super().__init__()
+        RecordingTask.built.append(
+            {"limit": limit, "split": split, "one_shot": one_shot, "tag": tag}
+        )
+
+
+def test_check_env_passes_typed_task_arguments_to_the_task(capsys):
+    RecordingTask.built.clear()
+    args = ["limit=50", "split=test", "one_shot=false", "tag=[1, 2]", "rounds=2"]
+    assert main(["check-env", "tests.test_cli:RecordingTask", *args, "--num-agents", "3"]) == 0
+    assert "7/7: all checks passed" in capsys.readouterr().out
+    # every env the checks built got the values as YAML reads them (task.kwargs' rule)
+    want = {"limit": 50, "split": "test", "one_shot": False, "tag": [1, 2]}
+    assert RecordingTask.built and all(b == want for b in RecordingTask.built)
+    assert all(type(b["limit"]) is int and b["one_shot"] is False for b in RecordingTask.built)
+
+
+def test_check_env_with_an_unknown_task_argument_is_one_line_and_exit_2():
+    proc = run_cli("check-env", "arithmetic-v0", "max_operands=3", "ops=*")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "seqmarl: error: env 'arithmetic-v0' (task ArithmeticTask): unknown task argument "
+        "'max_operands' (did you mean 'max_operand'?); it accepts: max_operand, ops; env options: "
+        "reward_matrix, knowledge_transfer, credit, max_text_length, render_mode, rounds, "
+        "max_observation_chars"
+    ]
+    proc = run_cli("check-env", "arithmetic-v0", "num_agents=3")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "seqmarl: error: num_agents=...: not a task argument; use --num-agents N"
+    ]
+
+
+def test_check_env_reads_gsm8k_from_a_local_copy(capsys):
+    """gsm8k-debate-v0's default source is the hub; source= makes check-env work offline."""
+    src = require_shared("data", "gsm8k")
+    args = [f"source={src}", "split=test", "limit=50", "rounds=2", "--num-agents", "3"]
+    assert main(["check-env", "gsm8k-debate-v0", *args]) == 0
+    assert "7/7: all checks passed" in capsys.readouterr().out
+
+
+def test_env_demo_takes_task_arguments_with_or_without_an_env_id(capsys):
+    for head in ([], ["arithmetic-v0"]):
+        argv = ["env-demo", *head, "ops=*", "max_operand=3", "--episodes", "4"]
+        assert main(argv) == 0
+        questions = re.findall(r"What is (\d+) (.) (\d+)\?", capsys.readouterr().out)
+        assert len(questions) == 4  # the default (ops +-, up to 20) would show + and -
+        assert all(op == "*" and int(a) <= 3 and int(b) <= 3 for a, op, b in questions)
 
 
 def test_env_demo_prints_transcripts_and_rotates_seats(capsys):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from seqmarl.config import RunConfig, load_config, parse_overrides
+from seqmarl.config import RunConfig, load_config, parse_kwargs, parse_overrides
 from seqmarl.errors import ConfigError
 
 
@@ -63,6 +63,24 @@ def test_override_values_are_yaml_typed():
     }
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides(["iterations"])
+
+
+def test_flat_kwargs_read_values_as_task_kwargs_overrides_do():
+    items = ["limit=50", "split=test", "one_shot=false", "tag=[1, 2]", "seed=3", "name="]
+    got = parse_kwargs(items)
+    assert got == {
+        "limit": 50,
+        "split": "test",
+        "one_shot": False,
+        "tag": [1, 2],
+        "seed": 3,
+        "name": "",
+    }
+    assert type(got["limit"]) is int and got["one_shot"] is False
+    # the same values as train's task.kwargs.<key>=<value>; keys are not shortcuts (seed=)
+    assert got == parse_overrides([f"task.kwargs.{i}" for i in items])["task"]["kwargs"]
+    with pytest.raises(ConfigError, match="task argument 'limit': expected key=value"):
+        parse_kwargs(["limit"])
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ Every registered env is a :class:`~seqmarl.envs.sequential.SequentialTextEnv` ar
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -138,11 +139,7 @@ def make(
     try:
         task = spec.task_factory(**kwargs)
     except TypeError as exc:
-        params = _parameters(spec.task_factory)
-        raise ConfigError(
-            f"env {env_id!r}: bad task arguments {sorted(kwargs)} ({exc}); "
-            f"the task accepts: {', '.join(params) or '(none)'}"
-        ) from exc
+        raise ConfigError(_bad_arguments(env_id, spec.task_factory, kwargs, exc)) from exc
     return SequentialTextEnv(
         task, num_agents=2 if num_agents is None else num_agents, env_id=spec.id, **env_kwargs
     )
@@ -184,6 +181,31 @@ def _describe(env_id: str, factory: Callable[..., Any], description: str, defaul
         return description
     doc = inspect.getdoc(factory) or ""
     return doc.splitlines()[0] if doc else default
+
+
+def _bad_arguments(env_id: str, factory: Callable[..., Any], kwargs: dict, exc: TypeError) -> str:
+    """One line for a task factory's TypeError: the keys it does not take, and what it takes."""
+    params = _parameters(factory)
+    accepts = f"it accepts: {', '.join(params) or '(none)'}; env options: {', '.join(_ENV_KWARGS)}"
+    try:
+        open_ended = any(
+            p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values()
+        )
+    except (TypeError, ValueError):
+        open_ended = True
+    unknown = [] if open_ended else [k for k in kwargs if k not in params]
+    task = getattr(factory, "__name__", None) or type(factory).__name__
+    if not unknown:  # a known argument the task refused (a wrong type, say)
+        return (
+            f"env {env_id!r} (task {task}): bad task arguments {sorted(kwargs)} ({exc}); {accepts}"
+        )
+    hints = [difflib.get_close_matches(k, params, n=1) for k in unknown]
+    named = ", ".join(
+        f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+        for k, h in zip(unknown, hints, strict=True)
+    )
+    s = "s" if len(unknown) > 1 else ""
+    return f"env {env_id!r} (task {task}): unknown task argument{s} {named}; {accepts}"
 
 
 def _parameters(fn: Callable[..., Any]) -> Sequence[str]:

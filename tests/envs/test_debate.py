@@ -1,4 +1,4 @@
-"""gsm8k-debate-v0: who sees what in each round, R = 1 is gsm8k-v0, final-answer rewards."""
+"""gsm8k-debate-v0: who sees what in each round, R = 1 is gsm8k-v0, final or every-round rewards."""
 
 import os
 import subprocess
@@ -6,11 +6,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from pettingzoo.test import api_test, seed_test
 
 from seqmarl import envs
 from seqmarl.envs.task import Prompt
 from seqmarl.envs.tasks.gsm8k import ONE_SHOT
+from seqmarl.errors import ConfigError
+from seqmarl.rollout import play
 from tests.conftest import env_test_kwargs
+from tests.test_rounds import Scripted
 
 QUESTION = Prompt(
     f"{ONE_SHOT}Question: Ann has 3 apples and buys 4 more. How many apples?\nAnswer:",
@@ -168,19 +172,12 @@ def test_final_answer_rewards_reach_the_right_agent_whatever_the_seat_order(seat
     assert env.task.score(QUESTION, ANSWERS["llm_0"][0]) == 0.0
 
 
-def test_check_env_cli_passes(tmp_path):
-    """`seqmarl check-env gsm8k-debate-v0 --num-agents 3`. The CLI takes no task arguments and
-    the default source is the hub (offline here), so a module given to --import re-registers
-    the same id and task class on the local copy of GSM8K."""
+def test_check_env_cli_passes_with_every_round_scored(tmp_path):
+    """`seqmarl check-env gsm8k-debate-v0 source=... score_rounds=every`, as a process: the
+    task arguments make it run on the local copy of GSM8K (the default source is the hub)."""
     kwargs = env_test_kwargs("gsm8k-debate-v0")
-    (tmp_path / "offline_gsm8k.py").write_text(
-        "import functools\n"
-        "from seqmarl.envs import GSM8KDebateTask, register_env\n"
-        f"task = functools.partial(GSM8KDebateTask, **{kwargs!r})\n"
-        "register_env('gsm8k-debate-v0', task, description='offline', overwrite=True)\n"
-    )
-    cmd = [sys.executable, "-m", "seqmarl", "check-env", "--import", "offline_gsm8k"]
-    cmd += ["gsm8k-debate-v0", "--num-agents", "3"]
+    cmd = [sys.executable, "-m", "seqmarl", "check-env", "gsm8k-debate-v0", "--num-agents", "3"]
+    cmd += [f"{k}={v}" for k, v in kwargs.items()] + ["score_rounds=every", "rounds=2"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -190,3 +187,89 @@ def test_check_env_cli_passes(tmp_path):
 def test_listed():
     assert "gsm8k-debate-v0" in envs.ENVS.names()
     assert envs.ENVS.get("gsm8k-debate-v0").description.startswith("GSM8K debate")
+
+
+# llm_0 leaves its round-0 answer empty and is right at the end; llm_1 is right in both rounds
+FREE_RIDE = {"llm_0": ["", "The answer is 7."], "llm_1": ["The answer is 7.", "3 + 4 = 7."]}
+
+
+def _credited(env, answers, options):
+    """Per agent, the rewards credited to each of its turns: what ``last()`` hands it between
+    that turn and its next (or the end), as PettingZoo's AEC API accumulates them."""
+    env.reset(seed=0, options=options)
+    credit, count = {a: [] for a in env.possible_agents}, dict.fromkeys(env.possible_agents, 0)
+    for agent in env.agent_iter():
+        _, reward, term, trunc, _ = env.last()
+        if credit[agent]:
+            credit[agent][-1] += reward
+        if term or trunc:
+            env.step(None)
+            continue
+        credit[agent].append(0.0)
+        env.step(answers[agent][count[agent]])
+        count[agent] += 1
+    return credit
+
+
+@pytest.mark.parametrize(
+    ("score_rounds", "want"),
+    [
+        # the default: round 0 is not scored; the empty answer and the right one both get 0
+        ("final", {"llm_0": [0.0, 1.0], "llm_1": [0.0, 1.0]}),
+        # every round: the empty round-0 answer gets 0, the right one 1
+        ("every", {"llm_0": [0.0, 1.0], "llm_1": [1.0, 1.0]}),
+    ],
+)
+@pytest.mark.parametrize("seats", [["llm_0", "llm_1"], ["llm_1", "llm_0"]])
+def test_an_empty_round_0_answer_is_free_only_when_the_final_round_alone_is_scored(
+    score_rounds, want, seats
+):
+    env = _env(2, 2, score_rounds=score_rounds)
+    got = _credited(env, FREE_RIDE, {"prompt": QUESTION, "seat_order": seats})
+    assert got == want
+    # the episode's task reward is the final answer's either way
+    assert env.task_rewards == {"llm_0": 1.0, "llm_1": 1.0}
+
+
+def test_every_round_scored_with_three_rounds_and_the_shared_reward():
+    env = envs.make("gsm8k-debate-v0", setting="cory", num_agents=2, rounds=3,
+                    score_rounds="every", **env_test_kwargs("gsm8k-debate-v0"))  # fmt: skip
+    answers = {"llm_0": ["", "The answer is 7.", "7"], "llm_1": ["7", "8", "The answer is 7."]}
+    got = _credited(env, answers, {"prompt": QUESTION})
+    # cory sums both agents' rewards, each credited to every agent's latest turn: llm_1's
+    # right round-0 answer (1) to both round-0 turns; llm_0's right round-1 answer (1) to its
+    # own round-1 turn and, played before llm_1's, to llm_1's round-0 turn; llm_1's round-1 "8"
+    # earns nothing; the finals (1 + 1, paid once, not also as turn rewards) to both
+    assert got == {"llm_0": [1.0, 1.0, 2.0], "llm_1": [2.0, 0.0, 2.0]}
+
+
+@pytest.mark.parametrize(("score_rounds", "gap"), [("final", 0.0), ("every", 1.0)])
+def test_training_returns_of_a_right_round_0_answer_beat_an_empty_one(make_pool, score_rounds, gap):
+    """Through the rollout (scripted texts on a tiny model): each turn's return is its
+    reward-to-go (gamma 0.5); llm_1's right round-0 answer out-earns llm_0's empty one by
+    the round-0 reward alone, which only ``every`` pays."""
+    pool = make_pool(max_new_tokens=3)
+    env = _env(2, 2, score_rounds=score_rounds)
+    agents = {a: Scripted(pool[a], FREE_RIDE[a]) for a in FREE_RIDE}
+    roll = play([env], agents, [QUESTION], ["llm_0", "llm_1"], gamma=0.5)
+    empty, right = roll.returns["llm_0"].tolist(), roll.returns["llm_1"].tolist()
+    assert empty == [0.5, 1.0]  # 0 + 0.5 * 1 (the final answer), then 1
+    assert right == [gap + 0.5, 1.0]
+    assert roll.task_rewards.tolist() == [[1.0, 1.0]]
+
+
+@pytest.mark.filterwarnings("ignore:Observation is not a NumPy array")
+@pytest.mark.parametrize("num_agents", [1, 2, 3])
+@pytest.mark.parametrize("rounds", [1, 2, 3])
+def test_pettingzoo_api_and_seed_tests_with_every_round_scored(num_agents, rounds):
+    def make():
+        return _env(num_agents, rounds, score_rounds="every")
+
+    api_test(make(), num_cycles=50)
+    seed_test(make, num_cycles=50)
+    assert envs.check_env(make).passed
+
+
+def test_score_rounds_takes_final_or_every():
+    with pytest.raises(ConfigError, match=r"score_rounds must be one of final, every, got 'all'"):
+        _env(2, 2, score_rounds="all")

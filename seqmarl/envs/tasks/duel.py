@@ -15,6 +15,7 @@ is a function of its own answer alone. The coefficient matrix still applies on t
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -92,6 +93,13 @@ def duel_of(base_factory: Callable[..., TextTask], doc: str) -> Callable[..., Du
         return DuelTask(base_factory(*args, **kwargs), tie=tie)
 
     factory.__doc__ = doc
+    factory.__name__ = factory.__qualname__ = f"duel_of({base_factory.__name__})"
+    # the base's parameters and ``tie``, so a bad argument's error lists ``tie`` as accepted
+    base = inspect.signature(base_factory)
+    params = [p for p in base.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params.append(inspect.Parameter("tie", inspect.Parameter.KEYWORD_ONLY, default=0.0))
+    params += [p for p in base.parameters.values() if p.kind is p.VAR_KEYWORD]
+    factory.__signature__ = base.replace(parameters=params)  # type: ignore[attr-defined]
     return factory
 
 
