@@ -5,11 +5,18 @@ on 2026-11-23 with the code before episodes were scored through ``score_episodes
 rollout then scored flat (prompt, response) pairs and pushed the scores into the envs).
 
 Two kinds of sameness are checked. Within one environment a run is deterministic: the same
-run twice gives bit-equal metrics. Against the stored file, made with other library versions,
-floats agree to :data:`REL` relative and :data:`ABS` absolute: the runs are float32, and a
-dependency's float change moves the last bits (a KL of zero came out as -1.6e-7 under one
-transformers release and 4.8e-7 under another), while counts and every discrete metric must
-match exactly.
+run twice gives bit-equal metrics, always. Against the stored file the metrics agree to
+float rounding, but only on the library versions the file records: another peft or torch
+draws the LoRA matrices differently (iteration 0 samples the same tokens, since B starts at
+zero, but its gradient differs: grad_norm 0.0048 against 0.0066 between two lock sets), and
+every later number follows. On other versions the comparison is skipped, naming them;
+regenerate the file when the lock changes::
+
+    python -m tests.test_single_round_reference --write
+
+(The file was first made on 2026-11-23 with the code before episodes were scored through
+``score_episodes``; the code after matched it to 1e-9 there, so a regenerated file carries
+the same behaviour forward.)
 """
 
 import json
@@ -22,9 +29,18 @@ from seqmarl.config import load_config
 from seqmarl.sinks import read_jsonl
 from seqmarl.trainer import Trainer
 
-#: tolerance against the stored file: a few float32 roundings, far below any real change
-REL, ABS = 1e-5, 1e-6
-REFERENCE = json.loads((Path(__file__).parent / "data" / "single_round_reference.json").read_text())
+#: tolerance against the stored file, on its own versions: float rounding only
+REL, ABS = 1e-9, 1e-12
+PATH = Path(__file__).parent / "data" / "single_round_reference.json"
+REFERENCE = json.loads(PATH.read_text())
+#: the packages whose version decides the numbers
+PACKAGES = ("torch", "transformers", "peft", "numpy")
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in PACKAGES}
 BASE = [
     "model=embedded:tiny-llama",
     "env=arithmetic-v0",
@@ -67,7 +83,12 @@ def run_metrics(out, name, monkeypatch):
 def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
     got = run_metrics(tmp_path / "a", name, monkeypatch)
     assert run_metrics(tmp_path / "b", name, monkeypatch) == got  # bit-equal in one environment
-    want = REFERENCE[name]
+    if REFERENCE.get("versions") != versions():
+        pytest.skip(
+            f"the stored metrics were made with {REFERENCE.get('versions')}, this is {versions()}: "
+            "regenerate with python -m tests.test_single_round_reference --write"
+        )
+    want = REFERENCE["runs"][name]
     assert all(set(w) <= set(g) for g, w in zip(got, want))  # new metrics may be added
     assert len(got) == len(want)
     for g in got:  # one round, no per-turn rewards: an episode's return is its trained reward
@@ -79,3 +100,25 @@ def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
                 assert math.isclose(g[k], v, rel_tol=REL, abs_tol=ABS), (k, g[k], v)
             else:
                 assert g[k] == v, k
+
+
+def write_reference() -> None:
+    """Regenerate the stored file on the installed versions (after a lock refresh)."""
+    import tempfile
+
+    mp = pytest.MonkeyPatch()
+    runs = {}
+    for name in CASES:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs[name] = run_metrics(Path(tmp), name, mp)
+    mp.undo()
+    PATH.write_text(json.dumps({"versions": versions(), "runs": runs}, indent=1) + "\n")
+    print(f"wrote {PATH} for {versions()}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.test_single_round_reference --write")
+    write_reference()
