@@ -440,7 +440,15 @@ def _spawn_train(out, *extra):
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "seqmarl", "train", *TINY, "iterations=500", "--out", str(out)]
     return subprocess.Popen(
-        [*args, *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*args, *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        # a suite run under nohup passes SIGINT on ignored, and the run would keep ignoring it:
+        # the command is tested as a terminal starts it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
