@@ -80,7 +80,7 @@ class DependencyWarnings:
 
     @staticmethod
     def _library_handlers(*, off: bool) -> None:
-        """transformers prints through a handler of its own: send its records to the root."""
+        """Send transformers' records to the root (it prints through a handler of its own)."""
         try:
             from transformers.utils import logging as tf_logging
         except ImportError:  # (a dependency of seqmarl; absent only in odd installs)

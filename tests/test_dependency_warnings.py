@@ -85,7 +85,10 @@ def test_a_run_logs_dependency_warnings_to_its_folder_and_says_so_once(tmp_path)
     everything = proc.stdout + proc.stderr
     assert "deprecated" not in everything  # neither in the bar nor anywhere else
     log = (tmp_path / "run" / "warnings.log").read_text().splitlines()
-    assert "transformers.fake_module: `old_kwarg` is deprecated and will be removed in version 9.0" in log
+    assert (
+        "transformers.fake_module: `old_kwarg` is deprecated and will be removed in version 9.0"
+        in log
+    )
     assert "FutureWarning: noisy_dependency_call is deprecated" in log
     said = [ln for ln in proc.stderr.splitlines() if "warning" in ln and "dependencies" in ln]
     assert len(said) == 1 and said[0].endswith(str(tmp_path / "run" / "warnings.log")), said
@@ -121,11 +124,10 @@ def test_warnings_are_still_raised_and_handlers_come_back(tmp_path):
     from transformers.utils import logging as tf_logging
 
     before = (logging.lastResort, warnings.showwarning, list(logging.getLogger().handlers))
-    with DependencyWarnings():
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            with pytest.raises(FutureWarning):  # -W error / filterwarnings still see them
-                warnings.warn("x", FutureWarning)
+    with DependencyWarnings(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FutureWarning):  # -W error / filterwarnings still see them
+            warnings.warn("x", FutureWarning, stacklevel=1)
     after = (logging.lastResort, warnings.showwarning, list(logging.getLogger().handlers))
     assert after == before
     assert tf_logging.get_logger().propagate is False  # transformers prints for itself again

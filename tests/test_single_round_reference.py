@@ -41,6 +41,8 @@ def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {name: version(name) for name in PACKAGES}
+
+
 BASE = [
     "model=embedded:tiny-llama",
     "env=arithmetic-v0",

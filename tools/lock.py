@@ -1,5 +1,4 @@
-"""Regenerate ``constraints.txt``: one pinned set of every package the suite, the benchmarks and
-the vLLM backend install, resolved together.
+"""Regenerate ``constraints.txt``, the one pinned set for the suite, benchmarks and vLLM.
 
     python tools/lock.py            # resolve and write constraints.txt
     python tools/lock.py --check    # resolve and say whether constraints.txt is that set
