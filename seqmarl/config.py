@@ -295,7 +295,7 @@ class DistributedConfig(_Strict):
     )
     timeout_s: int = Field(
         3600,
-        ge=60,
+        ge=10,
         description="How long a rank waits in a collective (e.g. for rank 0 writing a large "
         "checkpoint) before the process group gives up.",
     )
