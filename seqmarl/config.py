@@ -297,7 +297,8 @@ class DistributedConfig(_Strict):
         3600,
         ge=10,
         description="How long a rank waits in a collective (e.g. for rank 0 writing a large "
-        "checkpoint) before the process group gives up.",
+        "checkpoint) before the process group gives up: also how long a rank that stopped "
+        "answering holds the others before they exit with one line (docs/distributed.md).",
     )
 
 

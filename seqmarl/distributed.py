@@ -87,7 +87,10 @@ def lost_peer(
     if "timed out" in text.lower() or "timeout" in text.lower():
         within = f"={timeout_s} s" if timeout_s is not None else ""
         return f"lost {peer}: no answer within distributed.timeout_s{within} (stopped or hung)"
-    return f"lost {peer}: its connection closed (it exited or was killed)"
+    if "closed by peer" in text or "reset by peer" in text:
+        return f"lost {peer}: its connection closed (it exited or was killed)"
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return f"lost {peer}: communication failed ({first})"
 
 
 @dataclass

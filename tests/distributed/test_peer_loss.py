@@ -17,6 +17,8 @@ import pytest
 import torch
 from test_data_parallel import ROOT, TIMEOUT, TRAIN, equal, torchrun
 
+from seqmarl.distributed import lost_peer
+from seqmarl.runs import how_to_continue
 from seqmarl.sinks import read_jsonl
 
 ITERATIONS = 8
@@ -36,6 +38,36 @@ def strip(records):
 def final_learners(run):
     path = Path(run) / "checkpoints" / f"iter_{ITERATIONS:06d}" / "state.pt"
     return torch.load(path, weights_only=False)["learners"]
+
+
+def test_only_communication_failures_are_a_lost_rank(tmp_path):
+    closed = RuntimeError(
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+        "[127.0.0.1]:6792. This is typically caused by a remote worker crashing."
+    )
+    timed_out = RuntimeError(
+        "[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:129] Timed out "
+        "waiting 15000ms for send operation to complete"
+    )
+    assert lost_peer(closed, 0, 2) == "lost rank 1: its connection closed (it exited or was killed)"
+    assert lost_peer(timed_out, 1, 2, 15).startswith(
+        "lost rank 0: no answer within distributed.timeout_s=15 s"
+    )
+    assert lost_peer(closed, 0, 4).startswith("lost a peer rank: ")
+    nccl = torch.distributed.DistBackendError("NCCL error: remote process exited")
+    assert lost_peer(nccl, 0, 2) == (
+        "lost rank 1: communication failed (NCCL error: remote process exited)"
+    )
+    # a bug, even one with a connection's words in it, keeps its traceback
+    for bug in (RuntimeError("shape mismatch"), RuntimeError("Connection reset by peer")):
+        assert lost_peer(bug, 0, 2) is None
+    assert lost_peer(ValueError(str(closed)), 0, 2) is None
+    launch = "torchrun --standalone --nproc_per_node 2"
+    (tmp_path / "config.yaml").write_text("{}")
+    assert how_to_continue(tmp_path, launch) == (
+        f"no checkpoint yet; start again with: {launch} -m seqmarl train "
+        f"{tmp_path / 'config.yaml'} --out {tmp_path} --overwrite"
+    )
 
 
 @pytest.fixture(scope="module")
