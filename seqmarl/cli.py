@@ -178,11 +178,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
             + (f", {cfg.distributed.strategy}" if cfg.distributed.strategy != "single" else "")
         )
-    trainer = Trainer(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
-    args.deps.attach(out)  # the run folder exists and is this run's: its warnings.log
-    if trainer.resumed_from is not None and main:
-        print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
-    summary = trainer.fit()
+    trainer = None
+    try:
+        trainer = Trainer(cfg, out, resume=bool(args.resume), overwrite=args.overwrite)
+        args.deps.attach(out)  # the run folder exists and is this run's: its warnings.log
+        if trainer.resumed_from is not None and main:
+            print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
+        summary = trainer.fit()
+    except RuntimeError as exc:  # a lost rank is one line; any other error keeps its traceback
+        from seqmarl.distributed import PeerLost, env_world_size, lost_peer, torchrun_command
+        from seqmarl.runs import how_to_continue
+
+        lost = lost_peer(exc, _rank(), env_world_size(), cfg.distributed.timeout_s)
+        if lost is None:
+            raise
+        at = f" during iteration {trainer.iteration}" if trainer is not None else ""
+        raise PeerLost(f"{lost}{at}; {how_to_continue(out, torchrun_command())}") from None
     if main:
         _print_summary(summary)
     return 0

@@ -297,9 +297,10 @@ class DistributedConfig(_Strict):
     )
     timeout_s: int = Field(
         3600,
-        ge=60,
+        ge=10,
         description="How long a rank waits in a collective (e.g. for rank 0 writing a large "
-        "checkpoint) before the process group gives up.",
+        "checkpoint) before the process group gives up: also how long a rank that stopped "
+        "answering holds the others before they exit with one line (docs/distributed.md).",
     )
 
 

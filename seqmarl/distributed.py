@@ -12,6 +12,10 @@ reward moments and the KL controller see the global batch, walks the same global
 on every rank (each rank computes the rows it holds), and all-reduces each agent's gradients
 itself, over ``agent.parameters()``: a DDP wrapper would sync only the adapter active when it
 was wrapped, and the agents of a shared base are adapters of one module.
+
+When a rank dies or stops answering, the others' next collective fails (at once for a closed
+connection, after ``distributed.timeout_s`` for silence); :func:`lost_peer` tells such a
+failure from a bug, and the CLI turns it into one :class:`PeerLost` line.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from seqmarl.errors import ConfigError
+from seqmarl.errors import ConfigError, SeqmarlError
 
-__all__ = ["DistContext", "env_world_size", "setup"]
+__all__ = ["DistContext", "PeerLost", "env_world_size", "lost_peer", "setup", "torchrun_command"]
 
 STRATEGIES = ("single", "data_parallel", "fsdp")
 
@@ -39,6 +43,54 @@ def env_world_size() -> int:
         return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return 1
+
+
+def torchrun_command() -> str:
+    """The ``torchrun`` launch of this run's shape (one node: ``--standalone``), for messages."""
+    world = env_world_size()
+    try:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    except ValueError:
+        local = world
+    if local >= world:
+        return f"torchrun --standalone --nproc_per_node {world}"
+    return f"torchrun --nnodes {world // local} --nproc_per_node {local} (and its rendezvous)"
+
+
+#: Where gloo's transport errors come from (a closed connection, a timed-out send or receive);
+#: gloo raises them as plain ``RuntimeError``.
+GLOO_TRANSPORT = "/gloo/transport/"
+
+
+class PeerLost(SeqmarlError):
+    """Another rank exited or stopped answering; this rank cannot go on (exit status 1)."""
+
+    exit_code = 1
+
+
+def lost_peer(
+    exc: BaseException, rank: int, world_size: int, timeout_s: int | None = None
+) -> str | None:
+    """What ``exc`` says of a lost rank (``"lost rank 1: its connection closed ..."``), or ``None``.
+
+    ``None`` unless ``exc`` is a communication failure: a :class:`torch.distributed.DistError`
+    (NCCL's, the store's, a failed connection) or a ``RuntimeError`` from gloo's transport.
+    Anything else is a bug and keeps its traceback. The lost rank is named when it is knowable
+    (with two processes, the other one).
+    """
+    text = str(exc)
+    if not isinstance(exc, dist.DistError) and not (
+        isinstance(exc, RuntimeError) and GLOO_TRANSPORT in text
+    ):
+        return None
+    peer = f"rank {1 - rank}" if world_size == 2 else "a peer rank"
+    if "timed out" in text.lower() or "timeout" in text.lower():
+        within = f"={timeout_s} s" if timeout_s is not None else ""
+        return f"lost {peer}: no answer within distributed.timeout_s{within} (stopped or hung)"
+    if "closed by peer" in text or "reset by peer" in text:
+        return f"lost {peer}: its connection closed (it exited or was killed)"
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return f"lost {peer}: communication failed ({first})"
 
 
 @dataclass

@@ -14,11 +14,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from seqmarl.checkpoint import list_checkpoints
+from seqmarl.checkpoint import latest_checkpoint, list_checkpoints
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
 
-__all__ = ["RUN_OUTPUTS", "check_out_dir", "check_resume", "clear_run", "run_signature"]
+__all__ = [
+    "RUN_OUTPUTS",
+    "check_out_dir",
+    "check_resume",
+    "clear_run",
+    "how_to_continue",
+    "run_signature",
+]
 
 #: Everything ``seqmarl train`` (and ``eval``/``plot`` defaults) write into a run folder.
 RUN_OUTPUTS = (
@@ -135,3 +142,18 @@ def check_resume(saved: dict[str, Any] | None, cfg: RunConfig, checkpoint: Path)
                 f"(trained with {old!r}); a resumed run keeps its model, adapters, agents and "
                 "algorithms. Drop that override, or start a new run with --out"
             )
+
+
+def how_to_continue(out: Path, launcher: str) -> str:
+    """The newest checkpoint in ``out`` and the command that continues from it.
+
+    ``launcher`` starts the processes, e.g. ``torchrun --standalone --nproc_per_node 2``.
+    """
+    last = latest_checkpoint(out / "checkpoints")
+    if last is None:
+        config = out / "config.yaml" if (out / "config.yaml").exists() else "CONFIG"
+        return (
+            f"no checkpoint yet; start again with: {launcher} -m seqmarl train {config} "
+            f"--out {out} --overwrite"
+        )
+    return f"newest checkpoint {last}; continue with: {launcher} -m seqmarl train --resume {out}"

@@ -17,6 +17,7 @@ Ctrl-C and SIGTERM stop the run at an iteration boundary with a checkpoint
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ import yaml
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.agents.sampling import draw_length
+from seqmarl.agents.sampling import Completions, draw_length
 from seqmarl.algos import ALGORITHMS
 from seqmarl.checkpoint import (
     CheckpointError,
@@ -47,6 +48,7 @@ from seqmarl.learner import Learner
 from seqmarl.rollout import MAX_TURNS, Rollout, play
 from seqmarl.runs import check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
+from seqmarl.types import RolloutBatch
 
 __all__ = ["Trainer", "TrainingError"]
 
@@ -325,17 +327,27 @@ class Trainer:
         t_start = t_update - roll.timings.get("play", 0.0)
         tokens = 0
         bad = False
-        # every rank's rewards, for the logged means (rank order = global row order)
-        task_rewards = np.concatenate(self.dist.gather_objects(roll.task_rewards))
-        trained_rewards = np.concatenate(self.dist.gather_objects(roll.trained_rewards))
-        episode_returns = np.concatenate(self.dist.gather_objects(roll.episode_returns))
+        # one gather: every rank's rewards, for the logged means (rank order = global row
+        # order), and which agents had a turn there
+        acted_here = [a in roll.completions for a in self.ids]
+        mine = (roll.task_rewards, roll.trained_rewards, roll.episode_returns, acted_here)
+        ranks = self.dist.gather_objects(mine)
+        task_rewards, trained_rewards, episode_returns = (
+            np.concatenate([r[k] for r in ranks]) for k in range(3)
+        )
         for i, a in enumerate(self.ids):
-            if a not in roll.completions:  # a game in which this agent never had a turn
+            acted = [r[3][i] for r in ranks]  # on each rank
+            if not any(acted):  # a game in which this agent never had a turn
                 continue
-            learner, comp = self.learners[a], roll.completions[a]
+            learner = self.learners[a]
             eta0 = self.algo_cfgs[a].kl_coef
-            # each turn's (mixed) reward-to-go; one round: the episode's trained reward
-            batch = learner.make_batch(comp, roll.returns[a], roll.turn_groups[a])
+            comp = batch = None
+            if a in roll.completions:
+                comp = roll.completions[a]
+                # each turn's (mixed) reward-to-go; one round: the episode's trained reward
+                batch = learner.make_batch(comp, roll.returns[a], roll.turn_groups[a])
+            if not all(acted):  # an update is a chain of collectives: every rank takes part
+                comp, batch = self._rows_everywhere(comp, batch, src=acted.index(True))
             metrics = learner.update(comp, batch)
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0
@@ -366,6 +378,23 @@ class Trainer:
         record["tokens_per_s"] = tokens / max(t_end - t_start, 1e-9)
         self.bad_iterations = self.bad_iterations + 1 if bad else 0
         return record, roll
+
+    def _rows_everywhere(
+        self, comp: Completions | None, batch: RolloutBatch | None, src: int
+    ) -> tuple[Completions, RolloutBatch]:
+        """This rank's rows of an agent that had no turn on some rank: none there.
+
+        Rank ``src`` (where it had turns) sends no rows of its ``comp`` and ``batch``, which
+        give a rank without turns tensors of the same widths, dtypes and optional parts.
+        """
+        empty = torch.zeros(0, dtype=torch.long)
+        none = None
+        if self.dist.rank == src:
+            none = (_moved(comp.select(empty), "cpu"), _moved(batch.select(empty), "cpu"))
+        none = self.dist.broadcast_object(none, src=src)
+        if comp is not None:
+            return comp, batch
+        return _moved(none[0], self.pool.device), _moved(none[1], self.pool.device)
 
     def fit(self) -> dict[str, Any]:
         """Train to ``cfg.train.iterations``; returns the summary (also printed by the CLI).
@@ -556,6 +585,16 @@ class Trainer:
             out["agents"][a] = row
         out["plots"] = [str(p) for p in plots or []]
         return out
+
+
+def _moved(obj: Any, device: Any) -> Any:
+    """A copy of the dataclass ``obj`` with its tensors on ``device``."""
+    tensors = {
+        f.name: getattr(obj, f.name).to(device)
+        for f in dataclasses.fields(obj)
+        if isinstance(getattr(obj, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(obj, **tensors)
 
 
 class _NoSink:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,6 +161,30 @@ def test_a_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path):
 
     assert strip(read_jsonl(part / "metrics.jsonl")) == strip(read_jsonl(full / "metrics.jsonl"))
     equal(ranks(tmp_path / "c")[0]["learners"], ranks(tmp_path / "a")[0]["learners"])
+
+
+def test_an_agent_without_turns_on_one_rank_learns_on_both(tmp_path):
+    # bob (the env's second role) acts on even seeds only; pick a seed whose first iteration
+    # gives one rank an even seed and the other none
+    from even_seed_game import ENV_ID, second_player_acts
+
+    from seqmarl.envs.wrappers import SeedTask
+
+    def bob_per_rank(seed):
+        prompts = SeedTask().sample_prompts(4, np.random.default_rng(seed))
+        seeds = [p.meta["seed"] for p in prompts]
+        return [any(second_player_acts(s) for s in seeds[r * 2 : r * 2 + 2]) for r in range(2)]
+
+    seed = next(s for s in range(100) if sorted(bob_per_rank(s)) == [False, True])
+    run = tmp_path / "run"
+    overrides = [*TRAIN[:2], f"env={ENV_ID}", *TRAIN[2:], "iterations=2", f"train.seed={seed}"]
+    overrides.remove("env=arithmetic-v0")
+    torchrun(HERE / "worker.py", "train", tmp_path, run, "-", *overrides)
+    r0, r1 = ranks(tmp_path)
+    equal(r0["learners"], r1["learners"])  # the same update on both, no hang
+    first = read_jsonl(run / "metrics.jsonl")[0]
+    for agent in worker.AGENTS:  # both agents updated at iteration 0 (metrics of the update)
+        assert f"agent/{agent}/kl" in first and f"agent/{agent}/loss_policy" in first, first
 
 
 def test_a_nan_on_one_rank_skips_the_step_on_both(tmp_path):

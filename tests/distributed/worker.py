@@ -116,6 +116,11 @@ def train(dist, out_dir, overrides, poison_rank=None):
 
 
 def main():
+    from even_seed_game import ENV_ID, EvenSeedGame
+
+    from seqmarl.envs import register_pettingzoo
+
+    register_pettingzoo(ENV_ID, EvenSeedGame)  # in the workers only: the suite's list is kept
     mode, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
