@@ -461,7 +461,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from seqmarl.depwarnings import DependencyWarnings
 
     args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
-    user_error = False
     received: list[int] = []
 
     def _interrupt(signum, frame):  # outside a training loop: stop like Ctrl-C
@@ -501,7 +500,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"[rank {rank}] " if rank else ""
             print(prefix + where + str(exc), file=sys.stderr)
         code = exc.exit_code
-        user_error = code == 2
         return code
     except KeyboardInterrupt:
         settle()
@@ -526,7 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         args.deps.__exit__(None, None, None)
         if _rank() == 0:
-            args.deps.report(user_error=user_error)
+            # after a command's own one-line ending (an error, a stop) nothing more is said;
+            # after a success or a crash's traceback, the dependencies' warnings are
+            args.deps.report(quiet=code not in (None, 0))
         dist = sys.modules.get("torch.distributed")
         if dist is not None and dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()

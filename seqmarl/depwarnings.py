@@ -9,8 +9,8 @@ collected instead of printed. Then:
 * a command with a run folder writes them to ``<run>/warnings.log`` (:meth:`attach`) and ends
   with one line saying how many there were and where;
 * a command without one prints each distinct warning once, after its own output;
-* a command that ends in a user error prints nothing more than its one line (a run folder's
-  ``warnings.log`` still gets them).
+* a command that ends in its own one line (a user error, a stop signal, a lost rank) prints
+  nothing after it (a run folder's ``warnings.log`` still has them).
 
 seqmarl's own log lines (the ``seqmarl`` logger) are untouched. Nothing is filtered out:
 every warning is still raised, so ``-W error`` and pytest's ``filterwarnings`` still see them.
@@ -115,9 +115,12 @@ class DependencyWarnings:
         with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.writelines(line + "\n" for line in lines)
 
-    def report(self, *, user_error: bool) -> None:
-        """The command is over: the one line (run folder) or the distinct warnings, on stderr."""
-        if not self.lines or user_error:
+    def report(self, *, quiet: bool = False) -> None:
+        """The command is over: the one line (run folder) or the distinct warnings, on stderr.
+
+        ``quiet``: the command ended in a one-line message of its own, which stays the last.
+        """
+        if not self.lines or quiet:
             return
         if self.path is not None:
             n = len(self.lines)

@@ -107,7 +107,7 @@ def test_without_a_run_folder_each_distinct_warning_appears_once_at_the_end(caps
             logging.getLogger("peft.tuners").warning("a root-propagating warning")
         print("the command's own output")
         assert capsys.readouterr().err == ""  # nothing printed while it runs
-    deps.report(user_error=False)
+    deps.report()
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "seqmarl: from a dependency: transformers.x: a library warning",
