@@ -132,6 +132,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run = Path(args.resume)
         if not (run / "config.yaml").exists():
             raise ConfigError(f"--resume: {run} has no config.yaml (not a seqmarl run folder)")
+        from seqmarl.runs import check_no_links
+
+        check_no_links(run)  # before anything is read: the run rewrites these files
         cfg = load_config(run / "config.yaml", overrides)
         out = run
     else:
@@ -197,6 +200,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         run = Path(config)
         if not (run / "config.yaml").is_file():
             raise ConfigError(f"eval: {run} has no config.yaml (not a seqmarl run folder)")
+        if not args.out:  # eval.json goes into the run folder: never through a link
+            from seqmarl.runs import check_no_links
+
+            check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
         cfg = load_config(run / "config.yaml", [*model, *overrides])
         alone = select_agents(cfg, args.agent) if args.agent else None
