@@ -135,7 +135,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from seqmarl.runs import check_no_links
 
         check_no_links(run)  # before anything is read: the run rewrites these files
-        cfg = load_config(run / "config.yaml", overrides)
+        cfg = load_config(run / "config.yaml", overrides, run_dir=run)
         out = run
     else:
         cfg = load_config(config or MAIN_CONFIG, overrides)
@@ -169,10 +169,14 @@ def _rank() -> int:
 def _record_imports(cfg: RunConfig, modules: Sequence[str]) -> RunConfig:
     """``cfg`` with the ``--import`` modules first in its ``imports`` list.
 
-    config.yaml then records them, so ``--resume`` and ``eval`` of the run need no flags.
+    config.yaml then records them (and in ``import_files`` the file and SHA-256 of each), so
+    ``--resume`` and ``eval`` of the run need no flags, from any folder.
     """
     merged = list(dict.fromkeys([*modules, *cfg.imports]))
-    return cfg if merged == cfg.imports else cfg.model_copy(update={"imports": merged})
+    if merged == cfg.imports:
+        return cfg
+    files = {**cfg.import_files, **plugins.import_records(modules)}
+    return cfg.model_copy(update={"imports": merged, "import_files": files})
 
 
 def _print_summary(summary: dict) -> None:
@@ -205,7 +209,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
             check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
-        cfg = load_config(run / "config.yaml", [*model, *overrides])
+        cfg = load_config(run / "config.yaml", [*model, *overrides], run_dir=run)
         alone = select_agents(cfg, args.agent) if args.agent else None
         pool = untrained_pool(cfg) if args.model else load_trained_pool(run, cfg)
         out = Path(args.out) if args.out else run / "eval"

@@ -104,7 +104,7 @@ def test_override_values_are_yaml_typed():
         (["train.iterations=many"], "train.iterations: Input should be a valid integer"),
         (
             ["bogus=1"],
-            "bogus: unknown field; allowed: imports, task, setting, agents, algo, algos, train, distributed; shortcuts: env",
+            "bogus: unknown field; allowed: imports, import_files, task, setting, agents, algo, algos, train, distributed; shortcuts: env",
         ),
     ],
 )
