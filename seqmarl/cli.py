@@ -13,7 +13,9 @@ Errors caused by input (unknown names, bad configs) print one line and exit with
 User envs: the current folder is on the import path (as with ``python -m``), ``--import
 MODULE`` (train, eval, list, check-env, env-demo) imports a module that registers envs before
 the command runs, and ``module:TaskClass`` works wherever an env id does; see
-``docs/environments.md``.
+``docs/environments.md``. ``train --resume RUN`` and ``eval RUN`` import the run's recorded
+modules without searching RUN itself (``docs/training.md``, "Loading someone else's run
+folder").
 """
 
 from __future__ import annotations
