@@ -138,6 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         check_no_links(run)  # before anything is read: the run rewrites these files
         cfg = load_config(run / "config.yaml", overrides, run_dir=run)
+        _check_run_trust(cfg, overrides, run)
         out = run
     else:
         cfg = load_config(config or MAIN_CONFIG, overrides)
@@ -157,6 +158,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if main:
         _print_summary(summary)
     return 0
+
+
+def _check_run_trust(cfg: RunConfig, overrides: Sequence[str], run: Path) -> None:
+    """A run folder's own config.yaml cannot turn on running a model's code.
+
+    Raises:
+        ConfigError: The run's config sets ``agents.trust_remote_code`` and the command line
+            does not.
+    """
+    asked = any(o.replace(" ", "").startswith("agents.trust_remote_code=") for o in overrides)
+    if cfg.agents.trust_remote_code and not asked:
+        raise ConfigError(
+            f"agents.trust_remote_code: {run / 'config.yaml'} sets it to true, and a run folder "
+            "cannot turn on running a model's own code by itself; review the model's code, then "
+            "give agents.trust_remote_code=true on the command line"
+        )
 
 
 def _rank() -> int:
@@ -212,6 +229,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
         cfg = load_config(run / "config.yaml", [*model, *overrides], run_dir=run)
+        _check_run_trust(cfg, overrides, run)
         alone = select_agents(cfg, args.agent) if args.agent else None
         pool = untrained_pool(cfg) if args.model else load_trained_pool(run, cfg)
         out = Path(args.out) if args.out else run / "eval"

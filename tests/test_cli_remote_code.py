@@ -60,3 +60,24 @@ def test_transformers_own_refusal_is_one_line_too(monkeypatch, capsys):
     assert main(["eval", "--model", "some/model", "--prompts", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "agents.trust_remote_code=true" in err[0], err
+
+
+@pytest.mark.parametrize("command", ["eval", "resume"])
+def test_a_run_folder_cannot_turn_remote_code_on_by_itself(
+    remote_code_model, tmp_path, capsys, command
+):
+    folder, marker = remote_code_model
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        f"agents:\n  model: {json.dumps(str(folder))}\n  trust_remote_code: true\n"
+    )
+    argv = ["eval", str(run), "--prompts", "1"] if command == "eval" else ["train", "--resume"]
+    if command == "resume":
+        argv.append(str(run))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("seqmarl: error: agents.trust_remote_code: ")
+    assert "on the command line" in err[0]
+    assert not marker.exists()
