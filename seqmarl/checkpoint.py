@@ -11,6 +11,13 @@ inside a still-valid zip) fails its checksum on load instead of training on garb
 (``iter_000010`` -> ``damaged_iter_000010``, so later saves and pruning never trip on it) and
 uses the previous complete one. Folders whose names are not ``iter_<digits>`` (a user's
 ``iter_000004.bak``) are not checkpoints and are left alone.
+
+``state.pt`` is read with ``torch.load(weights_only=True)``: tensors, numbers, strings and
+the containers that hold them, nothing that runs code while it loads. Everything seqmarl saves
+is of that kind (weights, optimizer and algorithm state, the random streams as tensors and
+plain ints), so no extra types are allowed. A checkpoint holding anything else (a pickle
+written to run code, or objects of another program) is reported as "does not load here" and
+left in place; the checksum says nothing about who wrote the file.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import time
@@ -226,27 +234,54 @@ def load_checkpoint(path: Path, *, verify: bool = True) -> dict[str, Any]:
     """
     try:
         meta = verify_checkpoint(path) if verify else {}
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path} is damaged: {exc}") from None
     except OSError as exc:  # the file system, not the file: touch nothing
         err = CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc})")
         err.damaged = False
         raise err from None
+    except pickle.UnpicklingError as exc:
+        if not str(exc).startswith("Weights only load failed"):
+            raise _unloadable(path, exc, meta) from None
+        # whole and readable, but it holds more than data: refused, whoever wrote it
+        err = CheckpointError(
+            f"checkpoint {path} does not load here: state.pt holds objects other than tensors "
+            f"and plain data ({_refusal(exc)}); seqmarl loads checkpoints with "
+            "weights_only=True and runs no code from them"
+        )
+        err.damaged = False
+        raise err from None
     except Exception as exc:  # a torn or foreign file: unpickling can fail in many ways
-        if meta.get("files"):  # its bytes are the ones written: intact, but not loadable here
-            err = CheckpointError(
-                f"checkpoint {path} does not load here ({type(exc).__name__}: {exc}); its "
-                "checksum is intact (written by another version of seqmarl or torch?)"
-            )
-            err.damaged = False
-            raise err from None
-        raise CheckpointError(
-            f"checkpoint {path} is damaged: state.pt does not load ({type(exc).__name__})"
-        ) from None
+        raise _unloadable(path, exc, meta) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is damaged: state.pt holds no state dict")
     return state
+
+
+def _refusal(exc: BaseException) -> str:
+    """The part of torch's weights-only refusal that names what was refused."""
+    text = str(exc)
+    m = re.search(r"(Unsupported global: GLOBAL \S+|unsupported GLOBAL \S+)", text)
+    if m:
+        return m.group(1)
+    m = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    return (m.group(1) if m else "an object that is not data")[:120].rstrip(".")
+
+
+def _unloadable(path: Path, exc: BaseException, meta: dict[str, Any]) -> CheckpointError:
+    """The error for a ``state.pt`` that fails to unpickle: intact but foreign, or damaged."""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    if meta.get("files"):  # its bytes are the ones written: intact, but not loadable here
+        err = CheckpointError(
+            f"checkpoint {path} does not load here ({type(exc).__name__}: {first}); its "
+            "checksum is intact (written by another version of seqmarl or torch?)"
+        )
+        err.damaged = False
+        return err
+    return CheckpointError(
+        f"checkpoint {path} is damaged: state.pt does not load ({type(exc).__name__})"
+    )
 
 
 def load_latest(root: Path, *, move_damaged: bool = True) -> tuple[Path, dict[str, Any]]:

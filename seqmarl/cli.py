@@ -17,7 +17,9 @@ Errors caused by input (unknown names, bad configs) print one line and exit with
 User envs: the current folder is on the import path (as with ``python -m``), ``--import
 MODULE`` (train, eval, list, check-env, env-demo) imports a module that registers envs before
 the command runs, and ``module:TaskClass`` works wherever an env id does; see
-``docs/environments.md``.
+``docs/environments.md``. ``train --resume RUN`` and ``eval RUN`` import the run's recorded
+modules without searching RUN itself (``docs/training.md``, "Loading someone else's run
+folder").
 """
 
 from __future__ import annotations
@@ -165,7 +167,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run = Path(args.resume)
         if not (run / "config.yaml").exists():
             raise ConfigError(f"--resume: {run} has no config.yaml (not a seqmarl run folder)")
-        cfg = load_config(run / "config.yaml", overrides)
+        from seqmarl.runs import check_no_links
+
+        check_no_links(run)  # before anything is read: the run rewrites these files
+        cfg = load_config(run / "config.yaml", overrides, run_dir=run)
+        _check_run_trust(cfg, overrides, run)
         out = run
     else:
         cfg = load_config(config or MAIN_CONFIG, overrides)
@@ -199,6 +205,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_trust(cfg: RunConfig, overrides: Sequence[str], run: Path) -> None:
+    """A run folder's own config.yaml cannot turn on running a model's code.
+
+    Raises:
+        ConfigError: The run's config sets ``agents.trust_remote_code`` and the command line
+            does not.
+    """
+    asked = any(o.replace(" ", "").startswith("agents.trust_remote_code=") for o in overrides)
+    if cfg.agents.trust_remote_code and not asked:
+        raise ConfigError(
+            f"agents.trust_remote_code: {run / 'config.yaml'} sets it to true, and a run folder "
+            "cannot turn on running a model's own code by itself; review the model's code, then "
+            "give agents.trust_remote_code=true on the command line"
+        )
+
+
 def _rank() -> int:
     import os
 
@@ -211,10 +233,14 @@ def _rank() -> int:
 def _record_imports(cfg: RunConfig, modules: Sequence[str]) -> RunConfig:
     """``cfg`` with the ``--import`` modules first in its ``imports`` list.
 
-    config.yaml then records them, so ``--resume`` and ``eval`` of the run need no flags.
+    config.yaml then records them (and in ``import_files`` the file and SHA-256 of each), so
+    ``--resume`` and ``eval`` of the run need no flags, from any folder.
     """
     merged = list(dict.fromkeys([*modules, *cfg.imports]))
-    return cfg if merged == cfg.imports else cfg.model_copy(update={"imports": merged})
+    if merged == cfg.imports:
+        return cfg
+    files = {**cfg.import_files, **plugins.import_records(modules)}
+    return cfg.model_copy(update={"imports": merged, "import_files": files})
 
 
 def _print_summary(summary: dict) -> None:
@@ -242,8 +268,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         run = Path(config)
         if not (run / "config.yaml").is_file():
             raise ConfigError(f"eval: {run} has no config.yaml (not a seqmarl run folder)")
+        if not args.out:  # eval.json goes into the run folder: never through a link
+            from seqmarl.runs import check_no_links
+
+            check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
-        cfg = load_config(run / "config.yaml", [*model, *overrides])
+        cfg = load_config(run / "config.yaml", [*model, *overrides], run_dir=run)
+        _check_run_trust(cfg, overrides, run)
         alone = select_agents(cfg, args.agent) if args.agent else None
         pool = untrained_pool(cfg) if args.model else load_trained_pool(run, cfg)
         out = Path(args.out) if args.out else run / "eval"

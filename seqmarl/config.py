@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from seqmarl import plugins
 from seqmarl.algos import ALGORITHMS, AlgoConfig
@@ -312,6 +320,12 @@ class RunConfig(_Strict):
         description="Modules imported before the rest is validated (user envs); "
         "`--import` and a `module:attr` env id are added to it.",
     )
+    import_files: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Written by seqmarl: the file (`path`) and `sha256` of each module of "
+        "`imports` as imported. Loading the run again (`--resume`, `eval`) imports a module "
+        "from this path when it is found nowhere else, and warns when the module found differs.",
+    )
     task: TaskConfig = Field(default_factory=TaskConfig)
     setting: SettingConfig = Field(default_factory=SettingConfig)
     agents: AgentConfig = Field(default_factory=AgentConfig)
@@ -325,12 +339,22 @@ class RunConfig(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _import_user_modules(cls, data: Any) -> Any:
-        """Import ``imports`` (and a ``module:attr`` env's module) before ids are checked."""
+    def _import_user_modules(cls, data: Any, info: ValidationInfo) -> Any:
+        """Import ``imports`` (and a ``module:attr`` env's module) before ids are checked.
+
+        The validation context's ``run_dir`` (a run folder being loaded again) is not searched
+        for modules; ``import_files`` then says where each was found when the run started.
+        """
         if isinstance(data, dict):
             task = data.get("task")
             env = task.get("env") if isinstance(task, dict) else None
-            data = {**data, "imports": plugins.config_imports(data.get("imports"), env)}
+            run_dir = (info.context or {}).get("run_dir")
+            imports = plugins.config_imports(
+                data.get("imports"), env, recorded=data.get("import_files"), run_dir=run_dir
+            )
+            data = {**data, "imports": imports}
+            if isinstance(imports, list):
+                data["import_files"] = plugins.import_records(imports)
         return data
 
     @model_validator(mode="after")
@@ -528,8 +552,20 @@ def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    run_dir: str | Path | None = None,
+) -> RunConfig:
     """Load a YAML config (or the defaults), apply overrides, and validate.
+
+    Args:
+        path: The YAML file (``None``: the defaults).
+        overrides: ``key=value`` strings.
+        run_dir: The run folder whose ``config.yaml`` this is, when a run is loaded again
+            (``--resume``, ``eval``): its ``imports`` are not looked for inside that folder,
+            and come from their recorded ``import_files`` paths when found nowhere else.
 
     Raises:
         ConfigError: Missing file, bad YAML, or an invalid field (named, with what is allowed).
@@ -554,7 +590,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
         data = loaded or {}
     data = apply_overrides(data, parse_overrides(overrides))
     try:
-        return RunConfig.model_validate(data)
+        return RunConfig.model_validate(data, context={"run_dir": run_dir})
     except ValidationError as exc:
         raise ConfigError("config error: " + _format_errors(exc, RunConfig)) from None
 

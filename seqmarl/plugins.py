@@ -12,17 +12,29 @@ command line"):
 * an id of the form ``module:TaskClass`` (the module is imported, the attribute used);
 * an entry point in the ``seqmarl.envs`` group of an installed distribution, loaded the first
   time an id is not found and when the registered ids are listed.
+
+A run records the file and SHA-256 of every module it imported (``import_files`` in its
+``config.yaml``, :func:`import_records`). Loading a run folder again (``--resume``, ``eval``)
+imports its modules with :func:`config_imports` given that record and the run folder: the
+folder itself is never searched (a downloaded run cannot bring code in by shipping a ``.py``);
+a module not importable otherwise comes from its recorded file (unless that file is inside the
+run folder); a module whose file differs from the recorded one is imported with a one-line
+warning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import importlib.metadata
+import logging
 import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +47,7 @@ __all__ = [
     "config_imports",
     "import_module",
     "import_modules",
+    "import_records",
     "load_entry_points",
     "resolve",
 ]
@@ -46,9 +59,17 @@ ENTRY_POINT_GROUP = "seqmarl.envs"
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _loaded_entry_points: set[tuple[str, str, str]] = set()
 
+log = logging.getLogger(__name__)
+
 
 class PluginError(SeqmarlError, ImportError):
-    """User code named by the user could not be imported, or lacks the named attribute."""
+    """User code named by the user could not be imported, or lacks the named attribute.
+
+    Attributes:
+        missing: The module itself was not found (rather than failing as it ran).
+    """
+
+    missing = False
 
 
 def add_cwd_to_path() -> None:
@@ -89,10 +110,12 @@ def import_module(name: str, *, origin: str = "") -> ModuleType:
             fix = "run from the folder that holds it, or add its folder to PYTHONPATH"
             if name.endswith(".py"):
                 fix = f"give the module name {_module_hint(name)!r}, not the file name"
-            raise PluginError(
+            err = PluginError(
                 f"{head}could not import module {name!r}: no module named {exc.name!r} in the "
                 f"current folder ({os.getcwd()}) or on sys.path; {fix}"
-            ) from None
+            )
+            err.missing = True
+            raise err from None
         raise PluginError(f"{head}could not import module {name!r}: {_describe(exc)}") from exc
     except Exception as exc:  # the user's module raised: report it, not a traceback
         raise PluginError(f"{head}could not import module {name!r}: {_describe(exc)}") from exc
@@ -157,7 +180,13 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> None:
             ) from None
 
 
-def config_imports(imports: Any, env: Any) -> Any:
+def config_imports(
+    imports: Any,
+    env: Any,
+    *,
+    recorded: Any = None,
+    run_dir: str | Path | None = None,
+) -> Any:
     """Import a run config's ``imports`` and the module of a ``module:attr`` env id.
 
     Called on the raw config before any field is validated, so ids that those modules
@@ -167,6 +196,10 @@ def config_imports(imports: Any, env: Any) -> Any:
         imports: The config's ``imports`` value (anything that is not a list of strings is
             returned unchanged for the field's own validation to report).
         env: The config's ``task.env`` value.
+        recorded: The config's ``import_files`` (module -> ``{"path", "sha256"}``) from
+            :func:`import_records`; anything else is ignored.
+        run_dir: The run folder being loaded (``--resume``, ``eval``): it is not searched for
+            modules, and a module found nowhere else comes from its recorded path.
 
     Returns:
         The ``imports`` list, with the env's module appended if it was not in it, so the
@@ -179,16 +212,106 @@ def config_imports(imports: Any, env: Any) -> Any:
         imports = []
     if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
         return imports
-    import_modules(imports, origin="config imports")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    with _outside(run_dir):
+        for name in imports:
+            _import_run_module(name, recorded.get(name), run_dir)
     names = list(imports)
     if isinstance(env, str) and ":" in env:
         from seqmarl.envs import ENVS
 
-        ENVS.get(env)  # imports the module, with the env id in any error
+        with _outside(run_dir):
+            ENVS.get(env)  # imports the module, with the env id in any error
         module = env.partition(":")[0]
         if module not in names:
             names.append(module)
     return names
+
+
+def import_records(names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The file and SHA-256 of each imported module of ``names`` (those that are files)."""
+    records = {}
+    for name in names:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        if path and os.path.isfile(path):
+            records[name] = {"path": os.path.abspath(path), "sha256": _sha256(path)}
+    return records
+
+
+def _import_run_module(name: str, record: Any, run_dir: str | Path | None) -> ModuleType:
+    """Import one of a config's modules; from its recorded file if it is found nowhere else."""
+    origin = "config imports"
+    record = record if isinstance(record, dict) else {}
+    want, where = record.get("sha256"), record.get("path")
+    try:
+        module = import_module(name, origin=origin)
+    except PluginError as exc:
+        if not (exc.missing and run_dir is not None and isinstance(where, str)):
+            raise
+        module = _import_from_record(name, Path(where), Path(run_dir))
+    path = getattr(module, "__file__", None)
+    if isinstance(want, str) and path and os.path.isfile(path) and _sha256(path) != want:
+        log.warning(
+            "%s: module %r imported from %s differs from the one the run recorded (%s, "
+            "SHA-256 %s..., now %s...): its tasks and rewards may not be those of the run",
+            origin,
+            name,
+            path,
+            where,
+            want[:12],
+            _sha256(path)[:12],
+        )
+    return module
+
+
+def _import_from_record(name: str, path: Path, run_dir: Path) -> ModuleType:
+    """Import ``name`` from the folder its recorded file ``path`` implies (not the run's own)."""
+    head = f"config imports: could not import module {name!r}"
+    if _inside(path, run_dir):
+        raise PluginError(
+            f"{head} except from the run folder itself ({path}); seqmarl does not import code "
+            f"that comes with a run folder: review it, then ask for it with --import {name} "
+            "from the folder that holds it"
+        ) from None
+    if not path.is_file():
+        raise PluginError(
+            f"{head}: no module named {name!r} in the current folder or on sys.path (the run "
+            f"folder {run_dir} is not searched), nor at its recorded path {path}; run from the "
+            f"folder that holds it, or add its folder to PYTHONPATH, or --import {name}"
+        ) from None
+    depth = name.count(".") + (2 if path.name == "__init__.py" else 1)
+    root = path.parents[depth - 1]
+    if str(root) not in sys.path:
+        sys.path.append(str(root))  # last: it only supplies what is found nowhere else
+    return import_module(name, origin=f"config imports (recorded path {path})")
+
+
+def _inside(path: str | Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _outside(run_dir: str | Path | None) -> Iterator[None]:
+    """Leave ``run_dir`` (and folders inside it) off ``sys.path`` for the duration."""
+    if run_dir is None:
+        yield
+        return
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not _inside(p or os.getcwd(), Path(run_dir))]
+    try:
+        yield
+    finally:
+        added = [p for p in sys.path if p not in saved]  # e.g. a recorded module's folder
+        sys.path[:] = saved + added
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _call(fn: Callable[[], Any]) -> None:

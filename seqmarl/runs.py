@@ -6,10 +6,16 @@ checkpoint) or started again (``--overwrite``: those files go, nothing else in t
 touched). A resumed run keeps what its checkpoint was made of (:func:`run_signature`): the
 model, how the agents hold it, the agent ids and each agent's algorithm; overrides may change
 everything else (iterations, learning rates, logging, ...).
+
+A run writes only inside its folder. A resume (and ``eval`` writing its default ``eval/``)
+refuses a folder whose outputs are or contain a symbolic link (:func:`check_no_links`): a
+``summary.json`` or ``plots`` linked elsewhere would otherwise be written through, over files
+outside the folder. The link is named and left alone; nothing is replaced.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,7 @@ from seqmarl.errors import ConfigError
 
 __all__ = [
     "RUN_OUTPUTS",
+    "check_no_links",
     "check_out_dir",
     "check_resume",
     "clear_run",
@@ -45,6 +52,36 @@ RUN_OUTPUTS = (
 def existing_outputs(out: Path) -> list[str]:
     """The run outputs present in ``out``."""
     return [name for name in RUN_OUTPUTS if (out / name).exists()]
+
+
+def check_no_links(out: Path, names: tuple[str, ...] = RUN_OUTPUTS) -> None:
+    """Refuse a run folder where a run output (or anything inside one) is a symbolic link.
+
+    Args:
+        out: The run folder.
+        names: The outputs to check (default: all of :data:`RUN_OUTPUTS`).
+
+    Raises:
+        ConfigError: Every link found (where each points), and what to do.
+    """
+    found: list[Path] = []
+    for name in names:
+        top = out / name
+        if top.is_symlink():
+            found.append(top)
+        elif top.is_dir():
+            for root, dirs, files in os.walk(top):  # linked folders are listed, not entered
+                found += [Path(root) / n for n in sorted(dirs + files)]
+    links = [p for p in found if p.is_symlink()]
+    if links:
+        named = ", ".join(f"{p} (to {os.readlink(p)})" for p in links[:5])
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        what = "is a symbolic link" if len(links) == 1 else "are symbolic links"
+        raise ConfigError(
+            f"{named}{more} {what}; a run writes only inside its own folder and would write "
+            "through them: remove the links (or put copies of what they point to in their "
+            "place) and run again"
+        )
 
 
 def check_out_dir(out: Path, *, overwrite: bool = False) -> None:

@@ -46,7 +46,7 @@ from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.learner import Learner
 from seqmarl.rollout import MAX_TURNS, Rollout, play
-from seqmarl.runs import check_out_dir, check_resume, clear_run, run_signature
+from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
 from seqmarl.types import RolloutBatch
 
@@ -97,6 +97,7 @@ class Trainer:
         # the folder and the checkpoint are checked before any model loads
         resumed: tuple[Path, dict[str, Any]] | None = None
         if resume:
+            check_no_links(self.out)
             resumed = self._find_checkpoint()
         else:
             check_out_dir(self.out, overwrite=overwrite)

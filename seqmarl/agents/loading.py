@@ -9,12 +9,16 @@ Model sources (``AgentConfig.model``):
 * ``embedded:tiny-llama`` / ``embedded:tiny-gpt2``: randomly initialised tiny models with a
   byte-level tokenizer, built in-process (tests, smoke runs; nothing to download);
 * a local folder (with ``gguf_file`` for a GGUF inside it) or a hub id, through
-  ``AutoModelForCausalLM.from_pretrained``. ``trust_remote_code`` is off unless asked for.
+  ``AutoModelForCausalLM.from_pretrained``. ``trust_remote_code`` is off unless asked for:
+  a model that needs its own code (``auto_map`` in ``config.json`` with a ``model_type`` this
+  transformers does not know) is refused in one line naming ``agents.trust_remote_code``,
+  before any of its files is read as code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -125,6 +129,8 @@ def _load(model, gguf_file, tokenizer, dtype, device, trust_remote_code, seed):
                 f"agents.model: unknown embedded model {name!r}; embedded models: "
                 + ", ".join(f"embedded:{m}" for m in EMBEDDED_MODELS)
             )
+    if not trust_remote_code:
+        _refuse_remote_code(model)
     kwargs = {"trust_remote_code": trust_remote_code}
     tok_kwargs = dict(kwargs)
     if gguf_file is not None:
@@ -146,9 +152,44 @@ def _load(model, gguf_file, tokenizer, dtype, device, trust_remote_code, seed):
             f"{str(exc).splitlines()[0]}). Give a local folder, or a hub id where the hub is "
             "reachable, or embedded:smollm2-135m-instruct"
         ) from exc
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise ConfigError(_REMOTE_CODE.format(model=model, why="it contains custom code")) from None
     if gguf_file is not None:
         lm = _dequantized(lm)
     return _finish(lm, tok, dtype, device)
+
+
+_REMOTE_CODE = (
+    "agents.model: {model!r} needs code of its own to load ({why}); seqmarl runs a model's "
+    "code only with agents.trust_remote_code=true (review its .py files first)"
+)
+
+
+def _refuse_remote_code(model: str) -> None:
+    """Refuse a local folder whose ``config.json`` asks for code transformers does not ship.
+
+    transformers refuses such a folder too, but with a ``ValueError`` (a traceback) and, for
+    the tokenizer, sometimes with an unrelated message; this check comes first and reads only
+    ``config.json``, as data.
+
+    Raises:
+        ConfigError: ``config.json`` has an ``auto_map`` and an unknown ``model_type``.
+    """
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        config = json.loads((Path(model) / "config.json").read_text())
+    except (OSError, ValueError):  # not a folder, no config.json: from_pretrained reports it
+        return
+    if not isinstance(config, dict) or not config.get("auto_map"):
+        return
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type in CONFIG_MAPPING:
+        return
+    why = f"config.json has an auto_map and model_type {model_type!r}, unknown to transformers"
+    raise ConfigError(_REMOTE_CODE.format(model=model, why=why))
 
 
 def _finish(lm: PreTrainedModel, tok, dtype: torch.dtype, device):
