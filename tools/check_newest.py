@@ -44,6 +44,11 @@ def pytest_run(py: str, args: list[str]) -> tuple[str, list[str]]:
     return (lines[-1].strip("= ") if lines else f"no summary (exit {out.returncode})"), failed
 
 
+def same(locked: str | None, version: str) -> bool:
+    """Whether ``version`` is the locked one (a local tag such as torch's ``+cpu`` aside)."""
+    return locked is not None and locked.split("+")[0] == version.split("+")[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the venv, run the suite, name what broke."""
     argv = sys.argv[1:] if argv is None else argv
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"install failed:\n{done.stdout}{done.stderr}")
         return 2
     newest = read_pins(run([py, "-m", "pip", "freeze", "--exclude-editable"]).stdout)
-    moved = {n: (lock.get(n, "-"), v) for n, v in newest.items() if lock.get(n) != v}
+    moved = {n: (lock.get(n, "-"), v) for n, v in newest.items() if not same(lock.get(n), v)}
     print(f"newest releases in {env} ({time.time() - start:.0f} s to install)")
     for name, (old, new) in sorted(moved.items()):
         print(f"  {name}: lock {old} -> {new}")
