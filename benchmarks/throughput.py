@@ -6,7 +6,11 @@ peft) on the same model, prompts, batch (B prompts x K samples), generation leng
 coefficient and learning rate, with one optimizer step per generation batch. It reports
 samples/s (completions generated *and* trained on per second, steady state: model loading
 and the first ``--warmup`` steps excluded) and peak memory. Part 2 times seqmarl's CORY with
-2 agents against single-agent PPO (B x K prompts per iteration, one sample each).
+2 agents against single-agent PPO (B x K prompts per iteration, one sample each). Part 3
+(``--generators hf vllm``) trains CORY with 2 agents on one shared base (LoRA, PPO) with
+each generator: seqmarl's HF sampler against one vLLM engine serving both adapters; it adds
+the seconds per iteration spent generating and pushing adapters into the engine. vLLM has no
+LoRA for GPT-2, so part 3's tiny model is a llama of the same size.
 
 Every (model, framework, algorithm) runs in its own process, so peak memory is its own: the
 peak resident set above a baseline taken after imports and a warm-up of the same code path
@@ -17,6 +21,8 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py --models smollm2 --json throughput.json
     python benchmarks/throughput.py --models smollm2 --cory-modes   # TRL comparison only
     python benchmarks/throughput.py --models tiny --algos --preamble-words 60  # long prompts
+    python benchmarks/throughput.py --algos --cory-modes --generators hf vllm  # part 3 only
+    python benchmarks/throughput.py --algos --cory-modes --generators hf vllm --device cuda
 
 Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
 time per iteration of single-agent PPO. Keep ``--threads`` at or below the idle cores: with
@@ -144,7 +150,8 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
         f"batch_size={batch}",
         f"model={path}",
         f"agents.mode={ns.mode}",
-        "agents.device=cpu",
+        f"agents.device={ns.device}",
+        f"agents.generator={ns.generator}",
         f"agents.generation.max_new_tokens={new_tokens}",
         "agents.generation.stop_at_eos=false",
         "train.progress=false",
@@ -155,11 +162,14 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
         overrides.append(f"algo.params.group_size={group}")
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(load_config(None, overrides), out)
-        lengths, tokens = [], []
+        lengths, tokens, generate, sync = [], [], [], []
         for i in range(steps):
             if i == ns.warmup:
                 t0 = time.perf_counter()
             record, _ = trainer.step()
+            if i >= ns.warmup:
+                generate.append(record["time/generate"])
+                sync.append(record.get("time/sync", 0.0))
             lengths += [v for k, v in record.items() if k.endswith("/response_length")]
             # tokens every pass of this iteration reads: observation + response, all agents
             ends = ("/response_length", "/query_length")
@@ -170,6 +180,8 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
         "completions": batch * group * len(trainer.ids),
         "mean_length": sum(lengths) / len(lengths),
         "tokens_per_iteration": sum(tokens) / len(tokens),
+        "generate_s": sum(generate) / len(generate),
+        "sync_s": sum(sync) / len(sync),
     }
 
 
@@ -267,7 +279,7 @@ def child(ns) -> dict:
     # the run's memory.
     run(ns.warmup_path, ns, batch=2, group=min(group, 2), new_tokens=2, steps=ns.warmup + 1)
     gc.collect()
-    device = torch.device("cpu")
+    device = torch.device(ns.device)
     baseline = reset_peak(device)
     result = run(
         ns.model_path,
@@ -283,25 +295,38 @@ def child(ns) -> dict:
         "algo": ns.algo,
         "setting": ns.setting,
         "mode": ns.mode,
+        "generator": ns.generator,
         "samples_per_s": result["completions"] * ns.steps / result["elapsed"],
         "s_per_iteration": result["elapsed"] / ns.steps,
         "mean_length": result["mean_length"],
         "tokens_per_iteration": result.get("tokens_per_iteration"),
+        "generate_s": result.get("generate_s"),
+        "sync_s": result.get("sync_s"),
         "peak_mib": peak_since_reset(device) - baseline,
     }
 
 
 # ------------------------------------------------------------------ parent
-def run_child(framework: str, model: str, paths: dict, algo: str, setting: str, mode: str, ns):
+def run_child(
+    framework: str,
+    model: str,
+    paths: dict,
+    algo: str,
+    setting: str,
+    mode: str,
+    ns,
+    generator: str = "hf",
+):
     cmd = [sys.executable, __file__, "--child", framework, "--model", model]
     cmd += ["--model-path", paths["model"], "--warmup-path", paths["micro"]]
-    cmd += ["--algo", algo, "--setting", setting, "--mode", mode]
+    cmd += ["--algo", algo, "--setting", setting, "--mode", mode, "--generator", generator]
     flags = ("steps", "warmup", "batch", "group", "new_tokens", "threads", "kl_coef", "lr")
+    flags += ("device",)
     for flag in (*flags, "preamble_words"):
         cmd += ["--" + flag.replace("_", "-"), str(getattr(ns, flag))]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    label = f"{model} {framework} {algo} ({setting}, {mode})"
+    label = f"{model} {framework} {algo} ({setting}, {mode}, {generator})"
     if out.returncode != 0:
         tail = [x for x in out.stderr.strip().splitlines() if x.strip()][-1:] or ["no output"]
         print(f"  {label}: FAILED: {tail[0]}", flush=True)
@@ -311,6 +336,7 @@ def run_child(framework: str, model: str, paths: dict, algo: str, setting: str, 
             "algo": algo,
             "setting": setting,
             "mode": mode,
+            "generator": generator,
             "error": out.stderr[-3000:],
         }
     row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -347,7 +373,7 @@ def report(rows: list[dict], ns) -> None:
     print(
         f"{ns.batch} prompts x {ns.group} samples = {ns.batch * ns.group} completions of "
         f"{ns.new_tokens} tokens per step; {ns.steps} timed step(s) after {ns.warmup} warm-up; "
-        f"kl_coef {ns.kl_coef}, lr {ns.lr}, {ns.threads} threads, CPU"
+        f"kl_coef {ns.kl_coef}, lr {ns.lr}, {ns.threads} threads, {ns.device}"
         + (f"; prompts after a {ns.preamble_words}-word preamble" if ns.preamble_words else "")
     )
     print()
@@ -360,7 +386,7 @@ def report(rows: list[dict], ns) -> None:
     for model in dict.fromkeys(r["model"] for r in rows):
         for algo in ns.algos:
             ours, theirs = (
-                find(model=model, framework="seqmarl", algo=algo),
+                find(model=model, framework="seqmarl", algo=algo, generator="hf"),
                 find(model=model, framework="trl", algo=algo),
             )
             ok = not any(r is None or "error" in r for r in (ours, theirs))
@@ -382,8 +408,8 @@ def report(rows: list[dict], ns) -> None:
     for model in dict.fromkeys(r["model"] for r in rows):
         for mode in ns.cory_modes:
             ppo, cory = (
-                find(model=model, setting="single", algo="ppo", mode=mode),
-                find(model=model, setting="cory", mode=mode),
+                find(model=model, setting="single", algo="ppo", mode=mode, generator="hf"),
+                find(model=model, setting="cory", mode=mode, generator="hf"),
             )
             ok = not any(r is None or "error" in r for r in (ppo, cory))
             ratio = cory["s_per_iteration"] / ppo["s_per_iteration"] if ok else None
@@ -396,6 +422,25 @@ def report(rows: list[dict], ns) -> None:
             )
             label = f"{model} {mode}: CORY 2 agents s/it <= {CORY_TARGET}x PPO"
             checks.append((label, ratio, CORY_TARGET, "<="))
+    if ns.generators:
+        print()
+        print(
+            "| model | generator | samples/s | ratio to hf | s/it | generate s/it "
+            "| sync s/it | peak MiB |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+    for model in dict.fromkeys(r["model"] for r in rows):
+        hf = find(model=model, setting="cory", mode="shared", generator="hf", part=3)
+        for generator in ns.generators:
+            row = find(model=model, setting="cory", mode="shared", generator=generator, part=3)
+            ok = not any(r is None or "error" in r for r in (hf, row))
+            ratio = row["samples_per_s"] / hf["samples_per_s"] if ok else None
+            print(
+                f"| {model} | {generator} | {num(row, 'samples_per_s', '.1f')} | "
+                f"{f'{ratio:.2f}x' if ok else 'n/a'} | {num(row, 's_per_iteration', '.2f')} | "
+                f"{num(row, 'generate_s', '.2f')} | {num(row, 'sync_s', '.3f')} | "
+                f"{num(row, 'peak_mib', '.0f')} |"
+            )
     print()
     for label, ratio, target, op in checks:
         if ratio is None:
@@ -423,6 +468,14 @@ def main() -> None:
         help="agent modes of the CORY-vs-PPO part; none skips it",
     )
     p.add_argument("--algos", nargs="*", default=["rloo", "grpo"], choices=["rloo", "grpo"])
+    p.add_argument(
+        "--generators",
+        nargs="*",
+        default=[],
+        choices=["hf", "vllm"],
+        help="part 3: CORY with 2 agents on a shared base, sampled by each (vllm: the extra)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
         "--preamble-words",
@@ -438,6 +491,7 @@ def main() -> None:
     p.add_argument("--algo", help=argparse.SUPPRESS)
     p.add_argument("--setting", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--generator", default="hf", help=argparse.SUPPRESS)
     ns = p.parse_args()
     if ns.warmup < 1 or ns.steps < 1:
         p.error("--warmup and --steps must be >= 1")
@@ -453,6 +507,8 @@ def main() -> None:
             arch: save_tiny(Path(tmp) / f"micro-{arch}", arch, hidden=32, layers=1)
             for arch in ("gpt2", "llama")
         }
+        # vLLM's CPU attention needs a head size of 32 or more (4 heads)
+        micro["vllm"] = save_tiny(Path(tmp) / "micro-vllm", "llama", hidden=128, layers=1)
         for model in ns.models:
             if model == "tiny":
                 paths = {
@@ -473,6 +529,13 @@ def main() -> None:
             for mode in ns.cory_modes:
                 for setting in ("single", "cory"):
                     rows.append(run_child("seqmarl", model, paths, "ppo", setting, mode, ns))
+            if ns.generators:
+                part3 = {"model": paths["model"], "micro": micro["vllm"]}
+                if model == "tiny":  # the same size as a llama (vLLM has no GPT-2 LoRA)
+                    part3["model"] = save_tiny(Path(tmp) / "tiny-llama", "llama", 256, 4)
+                for generator in ns.generators:
+                    row = run_child("seqmarl", model, part3, "ppo", "cory", "shared", ns, generator)
+                    rows.append({**row, "part": 3})
     report(rows, ns)
     if ns.json:
         ns.json.write_text(json.dumps(rows, indent=2))

@@ -558,10 +558,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             # after a command's own one-line ending (an error, a stop) nothing more is said;
             # after a success or a crash's traceback, the dependencies' warnings are
             args.deps.report(quiet=code not in (None, 0))
-        dist = sys.modules.get("torch.distributed")
-        if dist is not None and dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-            if argv is None and code is not None:  # a launched rank about to exit
+        if "seqmarl.distributed" in sys.modules:
+            from seqmarl import distributed
+
+            launched = distributed._OWN_GROUP
+            distributed.teardown()
+            if launched and argv is None and code is not None:  # a launched rank about to exit
                 _exit_rank(code)
 
 

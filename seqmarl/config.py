@@ -212,6 +212,44 @@ class LoraSettings(_Strict):
     )
 
 
+class VllmSettings(_Strict):
+    """The vLLM engine of ``agents.generator=vllm`` (one per process, serving every agent)."""
+
+    logprobs: Literal["recompute", "engine"] = Field(
+        "recompute",
+        description="recompute: old log-probs from one pass of the trained model (exact); "
+        "engine: the engine's (skips that pass; needs top_k=0, top_p=1, repetition_penalty=1).",
+    )
+    tis_cap: float | None = Field(
+        None,
+        ge=1,
+        description="Truncated importance sampling: weight each token's advantage by "
+        "min(p_trained / p_engine, tis_cap); None = off (needs logprobs=recompute).",
+    )
+    max_model_len: int | None = Field(
+        None, ge=8, description="Longest prompt + response the engine holds; None = the model's."
+    )
+    max_loras: int | None = Field(
+        None, ge=1, description="Adapter slots (shared mode); None = one per agent."
+    )
+    gpu_memory_utilization: float = Field(
+        0.3,
+        gt=0,
+        le=0.95,
+        description="GPU: the share of device memory the engine may take (training needs "
+        "the rest).",
+    )
+    cpu_kv_cache_gb: int = Field(
+        1, ge=1, description="CPU: the engine's KV cache in whole GiB (VLLM_CPU_KVCACHE_SPACE)."
+    )
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs / compilation (faster start).")
+    sleep: bool = Field(
+        False,
+        description="GPU: free the engine's weights and KV cache while training runs "
+        "(vLLM sleep mode); ignored on CPU, where vLLM has no sleep mode.",
+    )
+
+
 class AgentConfig(_Strict):
     """The language model the agents are made from, and how N of them are held."""
 
@@ -233,6 +271,30 @@ class AgentConfig(_Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, ...")
     trust_remote_code: bool = Field(False, description="Allow a model's own code to run.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    generator: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="What samples responses: hf (seqmarl's KV-cache sampler on the trained "
+        "model) or vllm (one vLLM engine serving every agent; agents.vllm).",
+    )
+    vllm: VllmSettings = Field(default_factory=VllmSettings)
+
+    @model_validator(mode="after")
+    def _engine_logprobs(self) -> AgentConfig:
+        g, v = self.generation, self.vllm
+        if v.logprobs == "engine":
+            shaped = g.top_k != 0 or g.top_p != 1.0 or g.repetition_penalty != 1.0
+            if shaped:
+                raise ValueError(
+                    "vllm.logprobs=engine: the engine's log-probs are of the shaped distribution "
+                    "(top_k, top_p or repetition_penalty set), not the policy's; use "
+                    "vllm.logprobs=recompute"
+                )
+            if v.tis_cap is not None:
+                raise ValueError(
+                    "vllm.tis_cap corrects engine samples against recomputed log-probs; set "
+                    "vllm.logprobs=recompute or drop tis_cap"
+                )
+        return self
 
 
 class AlgoSelection(_Strict):
@@ -389,6 +451,12 @@ class RunConfig(_Strict):
         from seqmarl.distributed import env_world_size
 
         strategy, world = self.distributed.strategy, env_world_size()
+        if strategy == "fsdp" and self.agents.generator == "vllm":
+            raise ValueError(
+                "agents.generator: vllm serves whole weights, and fsdp shards them over the "
+                "processes (every push would gather them); use distributed.strategy=data_parallel "
+                "or agents.generator=hf"
+            )
         if strategy == "fsdp" and self.agents.mode != "separate":
             raise ValueError(
                 "distributed.strategy: fsdp shards full copies; it needs agents.mode=separate "

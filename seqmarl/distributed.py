@@ -222,6 +222,21 @@ class DistContext:
             offset += n
 
 
+_OWN_GROUP = False  # whether seqmarl made the default process group (not, say, vLLM)
+
+
+def teardown() -> None:
+    """Destroy the default process group if :func:`setup` made it.
+
+    A group made by someone else stays: a vLLM engine running in this process makes its own
+    (world size 1) and destroys it when it shuts down.
+    """
+    global _OWN_GROUP
+    if _OWN_GROUP and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _OWN_GROUP = False
+
+
 def setup(strategy: str = "single", timeout_s: int = 3600) -> DistContext:
     """Join the process group torchrun set up, for ``strategy``.
 
@@ -251,4 +266,6 @@ def setup(strategy: str = "single", timeout_s: int = 3600) -> DistContext:
         from datetime import timedelta
 
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        global _OWN_GROUP
+        _OWN_GROUP = True
     return DistContext(strategy=strategy, rank=rank, world_size=world, local_rank=local_rank)

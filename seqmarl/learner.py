@@ -44,6 +44,10 @@ class Learner:
         dist: The process group (default: one process).
         autocast_dtype: Run the policy's forward passes under ``torch.autocast`` in this dtype
             (``train.mixed_precision=bf16``); ``None`` = the weights' dtype.
+        tis_cap: Where responses were sampled by an inference engine
+            (:attr:`Completions.engine_logprobs`), weight each token's advantage by the
+            truncated importance ratio ``min(exp(logprobs - engine_logprobs), tis_cap)``
+            (``agents.vllm.tis_cap``); ``None``: no correction.
     """
 
     def __init__(
@@ -55,8 +59,10 @@ class Learner:
         seed: int = 0,
         dist: DistContext | None = None,
         autocast_dtype: torch.dtype | None = None,
+        tis_cap: float | None = None,
     ):
         self.agent = agent
+        self.tis_cap = tis_cap
         self.dist = dist or DistContext()
         self.autocast_dtype = autocast_dtype
         self.algorithm = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else algorithm
@@ -120,12 +126,20 @@ class Learner:
         cfg, algo, dist = self.config, self.algorithm, self.dist
         whole, offset = self._global_batch(batch)
         adv = _local_rows(algo.advantages(whole, cfg, self.state), offset, batch)
+        sampler = SamplerMismatch(dist)
+        if completions.engine_logprobs is not None and not completions.logprobs_from_engine:
+            sampler.add(completions.logprobs - completions.engine_logprobs, batch.mask)
+            if self.tis_cap is not None:
+                adv, tis = _truncated_is(adv, completions, batch.mask, self.tis_cap)
+                sampler.extra.update(tis)
+        measure_first = completions.logprobs_from_engine  # on the first minibatch's rows
         n, n_local = len(whole), len(batch)
         mb = min(cfg.minibatch_size or n, n)
         params = self.agent.parameters()
-        sharded = any(_is_sharded(p) for p in params)  # FSDP reduces those gradients itself
+        sharded = self.agent.lockstep  # its passes are collectives; FSDP reduces its gradients
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
+        stepped = False
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, mb):
@@ -155,6 +169,8 @@ class Learner:
                             entropy_grad=True,
                             ref_logits=ref_logits,
                         )
+                    if measure_first:  # the weights are still the sampling ones here
+                        sampler.add(out.logprobs.detach() - sub.logprobs, sub.response_mask)
                     loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef)
                     if not torch.isfinite(loss.loss):
                         finite = False
@@ -164,6 +180,7 @@ class Learner:
                     (loss.loss * weight).backward()
                     for k, v in loss.terms.items():
                         terms[k] += float(v) * weight
+                measure_first = False
                 if dist.any(not finite):  # every rank skips together
                     self.optimizer.zero_grad(set_to_none=True)
                     self.skipped_steps += 1
@@ -177,16 +194,19 @@ class Learner:
                     sums[k] += v
                     counts[k] += 1
                 if cfg.max_grad_norm is not None:
-                    norm = _clip_grad_norm(params, cfg.max_grad_norm)
+                    norm = self.agent.clip_grad_norm(cfg.max_grad_norm)
                     sums["grad_norm"] += norm
                     counts["grad_norm"] += 1
                 self.optimizer.step()
-                self.agent.sync()
+                stepped = True
+        if stepped:  # once per update: an engine holding a copy of the weights pushes lazily
+            self.agent.sync()
         kl_sum = masked_sum(whole.kl if whole.kl is not None else _k1(whole), whole.mask, dim=1)
         mean_kl = float(kl_sum.mean())
         self.state.kl.update(mean_kl, n)
         metrics = {k: sums[k] / max(counts[k], 1) for k in sums}
         metrics.update({f"adv/{k}": v for k, v in adv.stats.items()})
+        metrics.update(sampler.metrics())
         metrics["kl_coef"] = self.kl_coef
         metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch
         metrics["response_length"] = float(whole.mask.sum(1).mean())
@@ -255,14 +275,14 @@ class Learner:
     def _autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        device = self.agent.device if hasattr(self.agent, "device") else torch.device("cpu")
-        return torch.autocast(device_type=torch.device(device).type, dtype=self.autocast_dtype)
+        device = torch.device(self.agent.device)
+        return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
     def state_dict(self) -> dict:
         """Agent weights, optimizer, algorithm state and shuffling RNG (for checkpoints)."""
         return {
             "agent": self.agent.state_dict(),
-            "optimizer": _optimizer_state(self.agent, self.optimizer),
+            "optimizer": self.agent.optimizer_state_dict(self.optimizer),
             "algo_state": self.state.state_dict(),
             "generator": self.generator.get_state(),
             "skipped_steps": self.skipped_steps,
@@ -271,13 +291,64 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`."""
         self.agent.load_state_dict(state["agent"])
-        if hasattr(self.agent, "load_optimizer_state_dict"):
-            self.agent.load_optimizer_state_dict(self.optimizer, state["optimizer"])
-        else:
-            self.optimizer.load_state_dict(state["optimizer"])
+        self.agent.load_optimizer_state_dict(self.optimizer, state["optimizer"])
         self.state.load_state_dict(state["algo_state"])
         self.generator.set_state(state["generator"])
         self.skipped_steps = state["skipped_steps"]
+
+
+class SamplerMismatch:
+    """Per-token ``|log p_trained - log p_engine|`` over response tokens, on every rank.
+
+    Logged as ``sampler/mismatch_max`` and ``sampler/mismatch_mean`` (nats per token) when an
+    inference engine sampled the responses.
+    """
+
+    def __init__(self, dist: DistContext):
+        self.dist = dist
+        self.total = self.count = self.max = 0.0
+        self.seen = False
+        self.extra: dict[str, float] = {}
+
+    def add(self, diff: torch.Tensor, mask: torch.Tensor) -> None:
+        gap = diff.detach().abs() * mask
+        self.total += float(gap.sum())
+        self.count += float(mask.sum())
+        self.max = max(self.max, float(gap.max()) if gap.numel() else 0.0)
+        self.seen = True
+
+    def metrics(self) -> dict[str, float]:
+        if not self.dist.any(self.seen):
+            return {}
+        if self.dist.enabled:
+            parts = self.dist.gather_objects((self.total, self.count, self.max))
+            self.total = sum(p[0] for p in parts)
+            self.count = sum(p[1] for p in parts)
+            self.max = max(p[2] for p in parts)
+        out = {
+            "sampler/mismatch_max": self.max,
+            "sampler/mismatch_mean": self.total / max(self.count, 1.0),
+        }
+        out.update(self.extra)
+        return out
+
+
+def _truncated_is(
+    adv: Advantages, completions: Completions, mask: torch.Tensor, cap: float
+) -> tuple[Advantages, dict[str, float]]:
+    """Advantages times ``min(pi_trained / pi_engine, cap)`` per token (truncated IS).
+
+    Scaling the advantage scales the policy-gradient term alone (PPO's clipped surrogate is
+    ``max(-A r, -A clip(r))`` and the weight is positive), leaving value and KL terms as they are.
+    """
+    ratio = torch.exp(completions.logprobs - completions.engine_logprobs).detach()
+    weight = ratio.clamp(max=cap) * mask
+    n = float(mask.sum())
+    stats = {
+        "sampler/tis_weight": float(weight.sum()) / max(n, 1.0),
+        "sampler/tis_clipped": float(((ratio > cap) & (mask > 0)).sum()) / max(n, 1.0),
+    }
+    return Advantages(adv.advantages * weight, adv.returns, adv.stats), stats
 
 
 def _k1(batch: RolloutBatch) -> torch.Tensor:
@@ -293,44 +364,9 @@ def _local_rows(adv: Advantages, offset: int, batch: RolloutBatch) -> Advantages
     return Advantages(adv.advantages[rows, :width], ret, adv.stats)
 
 
-def _optimizer_state(agent: Policy, optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer's state, through the agent when it knows better (sharded weights)."""
-    if hasattr(agent, "optimizer_state_dict"):
-        return agent.optimizer_state_dict(optimizer)
-    return optimizer.state_dict()
-
-
 def _is_sharded(p: torch.Tensor) -> bool:
     """Whether ``p`` is a DTensor (a parameter FSDP2 shards and reduces)."""
     return hasattr(p, "full_tensor")
-
-
-def _clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> float:
-    """Clip the gradients' global norm to ``max_norm``; returns the norm before clipping.
-
-    With sharded (DTensor) gradients the squares of each rank's shards are summed over the
-    ranks and added to the (replicated) plain gradients' squares; the scale is then that of
-    ``torch.nn.utils.clip_grad_norm_`` on the whole gradient.
-    """
-    if not any(_is_sharded(p) for p in params):
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    import torch.distributed as dist
-
-    grads = [p.grad for p in params if p.grad is not None]
-    shards = [g.to_local() for g in grads if _is_sharded(g)]
-    plain = [g for g in grads if not _is_sharded(g)]
-    sq = torch.zeros((), dtype=torch.float64, device=shards[0].device if shards else "cpu")
-    for g in shards:
-        sq += g.double().pow(2).sum()
-    dist.all_reduce(sq)
-    for g in plain:
-        sq += g.double().pow(2).sum().to(sq.device)
-    total = float(sq.sqrt())
-    coef = min(max_norm / (total + 1e-6), 1.0)
-    if coef < 1.0:
-        for g in grads:
-            g.mul_(coef)
-    return total
 
 
 def _sum_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:

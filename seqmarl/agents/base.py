@@ -2,25 +2,36 @@
 
 The rollout (:func:`seqmarl.rollout.play`), the :class:`~seqmarl.learner.Learner`, the
 trainer, evaluation and pass@k talk to agents only through this protocol. Today's
-implementations are Hugging Face causal LMs (:mod:`seqmarl.agents.hf`), held two ways by an
+implementations are Hugging Face causal LMs (:mod:`seqmarl.agents.hf`), held three ways by an
 :class:`~seqmarl.agents.pool.AgentPool`: :class:`~seqmarl.agents.shared.SharedLoraPolicy`
-(one LoRA adapter per agent on a shared frozen base) and
-:class:`~seqmarl.agents.separate.SeparateCopyPolicy` (a full copy per agent).
+(one LoRA adapter per agent on a shared frozen base),
+:class:`~seqmarl.agents.separate.SeparateCopyPolicy` (a full copy per agent) and
+:class:`~seqmarl.agents.sharded.ShardedCopyPolicy` (a copy sharded over processes by FSDP2).
+With ``agents.generator=vllm`` each is wrapped by :class:`~seqmarl.agents.vllm.VllmPolicy`,
+which samples on a vLLM engine and leaves everything else to the HF policy.
 
 All per-token tensors are over *response* tokens only, ``(B, T)``: ``B`` responses,
 right-padded to the longest ``T``, with :attr:`Completions.response_mask` marking real tokens.
 
 Adding a backend
 ----------------
-A backend is one new file with a class that satisfies :class:`Policy`, plus one line in
-:data:`seqmarl.agents.pool.POLICY_KINDS` (and the name in ``AgentConfig.mode``). For example a
-vLLM generator for GPUs, ``seqmarl/agents/vllm.py``: subclass
-:class:`~seqmarl.agents.shared.SharedLoraPolicy` (training, reference and checkpoints stay the
-HF model's), override :meth:`Policy.sample` to ask a ``vllm.LLM`` for the responses and score
-their log-probs (one teacher-forced :meth:`Policy.evaluate` under ``torch.no_grad()`` gives
-exactly the policy's numbers), and override :meth:`Policy.sync` to push the new adapter
-weights into the engine after each optimizer step. ``tests/agents/test_policy_contract.py``
-runs the contract over every kind in ``POLICY_KINDS``.
+A way of *holding* agents is one class that satisfies :class:`Policy` plus one
+:class:`~seqmarl.agents.pool.PolicyKind` in :data:`seqmarl.agents.pool.POLICY_KINDS` (its
+builder gets the initial model and the ``agents`` config). A way of *generating* is one entry
+in :data:`seqmarl.agents.pool.GENERATORS`: a function that takes the built pool and hands its
+sampling to an engine, as :func:`seqmarl.agents.vllm.attach` does. Two rules keep learning
+exact there:
+
+* :meth:`Policy.sync` is called once per update that stepped, not per optimizer step; a
+  backend that samples from another copy of the weights marks them stale there and pushes
+  them before its next generation (an update of ``epochs x minibatches`` steps costs one push).
+* :attr:`Completions.engine_logprobs` carries the log-probs of the distribution that really
+  sampled (the engine's), and :attr:`Completions.logprobs` the trained model's (or the
+  engine's, with ``logprobs_from_engine``): the learner logs their gap as
+  ``sampler/mismatch_*`` and can correct for it (truncated importance sampling).
+
+``tests/agents/test_policy_contract.py`` runs the contract over every kind in ``POLICY_KINDS``
+and every generator in ``GENERATORS`` (``fsdp``: under torchrun, in ``tests/distributed``).
 """
 
 from __future__ import annotations
@@ -90,7 +101,8 @@ class Policy(Protocol):
             ``response_ids``/``response_mask``/``logprobs`` ``(B, T)`` right-padded, ``values``
             ``(B, T)`` with a value head (else ``None``), ``texts``. ``logprobs`` are the
             sampled tokens' under ``softmax(logits / temperature)``: equal to a fresh
-            :meth:`evaluate` to float rounding, so they serve as PPO's old log-probs.
+            :meth:`evaluate` to float rounding, so they serve as PPO's old log-probs (an
+            engine that sampled also fills ``engine_logprobs``, its own).
         """
         ...
 
@@ -145,10 +157,35 @@ class Policy(Protocol):
         """Write the agent to ``path`` in a form its library loads alone (plus the tokenizer)."""
         ...
 
+    @property
+    def lockstep(self) -> bool:
+        """Whether every process must make the same model calls (weights sharded over them).
+
+        The learner then runs as many forward passes on every rank and leaves the gradients'
+        reduction to the sharding (FSDP); otherwise it all-reduces the gradients itself.
+        """
+        ...
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Clip the global norm of this agent's gradients to ``max_norm``; the norm before.
+
+        Over every process where the weights are sharded.
+        """
+        ...
+
+    def optimizer_state_dict(self, optimizer: torch.optim.Optimizer) -> dict:
+        """``optimizer``'s state for a checkpoint, whole (sharded policies gather it)."""
+        ...
+
+    def load_optimizer_state_dict(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        """Restore :meth:`optimizer_state_dict` into ``optimizer``."""
+        ...
+
     def sync(self) -> None:
-        """Called by the learner after each optimizer step.
+        """Called by the learner once after an update that took an optimizer step.
 
         A no-op where sampling reads the trained weights directly (the HF policies); a backend
-        that samples from another copy of the weights (a vLLM engine) refreshes it here.
+        that samples from another copy of the weights (a vLLM engine) marks it stale here and
+        refreshes it before its next generation.
         """
         ...

@@ -100,6 +100,26 @@ class HFPolicy(abc.ABC):
         """The decoding length every process uses (one process: this one's)."""
         return max_new_tokens
 
+    #: Whether every process must make the same model calls (weights sharded over them).
+    lockstep = False
+
+    def response_length(self, max_new_tokens: int | None, generator=None) -> int:
+        """The length limit of one batch: ``max_new_tokens``, else the configured one.
+
+        With ``generation.min_new_tokens`` set it is drawn uniformly from ``min..max`` (the
+        paper's length sampler) using ``generator``; every process agrees on it.
+        """
+        g = self.generation
+        if max_new_tokens is None:
+            max_new_tokens = g.max_new_tokens
+            if g.min_new_tokens is not None:
+                max_new_tokens = draw_length(g.min_new_tokens, g.max_new_tokens, generator)
+        return self._agree_length(max_new_tokens)
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Clip the gradients' global norm to ``max_norm``; the norm before clipping."""
+        return float(torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm))
+
     def optimizer_state_dict(self, optimizer: torch.optim.Optimizer) -> dict:
         """The optimizer's state for a checkpoint (sharded policies gather it whole)."""
         return optimizer.state_dict()
@@ -131,11 +151,7 @@ class HFPolicy(abc.ABC):
         from ``min..max`` (the paper's length sampler) using ``generator``.
         """
         g = self.generation
-        if max_new_tokens is None:
-            max_new_tokens = g.max_new_tokens
-            if g.min_new_tokens is not None:
-                max_new_tokens = draw_length(g.min_new_tokens, g.max_new_tokens, generator)
-        max_new_tokens = self._agree_length(max_new_tokens)
+        max_new_tokens = self.response_length(max_new_tokens, generator)
         with self._policy_module() as model:
             return sample(
                 model,
@@ -206,7 +222,7 @@ class HFPolicy(abc.ABC):
         return logprobs, logits
 
     def sync(self) -> None:  # noqa: B027 (a hook: a subclass may push weights elsewhere)
-        """Called after each optimizer step; the HF policy computes from its weights directly."""
+        """Called once after an update that stepped; the HF policy samples from its weights."""
 
     def parameters(self) -> list[nn.Parameter]:
         """Everything this agent trains: its LM weights (adapter or copy) and value head."""

@@ -5,10 +5,15 @@
 * ``separate``: N full trainable copies plus one frozen reference (the paper's set-up), held by
   :class:`~seqmarl.agents.separate.SeparateCopyPolicy`.
 
+* ``fsdp``: separate copies sharded over the processes (``distributed.strategy=fsdp``), held by
+  :class:`~seqmarl.agents.sharded.ShardedCopyPolicy`.
+
 Either way an agent owns its weights, its value head and (in the trainer) its optimizer; seat
-changes move nothing. :data:`POLICY_KINDS` maps ``agents.mode`` to the policy class and the
-function that builds its modules from the initial model; a new way of holding agents is one
-entry there (see :mod:`seqmarl.agents.base`).
+changes move nothing. :data:`POLICY_KINDS` maps a kind to the policy factory and the function
+that builds its modules from the initial model and ``agents`` (:class:`AgentConfig`); a new way
+of holding agents is one entry there. :data:`GENERATORS` maps ``agents.generator`` to what
+turns a built pool's sampling over to another engine (``vllm``: :mod:`seqmarl.agents.vllm`);
+a new generator is one entry there (see :mod:`seqmarl.agents.base`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -24,20 +29,21 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from seqmarl.agents.base import Policy
-from seqmarl.agents.hf import HFPolicy, ValueHead
+from seqmarl.agents.hf import ValueHead
 from seqmarl.agents.separate import SeparateCopyPolicy
 from seqmarl.agents.sharded import ShardedCopyPolicy, build_sharded
 from seqmarl.agents.shared import SharedLoraPolicy
 from seqmarl.config import AgentConfig, GenerationConfig, LoraSettings
 
-__all__ = ["POLICY_KINDS", "AgentPool"]
+__all__ = ["GENERATORS", "POLICY_KINDS", "AgentPool", "PolicyKind"]
 
 #: What a builder returns: the pool's main module, and per agent the policy's module kwargs.
 Built = tuple[nn.Module, dict[str, dict[str, Any]]]
 
 
-def build_shared(model: nn.Module, agent_ids: Sequence[str], lora: LoraSettings) -> Built:
+def build_shared(model: nn.Module, agent_ids: Sequence[str], settings: AgentConfig) -> Built:
     """Wrap ``model`` (frozen) with peft, one LoRA adapter per agent, named after it."""
+    lora = settings.lora
     peft_cfg = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -63,7 +69,7 @@ def build_shared(model: nn.Module, agent_ids: Sequence[str], lora: LoraSettings)
     return peft_model, {a: {"model": peft_model} for a in agent_ids}
 
 
-def build_separate(model: nn.Module, agent_ids: Sequence[str], lora: LoraSettings) -> Built:
+def build_separate(model: nn.Module, agent_ids: Sequence[str], settings: AgentConfig) -> Built:
     """A trainable deep copy of ``model`` per agent; ``model`` itself is the frozen reference."""
     copies = {}
     for agent_id in agent_ids:
@@ -74,14 +80,40 @@ def build_separate(model: nn.Module, agent_ids: Sequence[str], lora: LoraSetting
     return model, {a: {"model": copies[a], "reference": model} for a in agent_ids}
 
 
-#: ``agents.mode`` -> (policy class, builder of its modules from the frozen initial model).
-POLICY_KINDS: dict[
-    str, tuple[type[HFPolicy], Callable[[nn.Module, Sequence[str], LoraSettings], Built]]
-] = {
-    "shared": (SharedLoraPolicy, build_shared),
-    "separate": (SeparateCopyPolicy, build_separate),
+class PolicyKind(NamedTuple):
+    """One way of holding N agents.
+
+    Attributes:
+        policy: ``policy(agent_id, **modules, tokenizer=, value_head=, generation=)`` -> a
+            :class:`~seqmarl.agents.base.Policy`.
+        build: ``build(frozen initial model, agent ids, agents config)`` -> the pool's main
+            module and, per agent, the modules its policy gets.
+    """
+
+    policy: Callable[..., Policy]
+    build: Callable[[nn.Module, Sequence[str], AgentConfig], Built]
+
+
+#: Kind (``agents.mode``, or ``fsdp`` for ``distributed.strategy=fsdp``) -> how it is held.
+POLICY_KINDS: dict[str, PolicyKind] = {
+    "shared": PolicyKind(SharedLoraPolicy, build_shared),
+    "separate": PolicyKind(SeparateCopyPolicy, build_separate),
     # separate copies sharded over processes (distributed.strategy=fsdp)
-    "fsdp": (ShardedCopyPolicy, build_sharded),
+    "fsdp": PolicyKind(ShardedCopyPolicy, build_sharded),
+}
+
+
+def _serve_on_vllm(pool: AgentPool, settings: AgentConfig, seed: int) -> None:
+    from seqmarl.agents.vllm import attach  # vLLM is an optional extra
+
+    pool.engine = attach(pool, settings.vllm)
+
+
+#: ``agents.generator`` -> ``serve(pool, agents config, seed)``, which hands the built pool's
+#: sampling to that engine (``hf``: the policies sample from their own weights).
+GENERATORS: dict[str, Callable[[AgentPool, AgentConfig, int], None]] = {
+    "hf": lambda pool, settings, seed: None,
+    "vllm": _serve_on_vllm,
 }
 
 
@@ -94,14 +126,17 @@ class AgentPool:
         agent_ids: ``("llm_0", ...)``.
         mode: ``shared`` or ``separate``.
         value_heads: Agent ids that need a value head (PPO agents).
-        lora: Adapter shape for ``shared``.
-        generation: Sampling settings shared by the agents.
-        seed: Seeds adapter and value-head initialisation.
+        lora: Adapter shape for ``shared`` (overrides ``settings.lora``).
+        generation: Sampling settings shared by the agents (overrides ``settings.generation``).
+        seed: Seeds adapter and value-head initialisation (and the engine's sampler).
+        settings: The rest of ``agents``: the generator and its settings (default: HF).
 
     Attributes:
         agents: Agent id -> its :class:`~seqmarl.agents.base.Policy`.
         model: The peft model holding the adapters (``shared``) or the frozen reference
             (``separate``).
+        engine: The inference engine that samples for the agents (``agents.generator=vllm``:
+            a :class:`~seqmarl.agents.vllm.VllmEngine`), else ``None``.
     """
 
     def __init__(
@@ -115,6 +150,7 @@ class AgentPool:
         lora: LoraSettings | None = None,
         generation: GenerationConfig | None = None,
         seed: int = 0,
+        settings: AgentConfig | None = None,
     ):
         if mode not in POLICY_KINDS:
             kinds = " or ".join(repr(k) for k in POLICY_KINDS)
@@ -122,8 +158,11 @@ class AgentPool:
         self.mode = mode
         self.tokenizer = tokenizer
         self.agent_ids = tuple(agent_ids)
-        generation = generation or GenerationConfig()
-        lora = lora or LoraSettings()
+        settings = (settings or AgentConfig()).model_copy(
+            update={k: v for k, v in (("lora", lora), ("generation", generation)) if v is not None}
+        )
+        generation = settings.generation
+        self.engine: Any = None
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
         hidden = model.config.get_text_config().hidden_size
@@ -132,7 +171,7 @@ class AgentPool:
         kind, build = POLICY_KINDS[mode]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            self.model, modules = build(model, self.agent_ids, lora)
+            self.model, modules = build(model, self.agent_ids, settings)
             self.agents: dict[str, Policy] = {
                 agent_id: kind(
                     agent_id,
@@ -147,6 +186,7 @@ class AgentPool:
                 )
                 for agent_id in self.agent_ids
             }
+        GENERATORS[settings.generator](self, settings, seed)
 
     @classmethod
     def from_config(
@@ -177,9 +217,8 @@ class AgentPool:
             agent_ids,
             mode=kind or cfg.mode,
             value_heads=value_heads,
-            lora=cfg.lora,
-            generation=cfg.generation,
             seed=seed,
+            settings=cfg,
         )
 
     def __getitem__(self, agent_id: str) -> Policy:

@@ -71,6 +71,12 @@ class Completions:
         texts: Decoded responses (special tokens removed).
         entropy: ``(B, T)`` entropy of the sampling policy at each step (0 on padding); it
             comes free with the log-softmax computed for sampling.
+        engine_logprobs: ``(B, T)`` the sampled tokens' log-probs under the distribution that
+            really sampled them, where that is not the trained model (an inference engine such
+            as vLLM: its kernels round differently), else ``None``. ``logprobs - engine_logprobs``
+            is the inference/training mismatch the learner logs and can correct for.
+        logprobs_from_engine: ``logprobs`` are the engine's (``agents.vllm.logprobs=engine``),
+            not a pass of the trained model.
     """
 
     query_ids: torch.Tensor
@@ -81,6 +87,8 @@ class Completions:
     values: torch.Tensor | None
     texts: list[str]
     entropy: torch.Tensor | None = None
+    engine_logprobs: torch.Tensor | None = None
+    logprobs_from_engine: bool = False
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
@@ -120,6 +128,8 @@ class Completions:
             values=cat([right(p.values, t) for p in parts]),
             texts=[text for p in parts for text in p.texts],
             entropy=cat([right(p.entropy, t) for p in parts]),
+            engine_logprobs=cat([right(p.engine_logprobs, t) for p in parts]),
+            logprobs_from_engine=any(p.logprobs_from_engine for p in parts),
         )
 
     def select(self, idx: torch.Tensor) -> Completions:
@@ -134,6 +144,8 @@ class Completions:
             None if self.values is None else self.values[idx],
             [self.texts[i] for i in rows],
             None if self.entropy is None else self.entropy[idx],
+            None if self.engine_logprobs is None else self.engine_logprobs[idx],
+            self.logprobs_from_engine,
         )
 
 

@@ -52,7 +52,7 @@ def shard(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_sharded(model: nn.Module, agent_ids: Sequence[str], lora) -> tuple[nn.Module, dict]:
+def build_sharded(model: nn.Module, agent_ids: Sequence[str], settings) -> tuple[nn.Module, dict]:
     """A trainable copy per agent and the frozen reference, each sharded over the ranks.
 
     Not :func:`~seqmarl.agents.pool.build_separate` then sharding: each copy is sharded as
@@ -88,6 +88,30 @@ class ShardedCopyPolicy(SeparateCopyPolicy):
     """A :class:`SeparateCopyPolicy` whose copy (and reference) are FSDP2-sharded."""
 
     _share_prompts = False
+    lockstep = True
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Clip the global norm of sharded (DTensor) and replicated gradients together.
+
+        The squares of each rank's shards are summed over the ranks and added to the
+        replicated gradients' squares (the value head); the scale is then that of
+        ``torch.nn.utils.clip_grad_norm_`` on the whole gradient.
+        """
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        shards = [g.to_local() for g in grads if hasattr(g, "full_tensor")]
+        plain = [g for g in grads if not hasattr(g, "full_tensor")]
+        sq = torch.zeros((), dtype=torch.float64, device=shards[0].device if shards else "cpu")
+        for g in shards:
+            sq += g.double().pow(2).sum()
+        dist.all_reduce(sq)
+        for g in plain:
+            sq += g.double().pow(2).sum().to(sq.device)
+        total = float(sq.sqrt())
+        coef = min(max_norm / (total + 1e-6), 1.0)
+        if coef < 1.0:
+            for g in grads:
+                g.mul_(coef)
+        return total
 
     @staticmethod
     def _all_done(mine: bool) -> bool:

@@ -1,7 +1,9 @@
-"""The :class:`~seqmarl.agents.base.Policy` contract, run over every kind in ``POLICY_KINDS``.
+"""The :class:`~seqmarl.agents.base.Policy` contract, run over every kind in ``POLICY_KINDS``
+and every generator in ``GENERATORS``.
 
 A new backend registered there runs these tests too (and must say how its saved folder loads,
-in ``LOADERS``).
+in ``LOADERS``). The vLLM cases run on a real engine (one per kind: the tests are grouped by
+case) and skip, saying why, where vLLM is not installed.
 """
 
 import pytest
@@ -11,6 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from seqmarl.agents import (
+    GENERATORS,
     POLICY_KINDS,
     AgentPool,
     Policy,
@@ -19,43 +22,72 @@ from seqmarl.agents import (
     tiny_model_and_tokenizer,
 )
 from seqmarl.algos import ALGORITHMS
-from seqmarl.config import GenerationConfig
+from seqmarl.config import AgentConfig, GenerationConfig, VllmSettings
 from seqmarl.learner import Learner
+from tests.conftest import VLLM_TEST_SETTINGS, require_vllm
 
 IDS = ("llm_0", "llm_1")
 RAGGED = ["a", "hello there", "x y z 1 2 3 and more", "bb"]
 
 
-def fresh_base(arch):
-    return tiny_model_and_tokenizer(arch, seed=0)[0]
+#: Hidden size of the tiny models: vLLM's CPU attention needs a head size of 32 or more.
+HIDDEN = {"hf": 64, "vllm": 128}
+
+
+def fresh_base(arch, hidden=64):
+    return tiny_model_and_tokenizer(arch, hidden=hidden, seed=0)[0]
+
+
+def peft_loader(path, arch, hidden):
+    return PeftModel.from_pretrained(fresh_base(arch, hidden), path).eval()
+
+
+def hf_loader(path, arch, hidden):
+    return AutoModelForCausalLM.from_pretrained(path).eval()
 
 
 #: kind -> how the folder written by ``save_pretrained`` loads without seqmarl
-LOADERS = {
-    "shared": lambda path, arch: PeftModel.from_pretrained(fresh_base(arch), path).eval(),
-    "separate": lambda path, arch: AutoModelForCausalLM.from_pretrained(path).eval(),
-    "fsdp": lambda path, arch: AutoModelForCausalLM.from_pretrained(path).eval(),
-}
+LOADERS = {"shared": peft_loader, "separate": hf_loader, "fsdp": hf_loader}
 
 #: kinds that need a process group: their contract runs under torchrun in tests/distributed
 MULTI_PROCESS = {"fsdp"}
+#: the architectures each generator's cases run on (vLLM has no LoRA for GPT-2)
+ARCHS = {"hf": ("llama", "gpt2"), "vllm": ("llama",)}
 CASES = [
-    (kind, arch) for kind in POLICY_KINDS if kind not in MULTI_PROCESS for arch in ("llama", "gpt2")
+    (generator, kind, arch)
+    for generator in GENERATORS
+    for kind in POLICY_KINDS
+    if kind not in MULTI_PROCESS
+    for arch in ARCHS[generator]
 ]
 
 
-@pytest.fixture(params=CASES, ids=[f"{k}-{a}" for k, a in CASES])
+@pytest.fixture(scope="module", params=CASES, ids=["-".join(c).replace("hf-", "") for c in CASES])
 def build(request):
-    """``build(seed=0, **generation)`` -> a fresh pool of this kind; llm_0 has a value head."""
-    kind, arch = request.param
+    """``build(seed=0, **generation)`` -> a fresh pool of this kind; llm_0 has a value head.
+
+    Module-scoped so that pytest runs the tests case by case: a vLLM case starts its engine once.
+    """
+    generator, kind, arch = request.param
+    if generator == "vllm":
+        require_vllm()
+    settings = AgentConfig(generator=generator, vllm=VllmSettings(**VLLM_TEST_SETTINGS))
+    hidden = HIDDEN[generator]
 
     def make(seed=0, **gen):
-        model, tok = tiny_model_and_tokenizer(arch, seed=0)
+        model, tok = tiny_model_and_tokenizer(arch, hidden=hidden, seed=0)
         generation = GenerationConfig(**{"max_new_tokens": 12, **gen})
         pool = AgentPool(
-            model, tok, IDS, mode=kind, value_heads=["llm_0"], generation=generation, seed=seed
+            model,
+            tok,
+            IDS,
+            mode=kind,
+            value_heads=["llm_0"],
+            generation=generation,
+            seed=seed,
+            settings=settings,
         )
-        pool.arch = arch
+        pool.arch, pool.hidden = arch, hidden
         return pool
 
     return make
@@ -165,7 +197,7 @@ def test_evaluate_lets_gradients_flow_into_the_agents_parameters(build):
 
 def test_reference_is_the_untrained_policy_and_the_initial_model(build):
     pool = build()
-    initial = fresh_base(pool.arch)
+    initial = fresh_base(pool.arch, pool.hidden)
     for agent in pool:
         c = agent.sample(RAGGED, generator=gen(4))
         ref, ref_logits = agent.reference(c, return_logits=True)
@@ -220,7 +252,7 @@ def test_save_pretrained_writes_what_its_library_loads_alone(build, tmp_path):
     train_one_step(agent)
     agent.save_pretrained(tmp_path / "llm_0")
     c = agent.sample(RAGGED, generator=gen(8))
-    loaded = LOADERS[pool.mode](tmp_path / "llm_0", pool.arch)
+    loaded = LOADERS[pool.mode](tmp_path / "llm_0", pool.arch, pool.hidden)
     head = ValueHead(loaded.config.get_text_config().hidden_size)
     head.load_state_dict(load_file(tmp_path / "llm_0" / "value_head.safetensors"))
     with torch.no_grad():
@@ -232,7 +264,7 @@ def test_save_pretrained_writes_what_its_library_loads_alone(build, tmp_path):
     assert tok(RAGGED[2])["input_ids"] == pool.tokenizer(RAGGED[2])["input_ids"]
 
 
-def test_learner_calls_sync_once_after_each_optimizer_step(build, monkeypatch):
+def test_learner_calls_sync_once_after_an_update_that_stepped(build, monkeypatch):
     agent = build()["llm_0"]
     cfg = ALGORITHMS.get("reinforce").make_config(lr=1e-3, epochs=2, minibatch_size=2)
     learner = Learner(agent, "reinforce", cfg)
@@ -242,7 +274,8 @@ def test_learner_calls_sync_once_after_each_optimizer_step(build, monkeypatch):
     monkeypatch.setattr(agent, "sync", lambda: events.append("sync"))
     c = agent.sample(RAGGED, generator=gen(9))
     learner.update(c, learner.make_batch(c, torch.tensor([1.0, -1.0, 0.5, 2.0])))
-    assert events == ["step", "sync"] * 4  # 2 epochs x 2 minibatches
+    # 2 epochs x 2 minibatches, then one sync: an engine pushes the weights once per update
+    assert events == ["step"] * 4 + ["sync"]
     events.clear()  # a skipped (non-finite) step is no step: nothing to sync
     metrics = learner.update(c, learner.make_batch(c, torch.full((4,), float("nan"))))
     assert metrics["skipped_steps"] == 4 and events == []
