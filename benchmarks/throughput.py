@@ -21,7 +21,7 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py --models smollm2 --json throughput.json
     python benchmarks/throughput.py --models smollm2 --cory-modes   # TRL comparison only
     python benchmarks/throughput.py --models tiny --algos --preamble-words 60  # long prompts
-    python benchmarks/throughput.py --algos --cory-modes --generators hf vllm  # part 3 only
+    python benchmarks/throughput.py --algos --cory-modes --generators hf vllm vllm-merged
     python benchmarks/throughput.py --algos --cory-modes --generators hf vllm --device cuda
 
 Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
@@ -151,7 +151,9 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
         f"model={path}",
         f"agents.mode={ns.mode}",
         f"agents.device={ns.device}",
-        f"agents.generator={ns.generator}",
+        # vllm-merged: the shared base's adapters merged and pushed in place (no LoRA kernels)
+        f"agents.generator={ns.generator.split('-')[0]}",
+        *([f"agents.vllm.adapters={ns.generator.split('-')[1]}"] if "-" in ns.generator else []),
         f"agents.generation.max_new_tokens={new_tokens}",
         "agents.generation.stop_at_eos=false",
         "train.progress=false",
@@ -472,8 +474,9 @@ def main() -> None:
         "--generators",
         nargs="*",
         default=[],
-        choices=["hf", "vllm"],
-        help="part 3: CORY with 2 agents on a shared base, sampled by each (vllm: the extra)",
+        choices=["hf", "vllm", "vllm-merged"],
+        help="part 3: CORY with 2 agents on a shared base, sampled by each (vllm: one LoRA "
+        "slot per agent; vllm-merged: agents.vllm.adapters=merged; both need the extra)",
     )
     p.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
     p.add_argument("--threads", type=int, default=2)

@@ -220,6 +220,12 @@ class VllmSettings(_Strict):
         description="recompute: old log-probs from one pass of the trained model (exact); "
         "engine: the engine's (skips that pass; needs top_k=0, top_p=1, repetition_penalty=1).",
     )
+    adapters: Literal["lora", "merged"] = Field(
+        "lora",
+        description="agents.mode=shared: lora (one adapter slot per agent, all agents in one "
+        "engine call) or merged (the engine holds no adapters; before an agent generates, its "
+        "base + adapter weights are pushed in place: no LoRA kernels, one push per switch).",
+    )
     tis_cap: float | None = Field(
         None,
         ge=1,

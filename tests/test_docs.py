@@ -33,3 +33,15 @@ def test_write_your_own_task_example_runs(clean_registry, capsys):
 
 def test_settings_example_runs():
     exec(compile(python_block_after(DOCS / "environments.md", "## Settings"), "docs", "exec"), {})
+
+
+def test_vllm_config_example_is_a_valid_config(tmp_path):
+    from seqmarl.config import load_config
+
+    text = (DOCS / "agents-and-algorithms.md").read_text()
+    section = text.split("### Generation on vLLM", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "run.yaml").write_text(block)
+    cfg = load_config(tmp_path / "run.yaml")
+    assert cfg.agents.generator == "vllm" and cfg.agents.vllm.logprobs == "recompute"
+    assert cfg.agents.vllm.cpu_kv_cache_gb == 1

@@ -17,10 +17,10 @@ Adding a backend
 ----------------
 A way of *holding* agents is one class that satisfies :class:`Policy` plus one
 :class:`~seqmarl.agents.pool.PolicyKind` in :data:`seqmarl.agents.pool.POLICY_KINDS` (its
-builder gets the initial model and the ``agents`` config). A way of *generating* is one entry
-in :data:`seqmarl.agents.pool.GENERATORS`: a function that takes the built pool and hands its
-sampling to an engine, as :func:`seqmarl.agents.vllm.attach` does. Two rules keep learning
-exact there:
+builder gets the initial model and the ``agents`` config). A way of *generating* is one
+:class:`~seqmarl.agents.pool.Generator` in :data:`seqmarl.agents.pool.GENERATORS`: it takes
+the built pool and hands its sampling to an engine, as :func:`seqmarl.agents.vllm.attach`
+does. Two rules keep learning exact there:
 
 * :meth:`Policy.sync` is called once per update that stepped, not per optimizer step; a
   backend that samples from another copy of the weights marks them stale there and pushes

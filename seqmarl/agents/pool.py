@@ -35,7 +35,7 @@ from seqmarl.agents.sharded import ShardedCopyPolicy, build_sharded
 from seqmarl.agents.shared import SharedLoraPolicy
 from seqmarl.config import AgentConfig, GenerationConfig, LoraSettings
 
-__all__ = ["GENERATORS", "POLICY_KINDS", "AgentPool", "PolicyKind"]
+__all__ = ["GENERATORS", "POLICY_KINDS", "AgentPool", "Generator", "PolicyKind"]
 
 #: What a builder returns: the pool's main module, and per agent the policy's module kwargs.
 Built = tuple[nn.Module, dict[str, dict[str, Any]]]
@@ -103,17 +103,37 @@ POLICY_KINDS: dict[str, PolicyKind] = {
 }
 
 
+class Generator(NamedTuple):
+    """One value of ``agents.generator``.
+
+    Attributes:
+        serve: ``serve(pool, agents config, seed)`` hands the built pool's sampling to the
+            engine (sets ``pool.engine``).
+        check: Raises :class:`~seqmarl.errors.ConfigError` in one line when the engine cannot
+            run here (not installed, an unsupported CPU); called before any model loads.
+    """
+
+    serve: Callable[[AgentPool, AgentConfig, int], None]
+    check: Callable[[], None] = lambda: None
+
+
 def _serve_on_vllm(pool: AgentPool, settings: AgentConfig, seed: int) -> None:
     from seqmarl.agents.vllm import attach  # vLLM is an optional extra
 
     pool.engine = attach(pool, settings.vllm)
 
 
-#: ``agents.generator`` -> ``serve(pool, agents config, seed)``, which hands the built pool's
-#: sampling to that engine (``hf``: the policies sample from their own weights).
-GENERATORS: dict[str, Callable[[AgentPool, AgentConfig, int], None]] = {
-    "hf": lambda pool, settings, seed: None,
-    "vllm": _serve_on_vllm,
+def _check_vllm() -> None:
+    from seqmarl.agents.vllm import import_vllm
+
+    import_vllm()
+
+
+#: ``agents.generator`` -> its :class:`Generator` (``hf``: the policies sample from their own
+#: weights).
+GENERATORS: dict[str, Generator] = {
+    "hf": Generator(lambda pool, settings, seed: None),
+    "vllm": Generator(_serve_on_vllm, _check_vllm),
 }
 
 
@@ -186,7 +206,7 @@ class AgentPool:
                 )
                 for agent_id in self.agent_ids
             }
-        GENERATORS[settings.generator](self, settings, seed)
+        GENERATORS[settings.generator].serve(self, settings, seed)
 
     @classmethod
     def from_config(
@@ -201,6 +221,7 @@ class AgentPool:
         """Load the model named in ``cfg`` and build the pool (``kind``: default ``cfg.mode``)."""
         from seqmarl.agents.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 
+        GENERATORS[cfg.generator].check()  # one line before a model loads, not after
         device = resolve_device(cfg.device)
         model, tok = load_model_and_tokenizer(
             cfg.model,

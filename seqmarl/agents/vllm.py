@@ -11,6 +11,9 @@ a ``vllm.LLM`` started once per process (``agents.vllm`` holds its settings):
   removed. Requests never mix adapter and no-adapter rows (the reference model is never
   sampled), which avoids a vLLM bug where no-adapter rows in a mixed batch were served with
   an adapter.
+* ``agents.mode=shared`` with ``agents.vllm.adapters=merged``: the engine holds no adapters;
+  before an agent generates, the layers its adapter changes are pushed in place as
+  ``W + scale * B A`` (no LoRA kernels while decoding: the faster path on CPU).
 * ``agents.mode=separate``: the engine holds one set of full weights. Before an agent
   generates, its weights are pushed in place (``reload_weights``) if the engine does not
   already hold them at their current version, then the prefix cache is reset. One engine,
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import copy
 import gc
 import hashlib
 import itertools
@@ -272,7 +276,7 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
         if "lora" in text.lower():
             raise ConfigError(
                 f"agents.generator=vllm: vLLM cannot serve LoRA adapters on this model ({text}); "
-                "use agents.mode=separate (full weights pushed in place) or agents.generator=hf"
+                "use agents.vllm.adapters=merged (each agent's merged weights pushed in place)"
             ) from None
         raise ConfigError(f"agents.generator=vllm: vLLM could not start ({text})") from None
     _ENGINE = VllmEngine(llm=llm, key=key)
@@ -313,11 +317,20 @@ class VllmPolicy:
         lora: Whether the engine serves this agent as a LoRA adapter (shared mode).
     """
 
-    def __init__(self, inner: HFPolicy, engine: VllmEngine, settings: VllmSettings, *, lora: bool):
+    def __init__(
+        self,
+        inner: HFPolicy,
+        engine: VllmEngine,
+        settings: VllmSettings,
+        *,
+        lora: bool,
+        merged: bool = False,
+    ):
         self.inner = inner
         self.engine = engine
         self.settings = settings
         self.lora = lora
+        self.merged = merged  # a shared-base agent served as base + its adapter, merged
         self.serial = next(_ids)  # names this policy's weights in the engine (never reused)
         self.version = 0  # bumped when the weights change
         self._served: int | None = None  # the version the engine holds for this agent
@@ -382,7 +395,8 @@ class VllmPolicy:
                 )
                 self._served = self.version
         elif self.engine.holder != (self.serial, self.version):
-            self.engine.push_weights((self.serial, self.version), _weights(self.inner.model))
+            weights = _merged(self.inner) if self.merged else _weights(self.inner.model)
+            self.engine.push_weights((self.serial, self.version), weights)
 
     def requests(
         self,
@@ -499,6 +513,26 @@ def _weights(module: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
         yield name, tensor.detach()
 
 
+def _merged(policy: HFPolicy) -> Iterable[tuple[str, torch.Tensor]]:
+    """A shared-base agent's adapted layers as plain weights: ``W + scale * B A`` each.
+
+    Only the layers its adapter changes are yielded (the engine keeps the rest). peft's
+    ``get_delta_weight`` gives the update in the layer's own layout (GPT-2's ``Conv1D``
+    transposed), so this is exactly what merging the adapter would give.
+    """
+    base = policy.model.get_base_model()
+    agent = policy.agent_id
+    with torch.no_grad():
+        for name, module in base.named_modules():
+            adapters = getattr(module, "lora_A", None)
+            if adapters is None or agent not in adapters:
+                continue
+            layer = module.get_base_layer()
+            yield f"{name}.weight", layer.weight.detach() + module.get_delta_weight(agent)
+            if getattr(layer, "bias", None) is not None:
+                yield f"{name}.bias", layer.bias.detach()
+
+
 # ------------------------------------------------------------------ wiring a pool
 
 
@@ -526,15 +560,21 @@ def _initial_model(pool) -> nn.Module:
     return pool.model  # separate: the frozen reference
 
 
+def _base_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The initial weights under their own names (peft's ``.base_layer`` and adapters gone)."""
+    return {
+        k.replace(".base_layer", ""): v.detach()
+        for k, v in model.state_dict().items()
+        if "lora_" not in k
+    }
+
+
 def write_initial(pool) -> str:
     """Write the pool's initial model and tokenizer into a folder vLLM loads; its path.
 
     The folder is named by the weights' content, so an equal model reuses it (and the engine).
     """
-    model = _initial_model(pool)
-    state = {  # the base weights under their own names, without the adapters
-        k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if "lora_" not in k
-    }
+    state = _base_state(_initial_model(pool))
     folder = Path(_model_cache()) / _fingerprint(state)
     if not (folder / "config.json").exists():
         from safetensors.torch import save_file
@@ -544,7 +584,12 @@ def write_initial(pool) -> str:
         tmp.mkdir(parents=True)
         # written by hand: under torch.distributed, transformers' save_pretrained writes on
         # rank 0 only, and every rank's engine reads its own folder
-        model.config.save_pretrained(tmp)
+        model = _initial_model(pool)
+        config = copy.deepcopy(model.config)
+        # vLLM picks its model class (and that it generates) from this field, which a model
+        # built from a config rather than loaded has empty
+        config.architectures = config.architectures or [type(model).__name__]
+        config.save_pretrained(tmp)
         # tied weights share memory, which safetensors refuses; vLLM skips the tied lm_head
         save_file(
             {k: v.detach().cpu().clone() for k, v in state.items()}, tmp / "model.safetensors"
@@ -568,6 +613,7 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
     """Serve ``pool``'s agents from the process's engine: replaces ``pool.agents``' policies."""
     import_vllm()
     shared = pool.mode == "shared"
+    lora = shared and settings.adapters == "lora"
     if pool.mode not in ("shared", "separate"):
         raise ConfigError(
             f"agents.generator=vllm serves agents.mode=shared or separate, not {pool.mode!r} "
@@ -583,7 +629,7 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
     key = EngineKey(
         model=folder,
         dtype=dtype,
-        lora_rank=lora_rank(_adapter_rank(pool)) if shared else None,
+        lora_rank=lora_rank(_adapter_rank(pool)) if lora else None,
         max_loras=max(settings.max_loras or len(pool.agents), len(pool.agents)),
         max_model_len=min(settings.max_model_len or positions, positions),
         kv_cache_gb=settings.cpu_kv_cache_gb,
@@ -592,8 +638,14 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
         sleep=settings.sleep and torch.cuda.is_available(),
     )
     engine = engine_for(key, tokenizer_dir=folder)
-    engine.holder = None  # separate mode: whatever it holds, each agent pushes its own first
-    pool.agents = {a: VllmPolicy(p, engine, settings, lora=shared) for a, p in pool.agents.items()}
+    # whatever full weights it holds, each agent pushes its own before it first generates
+    engine.holder = None
+    if shared and not lora and engine.pushes:  # merged pushes changed the base layers
+        engine.push_weights(None, iter(_base_state(model).items()))  # back to the folder's
+    pool.agents = {
+        a: VllmPolicy(p, engine, settings, lora=lora, merged=shared and not lora)
+        for a, p in pool.agents.items()
+    }
     return engine
 
 

@@ -51,15 +51,25 @@ LOADERS = {"shared": peft_loader, "separate": hf_loader, "fsdp": hf_loader}
 
 #: kinds that need a process group: their contract runs under torchrun in tests/distributed
 MULTI_PROCESS = {"fsdp"}
-#: the architectures each generator's cases run on (vLLM has no LoRA for GPT-2)
-ARCHS = {"hf": ("llama", "gpt2"), "vllm": ("llama",)}
+#: case family -> (agents.generator, agents.vllm settings, kinds, architectures); vLLM has no
+#: LoRA for GPT-2, so a GPT-2 shared base is served merged
+VARIANTS = {
+    "hf": ("hf", {}, ("shared", "separate"), ("llama", "gpt2")),
+    "vllm": ("vllm", {}, ("shared", "separate"), ("llama",)),
+    "vllm-merged": ("vllm", {"adapters": "merged"}, ("shared",), ("llama", "gpt2")),
+}
 CASES = [
-    (generator, kind, arch)
-    for generator in GENERATORS
+    (variant, kind, arch)
+    for variant, (_, _, kinds, archs) in VARIANTS.items()
     for kind in POLICY_KINDS
-    if kind not in MULTI_PROCESS
-    for arch in ARCHS[generator]
+    if kind not in MULTI_PROCESS and kind in kinds
+    for arch in archs
 ]
+
+
+def test_every_kind_and_generator_has_cases():
+    assert {g for g, *_ in VARIANTS.values()} == set(GENERATORS)
+    assert {k for _, k, _ in CASES} | MULTI_PROCESS == set(POLICY_KINDS)
 
 
 @pytest.fixture(scope="module", params=CASES, ids=["-".join(c).replace("hf-", "") for c in CASES])
@@ -68,10 +78,12 @@ def build(request):
 
     Module-scoped so that pytest runs the tests case by case: a vLLM case starts its engine once.
     """
-    generator, kind, arch = request.param
+    variant, kind, arch = request.param
+    generator, vllm, _, _ = VARIANTS[variant]
     if generator == "vllm":
         require_vllm()
-    settings = AgentConfig(generator=generator, vllm=VllmSettings(**VLLM_TEST_SETTINGS))
+    vllm = VllmSettings(**VLLM_TEST_SETTINGS, **vllm)
+    settings = AgentConfig(generator=generator, vllm=vllm)
     hidden = HIDDEN[generator]
 
     def make(seed=0, **gen):

