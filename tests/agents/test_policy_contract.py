@@ -6,6 +6,8 @@ in ``LOADERS``). The vLLM cases run on a real engine (one per kind: the tests ar
 case) and skip, saying why, where vLLM is not installed.
 """
 
+import os
+
 import pytest
 import torch
 from peft import PeftModel
@@ -23,6 +25,7 @@ from seqmarl.agents import (
 )
 from seqmarl.algos import ALGORITHMS
 from seqmarl.config import AgentConfig, GenerationConfig, VllmSettings
+from seqmarl.distributed import setup
 from seqmarl.learner import Learner
 from tests.conftest import VLLM_TEST_SETTINGS, require_vllm
 
@@ -65,6 +68,10 @@ CASES = [
     if kind not in MULTI_PROCESS and kind in kinds
     for arch in archs
 ]
+#: under torchrun (tests/distributed/test_data_parallel.py), the multi-process kinds instead
+RANKS = int(os.environ.get("SEQMARL_CONTRACT_RANKS", "0"))
+if RANKS:
+    CASES = [("hf", kind, arch) for kind in sorted(MULTI_PROCESS) for arch in ("llama", "gpt2")]
 
 
 def test_every_kind_and_generator_has_cases():
@@ -80,6 +87,8 @@ def build(request):
     """
     variant, kind, arch = request.param
     generator, vllm, _, _ = VARIANTS[variant]
+    if kind in MULTI_PROCESS:
+        setup(kind, 120)  # the launcher's process group
     if generator == "vllm":
         require_vllm()
     vllm = VllmSettings(**VLLM_TEST_SETTINGS, **vllm)
@@ -107,6 +116,15 @@ def build(request):
 
 def gen(seed):
     return torch.Generator().manual_seed(seed)
+
+
+def whole(agent, state):
+    """A state dict on every rank: a sharded policy's is gathered whole on rank 0 alone."""
+    if not agent.lockstep:
+        return state
+    box = [state]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def train_one_step(agent, algo="reinforce", seed=0):
@@ -244,7 +262,7 @@ def test_a_step_on_one_agent_leaves_the_other_and_the_references_unchanged(
 def test_state_dict_round_trip_into_a_fresh_pool_is_exact(build):
     pool = build()
     train_one_step(pool["llm_0"])
-    state = {k: v.clone() for k, v in pool["llm_0"].state_dict().items()}
+    state = {k: v.clone() for k, v in whole(pool["llm_0"], pool["llm_0"].state_dict()).items()}
     assert any(k.startswith("value_head.") for k in state)
     fresh = build(seed=1)  # other adapter/head initialisation: the state must cover it all
     probe = pool["llm_0"].sample(RAGGED, generator=gen(7))
@@ -264,12 +282,15 @@ def test_save_pretrained_writes_what_its_library_loads_alone(build, tmp_path):
     train_one_step(agent)
     agent.save_pretrained(tmp_path / "llm_0")
     c = agent.sample(RAGGED, generator=gen(8))
+    with torch.no_grad():
+        out = agent.evaluate(c, with_values=True)
+    if agent.lockstep and torch.distributed.get_rank() != 0:
+        return  # a sharded copy is gathered and written by rank 0 alone
     loaded = LOADERS[pool.mode](tmp_path / "llm_0", pool.arch, pool.hidden)
     head = ValueHead(loaded.config.get_text_config().hidden_size)
     head.load_state_dict(load_file(tmp_path / "llm_0" / "value_head.safetensors"))
     with torch.no_grad():
         lp, values, _ = response_forward(loaded, c, value_head=head)
-        out = agent.evaluate(c, with_values=True)
     torch.testing.assert_close(lp, out.logprobs, atol=1e-6, rtol=0)
     torch.testing.assert_close(values, out.values, atol=1e-6, rtol=0)
     tok = AutoTokenizer.from_pretrained(tmp_path / "llm_0")

@@ -6,6 +6,7 @@ timeout, so a hang fails instead of blocking the suite.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,13 @@ def test_fsdp_training_checkpoints_and_resumes_exactly(tmp_path):
     assert any(k.endswith("embed_tokens.weight") for k in weights)  # whole, not one shard
     (config,) = list((full / "agents" / "llm_0").glob("config.json"))
     assert config.exists()
+
+
+def test_the_policy_contract_holds_for_fsdp_sharded_copies(monkeypatch):
+    """tests/agents/test_policy_contract.py on two ranks, over the kinds that need them."""
+    monkeypatch.setenv("SEQMARL_CONTRACT_RANKS", "2")
+    contract = "tests/agents/test_policy_contract.py"
+    proc = torchrun("-m", "pytest", "-q", "-p", "no:cacheprovider", contract, "-k", "fsdp")
+    counts = re.findall(r"^(\d+) passed", proc.stdout, re.M)
+    assert len(counts) == 2 and all(int(n) >= 20 for n in counts), proc.stdout[-2000:]
+    assert "skipped" not in proc.stdout and "failed" not in proc.stdout
