@@ -132,3 +132,20 @@ def test_data_parallel_ranks_each_own_an_engine_and_stay_equal(vllm_tiny_dir, tm
 def test_vllm_with_fsdp_is_refused_by_the_config():
     with pytest.raises(ConfigError, match="agents.generator: vllm serves whole weights"):
         load_config(None, ["agents.generator=vllm", "distributed.strategy=fsdp"])
+
+
+def test_a_gpt2_shared_base_on_vllm_lora_is_told_to_merge():
+    """vLLM has no LoRA for GPT-2: one line naming the setting that serves it.
+
+    Last in the suite's vLLM tests: the failed start leaves the process without an engine.
+    """
+    require_vllm()
+    from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
+    from seqmarl.config import AgentConfig, VllmSettings
+
+    model, tok = tiny_model_and_tokenizer("gpt2", hidden=128, seed=0)
+    settings = AgentConfig(generator="vllm", vllm=VllmSettings(**VLLM_TEST_SETTINGS))
+    with pytest.raises(ConfigError, match="use agents.vllm.adapters=merged") as err:
+        AgentPool(model, tok, ["llm_0", "llm_1"], settings=settings)
+    assert "GPT2LMHeadModel does not support LoRA" in str(err.value)
+    assert "\n" not in str(err.value)
