@@ -561,8 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "seqmarl.distributed" in sys.modules:
             from seqmarl import distributed
 
-            launched = distributed._OWN_GROUP
-            distributed.teardown()
+            launched = distributed.teardown()  # a rank of a launched multi-process run
             if launched and argv is None and code is not None:  # a launched rank about to exit
                 _exit_rank(code)
 

@@ -225,16 +225,17 @@ class DistContext:
 _OWN_GROUP = False  # whether seqmarl made the default process group (not, say, vLLM)
 
 
-def teardown() -> None:
-    """Destroy the default process group if :func:`setup` made it.
+def teardown() -> bool:
+    """Destroy the default process group if :func:`setup` made it; whether it did.
 
     A group made by someone else stays: a vLLM engine running in this process makes its own
     (world size 1) and destroys it when it shuts down.
     """
     global _OWN_GROUP
-    if _OWN_GROUP and dist.is_available() and dist.is_initialized():
+    mine, _OWN_GROUP = _OWN_GROUP, False
+    if mine and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    _OWN_GROUP = False
+    return mine
 
 
 def setup(strategy: str = "single", timeout_s: int = 3600) -> DistContext:

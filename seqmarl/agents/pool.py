@@ -107,17 +107,17 @@ class Generator(NamedTuple):
     """One value of ``agents.generator``.
 
     Attributes:
-        serve: ``serve(pool, agents config, seed)`` hands the built pool's sampling to the
-            engine (sets ``pool.engine``).
+        serve: ``serve(pool, agents config)`` hands the built pool's sampling to the engine
+            (sets ``pool.engine``).
         check: Raises :class:`~seqmarl.errors.ConfigError` in one line when the engine cannot
             run here (not installed, an unsupported CPU); called before any model loads.
     """
 
-    serve: Callable[[AgentPool, AgentConfig, int], None]
+    serve: Callable[[AgentPool, AgentConfig], None]
     check: Callable[[], None] = lambda: None
 
 
-def _serve_on_vllm(pool: AgentPool, settings: AgentConfig, seed: int) -> None:
+def _serve_on_vllm(pool: AgentPool, settings: AgentConfig) -> None:
     from seqmarl.agents.vllm import attach  # vLLM is an optional extra
 
     pool.engine = attach(pool, settings.vllm)
@@ -132,7 +132,7 @@ def _check_vllm() -> None:
 #: ``agents.generator`` -> its :class:`Generator` (``hf``: the policies sample from their own
 #: weights).
 GENERATORS: dict[str, Generator] = {
-    "hf": Generator(lambda pool, settings, seed: None),
+    "hf": Generator(lambda pool, settings: None),
     "vllm": Generator(_serve_on_vllm, _check_vllm),
 }
 
@@ -148,7 +148,7 @@ class AgentPool:
         value_heads: Agent ids that need a value head (PPO agents).
         lora: Adapter shape for ``shared`` (overrides ``settings.lora``).
         generation: Sampling settings shared by the agents (overrides ``settings.generation``).
-        seed: Seeds adapter and value-head initialisation (and the engine's sampler).
+        seed: Seeds adapter and value-head initialisation.
         settings: The rest of ``agents``: the generator and its settings (default: HF).
 
     Attributes:
@@ -206,7 +206,7 @@ class AgentPool:
                 )
                 for agent_id in self.agent_ids
             }
-        GENERATORS[settings.generator].serve(self, settings, seed)
+        GENERATORS[settings.generator].serve(self, settings)
 
     @classmethod
     def from_config(

@@ -140,8 +140,8 @@ class VllmEngine:
     Attributes:
         llm: The engine.
         key: How it was started.
-        holder: ``(policy id, version)`` of the full weights it holds (separate mode); ``None``
-            = the model it was started from.
+        holder: ``(policy serial, version)`` of the weights last pushed in place; ``None``
+            = the folder's weights, which it was started from.
         push_seconds: Seconds spent pushing weights or adapters, in total.
         pushes: How many pushes.
     """
@@ -314,7 +314,9 @@ class VllmPolicy:
         inner: The agent's HF policy (shared adapter or separate copy).
         engine: The process's engine.
         settings: ``agents.vllm``.
-        lora: Whether the engine serves this agent as a LoRA adapter (shared mode).
+        serving: How the engine gets this agent's weights: ``lora`` (its adapter in a slot),
+            ``merged`` (a shared base's adapted layers, merged, pushed in place) or ``weights``
+            (a separate copy's full weights, pushed in place).
     """
 
     def __init__(
@@ -323,14 +325,12 @@ class VllmPolicy:
         engine: VllmEngine,
         settings: VllmSettings,
         *,
-        lora: bool,
-        merged: bool = False,
+        serving: str,
     ):
         self.inner = inner
         self.engine = engine
         self.settings = settings
-        self.lora = lora
-        self.merged = merged  # a shared-base agent served as base + its adapter, merged
+        self.serving = serving
         self.serial = next(_ids)  # names this policy's weights in the engine (never reused)
         self.version = 0  # bumped when the weights change
         self._served: int | None = None  # the version the engine holds for this agent
@@ -388,15 +388,20 @@ class VllmPolicy:
     # the engine
     def refresh(self) -> None:
         """Make the engine serve this agent's current weights (a no-op when it does)."""
-        if self.lora:
+        if self.serving == "lora":
             if self._served != self.version:
                 self._request = self.engine.push_adapter(
                     self.agent_id, self.inner._save_lm, self._request
                 )
                 self._served = self.version
         elif self.engine.holder != (self.serial, self.version):
-            weights = _merged(self.inner) if self.merged else _weights(self.inner.model)
+            merged = self.serving == "merged"
+            weights = _merged(self.inner) if merged else _weights(self.inner.model)
             self.engine.push_weights((self.serial, self.version), weights)
+
+    def _stops(self, stop_strings: Sequence[str]) -> list[str]:
+        """The task's stop strings added to ``generation.stop_strings`` (empty ones dropped)."""
+        return [s for s in (*self.generation.stop_strings, *stop_strings) if s]
 
     def requests(
         self,
@@ -421,11 +426,11 @@ class VllmPolicy:
                 f"engine's {limit} positions (agents.vllm.max_model_len); shorten the prompts "
                 "or lower agents.generation.max_new_tokens"
             )
-        stops = [s for s in (*g.stop_strings, *stop_strings) if s]
+        stops = self._stops(stop_strings)
         eos = self.tokenizer.eos_token_id
         seeds = torch.randint(2**31 - 1, (len(prompts),), generator=generator).tolist()
         self.refresh()
-        lora = self._request if self.lora else None
+        lora = self._request if self.serving == "lora" else None
         out = []
         for row, seed in enumerate(seeds):
             params = SamplingParams(
@@ -436,6 +441,7 @@ class VllmPolicy:
                 top_p=g.top_p,
                 repetition_penalty=g.repetition_penalty,
                 stop=stops or None,
+                detokenize=bool(stops),  # seqmarl decodes the tokens itself; vLLM only for stops
                 # stop at the tokenizer's EOS only, as the HF sampler does (not at the
                 # generation config's other end tokens)
                 ignore_eos=True,
@@ -466,7 +472,7 @@ class VllmPolicy:
         """Engine outputs as :class:`Completions`, log-probs per ``agents.vllm.logprobs``."""
         tok = self.tokenizer
         pad = tok.pad_token_id
-        stops = [s for s in (*self.generation.stop_strings, *stop_strings) if s]
+        stops = self._stops(stop_strings)
         rows = [o.outputs[0] for o in outputs]
         t = max((len(r.token_ids) for r in rows), default=0)
         b = len(rows)
@@ -569,12 +575,12 @@ def _base_state(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def write_initial(pool) -> str:
-    """Write the pool's initial model and tokenizer into a folder vLLM loads; its path.
+def write_initial(model: nn.Module, tokenizer) -> str:
+    """Write a pool's initial model and tokenizer into a folder vLLM loads; its path.
 
     The folder is named by the weights' content, so an equal model reuses it (and the engine).
     """
-    state = _base_state(_initial_model(pool))
+    state = _base_state(model)
     folder = Path(_model_cache()) / _fingerprint(state)
     if not (folder / "config.json").exists():
         from safetensors.torch import save_file
@@ -584,7 +590,6 @@ def write_initial(pool) -> str:
         tmp.mkdir(parents=True)
         # written by hand: under torch.distributed, transformers' save_pretrained writes on
         # rank 0 only, and every rank's engine reads its own folder
-        model = _initial_model(pool)
         config = copy.deepcopy(model.config)
         # vLLM picks its model class (and that it generates) from this field, which a model
         # built from a config rather than loaded has empty
@@ -594,7 +599,7 @@ def write_initial(pool) -> str:
         save_file(
             {k: v.detach().cpu().clone() for k, v in state.items()}, tmp / "model.safetensors"
         )
-        pool.tokenizer.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         tmp.rename(folder)
     return str(folder)
 
@@ -612,8 +617,7 @@ def _model_cache() -> str:
 def attach(pool, settings: VllmSettings) -> VllmEngine:
     """Serve ``pool``'s agents from the process's engine: replaces ``pool.agents``' policies."""
     import_vllm()
-    shared = pool.mode == "shared"
-    lora = shared and settings.adapters == "lora"
+    serving = settings.adapters if pool.mode == "shared" else "weights"
     if pool.mode not in ("shared", "separate"):
         raise ConfigError(
             f"agents.generator=vllm serves agents.mode=shared or separate, not {pool.mode!r} "
@@ -625,11 +629,11 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
         model.config, "n_positions", 2048
     )
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    folder = write_initial(pool)  # exactly the weights the pool loaded, whatever their source
+    folder = write_initial(model, pool.tokenizer)  # the weights the pool loaded, from anywhere
     key = EngineKey(
         model=folder,
         dtype=dtype,
-        lora_rank=lora_rank(_adapter_rank(pool)) if lora else None,
+        lora_rank=lora_rank(_adapter_rank(pool)) if serving == "lora" else None,
         max_loras=max(settings.max_loras or len(pool.agents), len(pool.agents)),
         max_model_len=min(settings.max_model_len or positions, positions),
         kv_cache_gb=settings.cpu_kv_cache_gb,
@@ -638,13 +642,12 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
         sleep=settings.sleep and torch.cuda.is_available(),
     )
     engine = engine_for(key, tokenizer_dir=folder)
-    # whatever full weights it holds, each agent pushes its own before it first generates
-    engine.holder = None
-    if shared and not lora and engine.pushes:  # merged pushes changed the base layers
-        engine.push_weights(None, iter(_base_state(model).items()))  # back to the folder's
+    # each agent pushes its own weights before it first generates (its serial is new); merged
+    # pushes replace only the adapted layers, so they start from the folder's weights
+    if serving == "merged" and engine.holder is not None:
+        engine.push_weights(None, iter(_base_state(model).items()))
     pool.agents = {
-        a: VllmPolicy(p, engine, settings, lora=lora, merged=shared and not lora)
-        for a, p in pool.agents.items()
+        a: VllmPolicy(p, engine, settings, serving=serving) for a, p in pool.agents.items()
     }
     return engine
 
