@@ -97,8 +97,16 @@ class TaskConfig(_Strict):
     max_observation_chars: int | None = Field(
         None,
         ge=1,
-        description="Longest observation; past it the oldest visible turns are left out "
-        "(the prompt stays). None: no limit.",
+        description="Longest observation (characters). A task first leaves out the oldest "
+        "visible turns (the prompt stays); then any text still longer keeps its first quarter "
+        "and its end, joined by '[...]' (every game path). None: no limit.",
+    )
+    max_turns: int = Field(
+        256,
+        ge=1,
+        le=1024,
+        description="Env steps per episode of a PettingZoo env (dead steps included) before "
+        "the episode is truncated; a task's episodes end by themselves.",
     )
 
     @field_validator("env")

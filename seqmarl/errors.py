@@ -14,6 +14,7 @@ from collections.abc import Iterable
 __all__ = [
     "ConfigError",
     "EnvCheckError",
+    "EnvError",
     "Interrupted",
     "SeqmarlError",
     "TaskError",
@@ -80,4 +81,12 @@ class TaskError(SeqmarlError, ValueError):
     Raised by :mod:`seqmarl.envs.guard` (the checked calls into a task) with a one-line message
     naming the env id and task class, the row, the prompt and response, and the bad value; an
     exception raised by the task itself is kept as ``__cause__``.
+    """
+
+
+class EnvError(SeqmarlError, ValueError):
+    """A game broke its contract: an env raised, selected a done agent, or gave a bad reward.
+
+    Raised by :mod:`seqmarl.envs.game` with one line naming the env, the agent, the row and the
+    turn; the env's own exception is kept as ``__cause__``.
     """

@@ -131,11 +131,8 @@ def _play_and_score(
     Returns:
         (per reported id: seat, task_reward, reward, kl; sample rows of the first batch)
     """
-    env = envs.make(
-        cfg.task.env, setting=setting, context={"policy_tokenizer": tokenizer}, **cfg.task.kwargs
-    )
+    game = envs.build_game(cfg.task, setting, tokenizer=tokenizer)  # the run's own game
     batch_size = max(1, min(batch_size, num_prompts))
-    pool_envs = [env] + [env.clone() for _ in range(batch_size - 1)]
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=next(iter(agents.values())).device).manual_seed(seed)
     seats = setting.seat_agents(iteration)
@@ -143,45 +140,57 @@ def _play_and_score(
     task_r: dict[str, list[float]] = {a: [] for a in ids}
     trained_r: dict[str, list[float]] = {a: [] for a in ids}
     kls: dict[str, list[float]] = {a: [] for a in ids}
+    turns: dict[str, list[int]] = {a: [] for a in ids}
     samples: list[dict[str, Any]] = []
     done = 0
     while done < num_prompts:
         n = min(batch_size, num_prompts - done)
-        prompts = env.sample_prompts(n, rng)
-        roll = play(pool_envs, agents, prompts, seats, generator=gen)
+        prompts = game.sample_prompts(n, rng)
+        roll = play(game, agents, prompts, seats, generator=gen)
         for i, a in enumerate(ids):
-            comp = roll.completions[a]
-            ref, _ = agents[a].reference(comp)
-            kls[a] += ((comp.logprobs - ref) * comp.response_mask).sum(1).tolist()
             task_r[a] += roll.task_rewards[:, i].tolist()
             trained_r[a] += roll.trained_rewards[:, i].tolist()
+            turns[a] += roll.turns[:, i].tolist()
+            if a in roll.completions:  # every turn it took, in every round
+                comp = roll.completions[a]
+                ref, _ = agents[a].reference(comp)
+                kls[a] += ((comp.logprobs - ref) * comp.response_mask).sum(1).tolist()
         for j in range(min(NUM_SAMPLES, n) if done == 0 else 0):
-            samples.append(
-                {
-                    "prompt": roll.prompts[j].text,
-                    "agents": {
-                        names[a]: {
-                            "seat": roll.seats.index(a),
-                            "observation": roll.observations[a][j],
-                            "response": roll.completions[a].texts[j],
-                            "task_reward": float(roll.task_rewards[j, i]),
-                            "reward": float(roll.trained_rewards[j, i]),
-                        }
-                        for i, a in enumerate(ids)
-                    },
-                }
-            )
+            samples.append(_sample(roll, j, ids, names))
         done += n
     stats = {
         names[a]: {
             "seat": seats.index(a),
             "task_reward": float(np.mean(task_r[a])),
             "reward": float(np.mean(trained_r[a])),
-            "kl": float(np.mean(kls[a])),
+            "kl": float(np.mean(kls[a])) if kls[a] else None,
+            "turns": int(np.sum(turns[a])),
         }
         for a in ids
     }
     return stats, samples
+
+
+def _sample(roll: Any, j: int, ids: Sequence[str], names: Mapping[str, str]) -> dict[str, Any]:
+    """Row ``j``: each agent's seat, first observation, last answer and rewards (+ turns)."""
+    played = roll.transcripts[j]
+    mine = {a: [t for t in played if t["agent"] == a] for a in ids}
+    row: dict[str, Any] = {
+        "prompt": roll.prompts[j].text,
+        "agents": {
+            names[a]: {
+                "seat": roll.seats.index(a),
+                "observation": mine[a][0]["observation"] if mine[a] else None,
+                "response": mine[a][-1]["response"] if mine[a] else None,
+                "task_reward": float(roll.task_rewards[j, i]),
+                "reward": float(roll.trained_rewards[j, i]),
+            }
+            for i, a in enumerate(ids)
+        },
+    }
+    if any(len(t) > 1 for t in mine.values()):  # a game: the whole transcript
+        row["turns"] = [{**t, "agent": names[t["agent"]]} for t in played]
+    return row
 
 
 @torch.no_grad()
@@ -205,8 +214,10 @@ def evaluate(
         ``{"env", "model", "setting", "alone", "num_prompts", "seed", "seats", "agents",
         "samples", "config"}`` (``config``: the resolved config that was played); per agent
         ``seat``, ``task_reward`` (its own task reward), ``reward`` (after the coefficient
-        matrix C: what it was trained on), ``kl`` (mean summed KL to the reference). Samples
-        hold, per prompt, each agent's seat, observation, response and rewards.
+        matrix C: what it was trained on), ``kl`` (mean over its turns, every round, of the
+        KL to the reference summed over tokens; None if it never acted), ``turns`` (its turns
+        in all). Samples hold, per prompt, each agent's seat, first observation, last
+        response and rewards, and with several turns the whole transcript.
     """
     common = dict(num_prompts=num_prompts, batch_size=batch_size, seed=seed, iteration=iteration)
     if alone is None:
@@ -278,12 +289,13 @@ def evaluate_pass_at_k_for_pool(
     """pass@k (k = 1..n) of each agent (all, or ``agent_ids``) answering alone."""
     from seqmarl.passk import evaluate_pass_at_k
 
-    task = envs.make(
-        cfg.task.env,
-        setting=cfg.setting.build(),
-        context={"policy_tokenizer": pool.tokenizer},
-        **cfg.task.kwargs,
-    ).task
+    game = envs.build_game(cfg.task, cfg.setting.build(), tokenizer=pool.tokenizer)
+    task = getattr(game, "task", None)
+    if task is None:
+        raise ConfigError(
+            f"pass@k: env {cfg.task.env!r} is a PettingZoo game with no task to score one "
+            "answer alone; pass@k needs a task env (seqmarl list)"
+        )
     ids = list(agent_ids) if agent_ids is not None else list(pool.agents)
     return {
         a: evaluate_pass_at_k(task, pool[a], num_questions=num_questions, n=n, seed=seed)

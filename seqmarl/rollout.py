@@ -1,14 +1,25 @@
-"""The one place that walks the environments: B x K env copies played in lockstep.
+"""The one place that plays games: B x K rows in lockstep, through :class:`TextGame` only.
 
-Each iteration samples B prompts; every prompt is played in K copies (K responses per prompt
-for group algorithms such as RLOO and GRPO). Seat by seat, the agent in that seat observes
-all copies, samples one batched response, and every copy steps. The envs defer the last
-step's scoring; :func:`~seqmarl.envs.sequential.score_pending` then scores all B x K episodes
-in one call to the task (``score_episodes``: each agent's answer alone, or a joint score), the
-envs mix the task rewards with the coefficient matrix, and the rewards are read back through
-PettingZoo's ``rewards`` and ``infos``. Prompts, observations and rewards are checked on the way
-(:mod:`seqmarl.envs.guard`): a task's fault raises :class:`~seqmarl.errors.TaskError` naming
-the row (env copy ``r``, which plays batch prompt ``r // copies``) and the agent.
+Each iteration samples B prompts; every prompt is played in K rows (K responses per prompt
+for group algorithms such as RLOO and GRPO). Whenever rows wait on an agent, it observes all
+of them and samples one batched response (:mod:`seqmarl.envs.game`). When every row is over,
+the game reports its raw task rewards (:class:`~seqmarl.envs.game.GameResult`) and the one
+mixer (:class:`~seqmarl.mixing.RewardMixer`) credits them, through the coefficient matrix and
+the seat order, to each agent's turns. A game's fault raises one line naming the env, the
+agent, the row and the turn (:class:`~seqmarl.errors.TaskError`,
+:class:`~seqmarl.errors.EnvError`).
+
+Rewards, as :class:`Rollout` reports them (and the trainer logs them, per agent):
+
+* ``task_rewards``: the game's outcome for the agent, before the matrix (a task's final
+  score; a PettingZoo env's summed rewards);
+* ``trained_rewards``: the outcome through the matrix, ``M @ outcome``;
+* ``episode_returns``: every mixed reward credited to the agent's turns (what its returns are
+  made of, before the discount ``gamma``), turn rewards included;
+* ``uncredited``: mixed rewards that reached the agent before its first turn (a win by the
+  other side's forfeit, say): in ``trained_rewards`` but in no return, since no action of
+  the agent led to it;
+* ``turns``: the agent's turns per row (0: it never acted and learns nothing from the row).
 """
 
 from __future__ import annotations
@@ -22,8 +33,7 @@ import torch
 
 from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions
-from seqmarl.envs.guard import check_prompts
-from seqmarl.envs.sequential import SequentialTextEnv, score_pending
+from seqmarl.envs.game import TextGame
 from seqmarl.envs.task import Prompt
 
 __all__ = ["MAX_TURNS", "Rollout", "play"]
@@ -53,6 +63,9 @@ class Rollout:
         episode_returns: ``(B * K, N)`` every (mixed) reward each agent got after its turns,
             summed over the episode (per-turn rewards included; with one round and no
             per-turn rewards, ``trained_rewards``).
+        uncredited: ``(B * K, N)`` mixed rewards that reached an agent before its first turn.
+        turns: ``(B * K, N)`` each agent's turns in each row.
+        truncated: ``(B * K,)`` rows cut at the game's turn bound.
         timings: Seconds spent generating and scoring.
     """
 
@@ -67,11 +80,14 @@ class Rollout:
     turn_groups: dict[str, torch.Tensor] = field(default_factory=dict)
     transcripts: list[list[dict[str, str]]] = field(default_factory=list)
     episode_returns: np.ndarray | None = None
+    uncredited: np.ndarray | None = None
+    turns: np.ndarray | None = None
+    truncated: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
 def play(
-    envs: Sequence[SequentialTextEnv],
+    game: TextGame | Sequence,
     agents: Mapping[str, Policy],
     prompts: Sequence[Prompt],
     seats: Sequence[str],
@@ -80,121 +96,100 @@ def play(
     generator: torch.Generator | None = None,
     gamma: float = 1.0,
     max_new_tokens: int | None = None,
+    first_prompt: int = 0,
 ) -> Rollout:
-    """Play ``prompts`` (each in ``copies`` env copies) with the agents in ``seats`` order.
+    """Play ``prompts`` (each in ``copies`` rows) with the agents in ``seats`` order.
 
     Args:
-        envs: At least ``len(prompts) * copies`` envs; the first that many are used.
+        game: The game (:func:`seqmarl.envs.build_game`); a list of PettingZoo faces
+            (:class:`~seqmarl.envs.sequential.SequentialTextEnv`, ``TextAECWrapper``) plays
+            their game, and must hold at least ``len(prompts) * copies`` of them.
         agents: Agent id -> agent.
         prompts: The B prompts.
-        seats: Agent id in each seat (a permutation of the env's agents).
-        copies: K, copies per prompt.
+        seats: Agent id in each seat (a permutation of the game's agents).
+        copies: K, rows per prompt.
         generator: Sampling generator.
         gamma: Discount over an agent's turns for its reward-to-go.
         max_new_tokens: Every turn's length limit; None: each agent's own generation config
             (which may draw a length per batch).
+        first_prompt: Index of ``prompts[0]`` in the whole iteration's batch (a rank's
+            offset), so group ids are unique over ranks.
     """
-    n_envs = len(prompts) * copies
-    if len(envs) < n_envs:
-        raise ValueError(
-            f"need {n_envs} envs for {len(prompts)} prompts x {copies}, got {len(envs)}"
-        )
-    envs = list(envs[:n_envs])
-    task = envs[0].task
-    env_id = envs[0].env_id
-    check_prompts(prompts, task=task, env_id=env_id, source="the batch's prompts")
-    played = [p for p in prompts for _ in range(copies)]
-    for env, prompt in zip(envs, played, strict=True):
-        env.defer_scoring = True  # the last step waits; score_pending scores the batch
-        env.reset(options={"prompt": prompt, "seat_order": list(seats)})
-    ids = envs[0].possible_agents
+    n_rows = len(prompts) * copies
+    if not isinstance(game, TextGame):  # PettingZoo faces: play their game
+        faces = list(game)
+        if len(faces) < n_rows:
+            raise ValueError(
+                f"need {n_rows} envs for {len(prompts)} prompts x {copies}, got {len(faces)}"
+            )
+        game = faces[0].as_game()
+    game.reset(prompts, seats, copies)
+    ids = game.possible_agents
     parts: dict[str, list[Completions]] = {a: [] for a in ids}
-    rows: dict[str, list[tuple[int, int]]] = {a: [] for a in ids}  # (env copy, its turn t)
+    rows_of: dict[str, list[tuple[int, int]]] = {a: [] for a in ids}  # (row, its turn t)
     observations: dict[str, list[str]] = {}
-    # per env copy and agent: the rewards that reached the agent after each of its turns
-    turn_rewards = [{a: [] for a in ids} for _ in envs]
-    transcripts: list[list[dict[str, str]]] = [[] for _ in envs]
+    actors: list[list[str]] = [[] for _ in range(n_rows)]
+    turns = np.zeros((n_rows, len(ids)), dtype=np.int64)
+    transcripts: list[list[dict[str, str]]] = [[] for _ in range(n_rows)]
     t_gen = 0.0
-    while True:
-        live = [i for i, env in enumerate(envs) if env.agents and not env.awaiting_score]
-        if not live:
-            break
-        # the copies waiting on the same agent act together: one batched generation each
-        # (copies of one env usually move in lockstep; a game may let them drift apart)
-        waiting: dict[str, list[int]] = {}
-        for i in live:
-            waiting.setdefault(envs[i].agent_selection, []).append(i)
-        for agent_id, idx in waiting.items():
-            acting = []
-            for i in idx:
-                env = envs[i]
-                if env.terminations[agent_id] or env.truncations[agent_id]:  # a dead step
-                    env.step(None)
-                    _credit(env, turn_rewards[i])
-                else:
-                    acting.append(i)
-            if not acting:
-                continue
-            obs = [envs[i].observe(agent_id)["text"] for i in acting]
+    while waiting := game.waiting():
+        # the rows waiting on the same agent act together: one batched generation each
+        # (a task's rows move in lockstep; a game may let them drift apart)
+        for agent_id, rows in waiting.items():
+            j = ids.index(agent_id)
+            obs = game.observe(agent_id, rows)
             t0 = time.perf_counter()
             comp = agents[agent_id].sample(
                 obs,
                 generator=generator,
                 max_new_tokens=max_new_tokens,
-                stop_strings=task.stop_strings,
+                stop_strings=game.stop_strings,
             )
             t_gen += time.perf_counter() - t0
             parts[agent_id].append(comp)
             observations.setdefault(agent_id, obs)
-            for i, o, text in zip(acting, obs, comp.texts, strict=True):
-                rows[agent_id].append((i, len(turn_rewards[i][agent_id])))
-                transcripts[i].append({"agent": agent_id, "observation": o, "response": text})
-                envs[i].step(text)
-                turn_rewards[i][agent_id].append(0.0)
-                _credit(envs[i], turn_rewards[i])
+            for r, o, text in zip(rows, obs, comp.texts, strict=True):
+                rows_of[agent_id].append((r, int(turns[r, j])))
+                turns[r, j] += 1
+                actors[r].append(agent_id)
+                transcripts[r].append({"agent": agent_id, "observation": o, "response": text})
+            game.act(agent_id, rows, comp.texts)
     t0 = time.perf_counter()
-    score_pending(envs)  # every episode scored by its task in one batched call
+    result = game.result()  # a task scores every row in one batched call
     t_score = time.perf_counter() - t0
-    for env, credit in zip(envs, turn_rewards, strict=True):
-        _credit(env, credit)
-    # what every agent got at the end, through PettingZoo's own channels
-    task_r = np.array([[env.infos[a]["task_reward"] for a in ids] for env in envs])
-    trained = np.array([[env.trained_rewards[a] for a in ids] for env in envs])
+    mixer = game.mixer
+    credited = mixer.credit_turns(
+        actors, result.turn_rewards, seats, early=result.early, final=result.final
+    )
+    m = mixer.matrix(seats)
+    trained = np.array([m @ o for o in result.outcome]).reshape(n_rows, len(ids))
     pad = next(iter(agents.values())).tokenizer.pad_token_id
     acted = [a for a in ids if parts[a]]
     completions = {a: Completions.concat(parts[a], pad_id=pad) for a in acted}
-    group_ids = torch.arange(len(prompts)).repeat_interleave(copies)  # (B*K,) prompt of a copy
+    group_ids = torch.arange(len(prompts)).repeat_interleave(copies) + first_prompt
     returns, turn_groups = {}, {}
     for a in acted:
-        togo = [_reward_to_go(credit[a], gamma) for credit in turn_rewards]
-        # rows in the order sampled: with one round, env copies in order
-        returns[a] = torch.tensor([togo[i][t] for i, t in rows[a]], dtype=torch.float64)
-        turn_groups[a] = torch.tensor([int(group_ids[i]) * MAX_TURNS + t for i, t in rows[a]])
+        togo = [_reward_to_go(credit[a], gamma) for credit in credited.turns]
+        # rows in the order sampled: with one round, rows in order
+        returns[a] = torch.tensor([togo[r][t] for r, t in rows_of[a]], dtype=torch.float64)
+        turn_groups[a] = torch.tensor([int(group_ids[r]) * MAX_TURNS + t for r, t in rows_of[a]])
     return Rollout(
-        prompts=played,
+        prompts=[p for p in prompts for _ in range(copies)],
         group_ids=group_ids,
         seats=tuple(seats),
         completions=completions,
         observations=observations,
-        task_rewards=task_r,
+        task_rewards=np.asarray(result.outcome, dtype=np.float64),
         trained_rewards=trained,
         returns=returns,
         turn_groups=turn_groups,
         transcripts=transcripts,
-        episode_returns=np.array([[sum(c[a]) for a in ids] for c in turn_rewards]),
+        episode_returns=np.array([[sum(c[a]) for a in ids] for c in credited.turns]),
+        uncredited=credited.uncredited,
+        turns=turns,
+        truncated=np.asarray(result.truncated, dtype=bool),
         timings={"generate": t_gen, "score": t_score},
     )
-
-
-def _credit(env: SequentialTextEnv, credit: dict[str, list[float]]) -> None:
-    """Add the rewards the env just handed out to each agent's latest turn.
-
-    A reward that reaches an agent before its first turn has no action to credit and is
-    left out of its returns.
-    """
-    for a, r in env.rewards.items():
-        if r and credit[a]:
-            credit[a][-1] += float(r)
 
 
 def _reward_to_go(rewards: list[float], gamma: float) -> list[float]:

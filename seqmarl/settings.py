@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from seqmarl.errors import ConfigError
+from seqmarl.mixing import CREDIT_RULES, RewardMixer, credit_matrix
 from seqmarl.registry import Registry
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
 COEFFICIENT_PRESETS = ("cooperative", "independent", "competitive")
 ScheduleKind = Literal["fixed", "rotate", "permutations"]
 Credit = Literal["full", "causal"]
-CREDIT_RULES = ("full", "causal")
 
 
 def agent_ids(num_agents: int) -> tuple[str, ...]:
@@ -95,35 +95,6 @@ def coefficient_matrix(spec: str | Sequence[Sequence[float]], num_agents: int) -
     if not np.all(np.isfinite(matrix)):
         raise ConfigError("reward_matrix: every entry must be a finite number (no nan or inf)")
     return matrix
-
-
-def credit_matrix(coef: np.ndarray, seat_of: Sequence[int], credit: str = "full") -> np.ndarray:
-    """The coefficient matrix an episode is mixed with, given each agent's seat.
-
-    ``full`` returns ``coef`` unchanged. ``causal`` zeroes ``C[i][j]`` wherever agent ``j``
-    sits before agent ``i`` (``seat_of[j] < seat_of[i]``): an earlier seat's answer is fixed
-    by the time agent ``i`` answers (it is part of what ``i`` observes), so its reward carries
-    no information about ``i``'s action. Dropping it leaves the expected policy gradient of
-    the mixed objective unchanged and removes that term's variance. Agents at or after ``i``
-    keep their weights: ``i``'s answer changes what they see.
-
-    Args:
-        coef: ``(N, N)`` coefficient matrix, rows and columns in agent-id order.
-        seat_of: ``seat_of[j]`` is the seat (0 = first to act) of agent ``j``.
-        credit: ``full`` or ``causal``.
-
-    Returns:
-        A new ``(N, N)`` float64 array.
-    """
-    if credit not in CREDIT_RULES:
-        raise ConfigError(f"credit: unknown rule {credit!r}; use one of {', '.join(CREDIT_RULES)}")
-    m = np.array(coef, dtype=np.float64)
-    if credit == "causal":
-        seat = np.asarray(seat_of)
-        if sorted(seat.tolist()) != list(range(m.shape[0])):
-            raise ValueError(f"seat_of must be a permutation of 0..{m.shape[0] - 1}, got {seat_of}")
-        m[seat[None, :] < seat[:, None]] = 0.0  # [i, j]: j sits before i
-    return m
 
 
 @dataclass(frozen=True)
@@ -241,16 +212,24 @@ class Setting:
         ids = self.agent_ids
         return tuple(ids[i] for i in self.seat_order(iteration))
 
+    @property
+    def mixer(self) -> RewardMixer:
+        """The game's one reward mixer (C and the credit rule), built once per setting."""
+        mixer = self.__dict__.get("_mixer")
+        if mixer is None:
+            mixer = RewardMixer(self.coef_matrix, self.agent_ids, self.credit)
+            object.__setattr__(self, "_mixer", mixer)
+        return mixer
+
     def mixing_matrix(self, iteration: int) -> np.ndarray:
         """The matrix rewards are mixed with at ``iteration``: C, masked by seat under causal."""
-        order = self.seat_order(iteration)  # order[k] = agent in seat k
-        seat_of = [order.index(i) for i in range(self.num_agents)]
-        return credit_matrix(self.coef_matrix, seat_of, self.credit)
+        return self.mixer.matrix(self.seat_agents(iteration))
 
     def mix(self, task_rewards: np.ndarray, iteration: int = 0) -> np.ndarray:
         """Trained rewards from task rewards: ``R[..., i] = sum_j M[i, j] * r[..., j]``.
 
-        ``M`` is :meth:`mixing_matrix` at ``iteration`` (C itself unless credit is causal).
+        ``M`` is :meth:`mixing_matrix` at ``iteration`` (C itself unless credit is causal);
+        the rollout mixes every iteration's rewards through this same :attr:`mixer`.
 
         Args:
             task_rewards: ``(..., N)`` task reward of each agent, in agent-id order.
@@ -259,10 +238,7 @@ class Setting:
         Returns:
             ``(..., N)`` trained reward of each agent.
         """
-        r = np.asarray(task_rewards, dtype=np.float64)
-        if r.shape[-1] != self.num_agents:
-            raise ValueError(f"expected last dim {self.num_agents}, got shape {r.shape}")
-        return r @ self.mixing_matrix(iteration).T  # (..., N) @ (N, N) -> (..., N)
+        return self.mixer.mix(task_rewards, self.seat_agents(iteration))
 
 
 @dataclass(frozen=True)

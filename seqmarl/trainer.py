@@ -2,10 +2,13 @@
 
 :class:`Trainer` is the only holder of mutable training state. Each iteration:
 
-1. sample B prompts; play B x K env copies in lockstep, one seat at a time, each seat's
-   generation batched across the copies (:func:`seqmarl.rollout.play`);
-2. the env mixes the task rewards with the setting's coefficient matrix C;
-3. each agent updates with its own algorithm on its own responses (:class:`Learner`);
+1. sample B prompts; play B x K rows of the game (:func:`seqmarl.envs.build_game`) in
+   lockstep, each agent's generation batched across the rows waiting on it
+   (:func:`seqmarl.rollout.play`);
+2. the one mixer credits the task rewards, through the setting's coefficient matrix C, to the
+   agents' turns;
+3. each agent updates with its own algorithm on its own responses (:class:`Learner`); an agent
+   that had no turn anywhere learns nothing that iteration (its ``turns`` metric is 0);
 4. the seat order for the next iteration comes from the setting's schedule: nothing is saved,
    reloaded or moved (weights, optimizer, KL controller and normaliser stay with the agent);
 5. metrics go to ``metrics.jsonl`` (and TensorBoard/wandb), samples to ``samples.jsonl``, and
@@ -45,7 +48,7 @@ from seqmarl.distributed import setup
 from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.learner import Learner
-from seqmarl.rollout import MAX_TURNS, Rollout, play
+from seqmarl.rollout import Rollout, play
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
 from seqmarl.types import RolloutBatch
@@ -121,17 +124,7 @@ class Trainer:
         self.pool = pool
         # this rank's share of the iteration's prompts (all of them with one process)
         self.local_batch = cfg.train.batch_size // self.dist.world_size
-        self.task_env = envs.make(
-            cfg.task.env,
-            setting=self.setting,
-            context={"policy_tokenizer": pool.tokenizer},
-            rounds=cfg.task.rounds,
-            max_observation_chars=cfg.task.max_observation_chars,
-            **cfg.task.kwargs,
-        )
-        self.envs = [self.task_env] + [
-            self.task_env.clone() for _ in range(self.local_batch * self.copies - 1)
-        ]
+        self.game = envs.build_game(cfg.task, self.setting, tokenizer=pool.tokenizer)
         self.learners = {
             a: Learner(
                 pool[a],
@@ -293,7 +286,7 @@ class Trainer:
     def _play(self) -> Rollout:
         t0 = time.perf_counter()
         seats = self.setting.seat_agents(self.iteration)
-        prompts = self.task_env.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
+        prompts = self.game.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
         first = self.dist.rank * self.local_batch  # this rank's prompts, with their K copies
         prompts = prompts[first : first + self.local_batch]
         g = self.cfg.agents.generation
@@ -305,7 +298,7 @@ class Trainer:
         engine = self.pool.engine
         pushed = engine.push_seconds if engine is not None else 0.0
         roll = play(
-            self.envs,
+            self.game,
             self.pool.agents,
             prompts,
             seats,
@@ -313,9 +306,8 @@ class Trainer:
             generator=self.generator,
             gamma=self.cfg.train.gamma,
             max_new_tokens=length,
+            first_prompt=first,  # group ids unique over ranks
         )
-        roll.group_ids = roll.group_ids + first  # prompt ids unique over ranks
-        roll.turn_groups = {a: g + first * MAX_TURNS for a, g in roll.turn_groups.items()}
         if engine is not None:  # the weights it serves were pushed lazily, inside generation
             roll.timings["sync"] = engine.push_seconds - pushed
             engine.sleep()  # frees its device memory for the update (agents.vllm.sleep, GPU)
@@ -337,17 +329,41 @@ class Trainer:
         # one gather: every rank's rewards, for the logged means (rank order = global row
         # order), and which agents had a turn there
         acted_here = [a in roll.completions for a in self.ids]
-        mine = (roll.task_rewards, roll.trained_rewards, roll.episode_returns, acted_here)
-        ranks = self.dist.gather_objects(mine)
-        task_rewards, trained_rewards, episode_returns = (
-            np.concatenate([r[k] for r in ranks]) for k in range(3)
+        mine = (
+            roll.task_rewards,
+            roll.trained_rewards,
+            roll.episode_returns,
+            roll.uncredited,
+            roll.turns,
+            roll.truncated,
+            acted_here,
         )
+        ranks = self.dist.gather_objects(mine)
+        task_rewards, trained_rewards, episode_returns, uncredited, turns, truncated = (
+            np.concatenate([r[k] for r in ranks]) for k in range(6)
+        )
+        record["episodes/truncated"] = float(truncated.mean())
         for i, a in enumerate(self.ids):
-            acted = [r[3][i] for r in ranks]  # on each rank
-            if not any(acted):  # a game in which this agent never had a turn
+            task_reward = float(task_rewards[:, i].mean())
+            p = f"agent/{a}/"
+            record.update(
+                {
+                    p + "task_reward": task_reward,
+                    p + "reward": float(trained_rewards[:, i].mean()),
+                    p + "episode_return": float(episode_returns[:, i].mean()),
+                    p + "uncredited": float(uncredited[:, i].mean()),
+                    p + "turns": float(turns[:, i].mean()),
+                    p + "seat": seats.index(a),
+                    p + "algo": self.algos[a].name,
+                }
+            )
+            corr = _others_correlation(task_rewards, i)
+            if corr is not None:
+                record[p + "others_reward_corr"] = corr
+            acted = [r[-1][i] for r in ranks]  # on each rank
+            if not any(acted):  # no turn anywhere: nothing to learn from, no KL to log
                 continue
             learner = self.learners[a]
-            eta0 = self.algo_cfgs[a].kl_coef
             comp = batch = None
             if a in roll.completions:
                 comp = roll.completions[a]
@@ -358,23 +374,9 @@ class Trainer:
             metrics = learner.update(comp, batch)
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0
-            task_reward = float(task_rewards[:, i].mean())
-            p = f"agent/{a}/"
-            record.update(
-                {
-                    p + "task_reward": task_reward,
-                    p + "reward": float(trained_rewards[:, i].mean()),
-                    p + "episode_return": float(episode_returns[:, i].mean()),
-                    p + "kl": kl,
-                    p + "combined_reward": task_reward - eta0 * kl,
-                    p + "seat": seats.index(a),
-                    p + "algo": self.algos[a].name,
-                }
-            )
+            record[p + "kl"] = kl
+            record[p + "combined_reward"] = task_reward - self.algo_cfgs[a].kl_coef * kl
             record.update({p + k.replace("adv/", "adv_"): v for k, v in metrics.items()})
-            corr = _others_correlation(task_rewards, i)
-            if corr is not None:
-                record[p + "others_reward_corr"] = corr
             tokens += int(comp.response_mask.sum())
         tokens = int(self.dist.all_reduce(torch.tensor([tokens])).item())
         t_end = time.perf_counter()
@@ -548,7 +550,9 @@ class Trainer:
         parts = []
         for a in self.ids:
             p = f"agent/{a}/"
-            parts.append(f"{a} r={record[p + 'task_reward']:+.2f} kl={record[p + 'kl']:.2f}")
+            kl = record.get(p + "kl")
+            kl_text = "no turn" if kl is None else f"kl={kl:.2f}"
+            parts.append(f"{a} r={record[p + 'task_reward']:+.2f} {kl_text}")
         return " | ".join(parts)
 
     def _samples(self, roll: Rollout) -> dict[str, Any]:

@@ -7,7 +7,15 @@
 'llm_0'
 """
 
-from seqmarl.envs.registration import ENVS, EnvSpec, make, register_env, register_pettingzoo
+from seqmarl.envs.game import AECGame, GameResult, TaskGame, TextGame
+from seqmarl.envs.registration import (
+    ENVS,
+    EnvSpec,
+    build_game,
+    make,
+    register_env,
+    register_pettingzoo,
+)
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.spaces import AnyText
 from seqmarl.envs.task import (
@@ -23,7 +31,7 @@ from seqmarl.envs.tasks.debate import GSM8KDebateTask
 from seqmarl.envs.tasks.duel import DuelTask, make_imdb_duel, make_sentiment_duel
 from seqmarl.envs.tasks.guess import NumberGuessTask
 from seqmarl.envs.testing import CheckReport, check_env
-from seqmarl.envs.wrappers import wrap
+from seqmarl.envs.wrappers import TextAECWrapper, wrap
 
 register_env("arithmetic-v0", ArithmeticTask)
 register_env("sentiment-v0", SentimentTask)
@@ -40,6 +48,7 @@ register_env(
 
 __all__ = [
     "ENVS",
+    "AECGame",
     "AnyText",
     "ArithmeticTask",
     "CheckReport",
@@ -49,13 +58,18 @@ __all__ = [
     "FormatTemplate",
     "GSM8KDebateTask",
     "GSM8KTask",
+    "GameResult",
     "IMDBTask",
     "NumberGuessTask",
     "Prompt",
     "SentimentTask",
     "SequentialTextEnv",
+    "TaskGame",
+    "TextAECWrapper",
+    "TextGame",
     "TextTask",
     "as_generator",
+    "build_game",
     "check_env",
     "load_records",
     "make",

@@ -1,7 +1,11 @@
-"""The env registry: versioned ids (``name-vN``) mapped to task factories.
+"""The env registry: versioned ids (``name-vN``) mapped to task or PettingZoo env factories.
 
-Every registered env is a :class:`~seqmarl.envs.sequential.SequentialTextEnv` around a task;
-:func:`make` builds one for N agents. Register your own with :func:`register_env`.
+:func:`make` builds a registered env's PettingZoo face for N agents (a
+:class:`~seqmarl.envs.sequential.SequentialTextEnv` around a task, or a
+:class:`~seqmarl.envs.wrappers.TextAECWrapper` around a plain PettingZoo env), and
+:func:`build_game` the :class:`~seqmarl.envs.game.TextGame` a run plays: the one builder the
+trainer, ``seqmarl eval`` and pass@k use. Register your own with :func:`register_env` or
+:func:`register_pettingzoo`.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from seqmarl.envs.game import DEFAULT_MAX_TURNS, TextGame
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.task import TextTask
+from seqmarl.envs.wrappers import TextAECWrapper
 from seqmarl.errors import ConfigError
 from seqmarl.registry import Registry
 from seqmarl.settings import Setting, make_setting
 
-__all__ = ["ENVS", "EnvSpec", "make", "register_env", "register_pettingzoo"]
+__all__ = ["ENVS", "EnvSpec", "build_game", "make", "register_env", "register_pettingzoo"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
 _ENV_KWARGS = (
@@ -30,6 +36,7 @@ _ENV_KWARGS = (
     "render_mode",
     "rounds",
     "max_observation_chars",
+    "max_turns",
 )
 
 
@@ -70,7 +77,8 @@ def register_pettingzoo(
 ) -> EnvSpec:
     """Register a plain PettingZoo AEC env (string observations and actions) for training.
 
-    ``make`` then returns a :class:`~seqmarl.envs.wrappers.TextAECWrapper` over ``env_fn()``.
+    ``make`` then returns a :class:`~seqmarl.envs.wrappers.TextAECWrapper` over ``env_fn()``,
+    and a run plays it through :class:`~seqmarl.envs.game.AECGame`.
 
     Raises:
         ValueError: The id is not versioned or already taken.
@@ -87,8 +95,8 @@ def make(
     setting: Setting | str | None = None,
     context: dict[str, Any] | None = None,
     **kwargs: Any,
-) -> SequentialTextEnv:
-    """Build a registered env for ``num_agents`` agents.
+) -> Any:
+    """Build a registered env's PettingZoo face for ``num_agents`` agents.
 
     Args:
         env_id: A registered id (``seqmarl list``) or ``"pkg.module:factory"``.
@@ -99,8 +107,12 @@ def make(
         context: Values the task factory receives only if it has a parameter of that name and
             the caller did not set it (the trainer offers ``policy_tokenizer``).
         **kwargs: Env options (``reward_matrix``, ``knowledge_transfer``, ``credit``,
-            ``max_text_length``,
-            ``render_mode``); everything else goes to the task factory.
+            ``max_text_length``, ``render_mode``, ``rounds``, ``max_observation_chars``,
+            ``max_turns``); everything else goes to the task factory.
+
+    Returns:
+        A :class:`~seqmarl.envs.sequential.SequentialTextEnv` for a task, a
+        :class:`~seqmarl.envs.wrappers.TextAECWrapper` for a PettingZoo env (both ``AECEnv``).
 
     Raises:
         UnknownNameError: ``env_id`` is not registered; the message lists the registered ids.
@@ -140,14 +152,13 @@ def make(
         task = spec.task_factory(**kwargs)
     except TypeError as exc:
         raise ConfigError(_bad_arguments(env_id, spec.task_factory, kwargs, exc)) from exc
+    env_kwargs.pop("max_turns", None)  # a task's episodes end by themselves
     return SequentialTextEnv(
         task, num_agents=2 if num_agents is None else num_agents, env_id=spec.id, **env_kwargs
     )
 
 
 def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
-    from seqmarl.envs.wrappers import TextAECWrapper
-
     if kwargs:
         raise ConfigError(
             f"env {spec.id!r} is a PettingZoo env built by its factory; it takes no task "
@@ -157,6 +168,8 @@ def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
         spec.aec_factory,
         reward_matrix=env_kwargs.get("reward_matrix", "independent"),
         env_id=spec.id,
+        max_turns=env_kwargs.get("max_turns", DEFAULT_MAX_TURNS),
+        max_observation_chars=env_kwargs.get("max_observation_chars"),
     )
     n = len(wrapped.possible_agents)
     if num_agents is not None and num_agents != n:
@@ -171,6 +184,29 @@ def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
             f"env {spec.id!r}: task.rounds does not apply; the env's own rules decide the turns"
         )
     return wrapped
+
+
+def build_game(
+    task: Any, setting: Setting | str | None = None, *, tokenizer: Any = None
+) -> TextGame:
+    """The game a run plays, from its task config: the trainer, eval and pass@k use this.
+
+    Args:
+        task: A run config's ``task`` section (``env``, ``kwargs``, ``rounds``,
+            ``max_observation_chars``, ``max_turns``).
+        setting: N, the reward matrix, knowledge transfer and credit.
+        tokenizer: The policy tokenizer, offered to a task factory that takes one.
+    """
+    face = make(
+        task.env,
+        setting=setting,
+        context={"policy_tokenizer": tokenizer},
+        rounds=task.rounds,
+        max_observation_chars=task.max_observation_chars,
+        max_turns=getattr(task, "max_turns", DEFAULT_MAX_TURNS),
+        **task.kwargs,
+    )
+    return face.as_game()
 
 
 def _describe(env_id: str, factory: Callable[..., Any], description: str, default: str) -> str:

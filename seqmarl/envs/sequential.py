@@ -2,9 +2,13 @@
 
 One episode is one prompt. The agent in seat ``k`` observes the prompt plus the responses of
 seats ``< k`` (only the prompt when knowledge transfer is off), answers with a string, and the
-turn passes on. When the last seat has answered, each agent's response is scored on the prompt
-alone (its *task reward* ``r_j``), every agent ``i`` receives ``sum_j C[i][j] * r_j`` and the
-episode terminates.
+turn passes on, for ``rounds`` rounds. When the last seat has answered, the task scores the
+episode (by default each agent's last response on the prompt, its *task reward* ``r_j``; a task
+may score the answers jointly), every agent ``i`` receives ``sum_j C[i][j] * r_j`` (the one
+mixer, :class:`~seqmarl.mixing.RewardMixer`) and the episode terminates.
+
+The env is the public PettingZoo face of a task: it plays one row of the task's
+:class:`~seqmarl.envs.game.TaskGame`, the same rules the rollout plays in batches.
 
 The seat order is chosen at reset (``options={"seat_order": [...]}``), so role exchange between
 iterations never rebuilds the env. Reset options:
@@ -30,18 +34,14 @@ from pettingzoo import AECEnv
 from pettingzoo.utils import AgentSelector
 
 from seqmarl.envs.episode import Episode, Turn
-from seqmarl.envs.guard import (
-    check_prompts,
-    observation,
-    sample_prompts,
-    score_episode_rewards,
-    turn_reward,
-)
+from seqmarl.envs.game import TaskGame
+from seqmarl.envs.guard import check_prompts, sample_prompts
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
-from seqmarl.settings import CREDIT_RULES, agent_ids, coefficient_matrix, credit_matrix
+from seqmarl.mixing import CREDIT_RULES, RewardMixer
+from seqmarl.settings import agent_ids, coefficient_matrix
 
-__all__ = ["SequentialTextEnv", "score_pending"]
+__all__ = ["SequentialTextEnv"]
 
 
 class SequentialTextEnv(AECEnv):
@@ -95,8 +95,6 @@ class SequentialTextEnv(AECEnv):
         self.max_observation_chars = max_observation_chars
         self.knowledge_transfer = bool(knowledge_transfer)
         self.render_mode = render_mode
-        self.coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
-        self.credit = credit
         if credit not in CREDIT_RULES:
             raise ValueError(f"credit must be one of {', '.join(CREDIT_RULES)}, got {credit!r}")
         if credit == "causal" and rounds > 1:
@@ -104,12 +102,17 @@ class SequentialTextEnv(AECEnv):
                 f"credit='causal' holds for one round only (got rounds={rounds}): an earlier "
                 "seat's later turns see the later seats' answers"
             )
-        #: The matrix this episode's rewards are mixed with (``coef``, or masked by seat).
-        self.mixing = self.coef
+        if isinstance(reward_matrix, RewardMixer):  # a clone shares its mixer
+            self.mixer = reward_matrix
+        else:
+            coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
+            self.mixer = RewardMixer(coef, agent_ids(num_agents), credit)
+        self.coef = self.mixer.coef
+        self.credit = credit
         self.metadata = {**self.metadata, "name": env_id or self.metadata["name"]}
         self._init_kwargs = {
             "num_agents": num_agents,
-            "reward_matrix": self.coef.tolist(),
+            "reward_matrix": self.mixer,
             "knowledge_transfer": knowledge_transfer,
             "credit": credit,
             "max_text_length": max_text_length,
@@ -125,11 +128,15 @@ class SequentialTextEnv(AECEnv):
         }
         self.action_spaces = {a: AnyText(max_text_length) for a in self.possible_agents}
         self._rng = np.random.default_rng()
-        #: Leave the last step's scoring to :func:`score_pending`, which scores many envs'
-        #: episodes in one call to the task (set by the rollout; PettingZoo's tests use the
-        #: default, where the last step scores its own episode).
-        self.defer_scoring = False
-        self._precomputed: dict[str, float] | None = None
+        #: The task's rules, which this env plays one row of (the rollout plays many).
+        self.game = TaskGame(
+            self.task,
+            mixer=self.mixer,
+            knowledge_transfer=self.knowledge_transfer,
+            rounds=self.rounds,
+            max_observation_chars=self.max_observation_chars,
+            env_id=self.env_id,
+        )
         self.prompt: Prompt | None = None
 
     # ----------------------------------------------------------------- spaces
@@ -158,19 +165,14 @@ class SequentialTextEnv(AECEnv):
         self.prompt = prompt
         self.seats = self._parse_seat_order(options.get("seat_order"))
         self._seat_of = {a: k for k, a in enumerate(self.seats)}
-        self.mixing = credit_matrix(
-            self.coef, [self._seat_of[a] for a in self.possible_agents], self.credit
-        )
+        #: The matrix this episode's rewards are mixed with (``coef``, or masked by seat).
+        self.mixing = self.mixer.matrix(self.seats)
+        self.game.reset([prompt], self.seats)
         self.agents = list(self.seats)
         self.responses: dict[str, str] = {}
         self.task_rewards: dict[str, float] = {}
         self.trained_rewards: dict[str, float] = {}
-        self.episode = Episode(
-            prompt, tuple(self.seats), tuple(self.possible_agents), rounds=self.rounds
-        )
         self.round = 0
-        self._observed: dict[str, str] = {}
-        self.awaiting_score = False
         self.rewards = {a: 0.0 for a in self.agents}
         self._cumulative_rewards = {a: 0.0 for a in self.agents}
         self.terminations = {a: False for a in self.agents}
@@ -215,9 +217,8 @@ class SequentialTextEnv(AECEnv):
         With knowledge transfer, every turn so far (earlier rounds, and the earlier seats of
         this one); without it, only ``agent``'s own earlier turns.
         """
-        if self.knowledge_transfer:
-            return list(self.episode.turns)
-        return [t for t in self.episode.turns if t.agent == agent]
+        self._require_reset()
+        return self.game.visible_turns(0, agent)
 
     def earlier_responses(self, agent: str) -> list[str]:
         """Responses ``agent`` gets to see now (see :meth:`visible_turns`)."""
@@ -227,23 +228,14 @@ class SequentialTextEnv(AECEnv):
         """``{"text": prompt (+ the visible transcript), "seat": k}`` for ``agent``.
 
         Past ``max_observation_chars`` the oldest visible turns are left out, one at a time,
-        until the text fits (the prompt always stays): a long game never overflows the model.
+        until the text fits (the prompt always stays; a prompt alone over the limit is cut as
+        :func:`~seqmarl.envs.game.fit_observation` says): a long game never overflows the model.
 
         Raises:
             TaskError: The task's ``observe_turn`` raised or gave an empty text.
         """
         self._require_reset()
-        visible = self.visible_turns(agent)
-        limit = self.max_observation_chars
-        while True:
-            text = observation(
-                self.task, self.prompt, visible, env_id=self.env_id, agent=agent, round=self.round
-            )
-            if limit is None or len(text) <= limit or not visible:
-                break
-            visible = visible[1:]
-        self._observed[agent] = text
-        return {"text": text, "seat": self._seat_of[agent]}
+        return {"text": self.game.observe(agent, [0])[0], "seat": self._seat_of[agent]}
 
     # ------------------------------------------------------------------- step
     def step(self, action: str | None) -> None:
@@ -258,48 +250,32 @@ class SequentialTextEnv(AECEnv):
         self._cumulative_rewards[agent] = 0.0
         self._clear_rewards()
         self.responses[agent] = action
-        seat = self._seat_of[agent]
-        turn = Turn(self.round, seat, agent, self._observed.pop(agent, ""), action)
-        self.episode.turns.append(turn)
-        last_seat = self._agent_selector.is_last()
-        if self._scores_turns:
-            self._turn_reward(turn)
-        if last_seat and self.round < self.rounds - 1:
+        self.game.act(agent, [0], [action])
+        self._hand_out(self.game.turn_rewards[0][-1])
+        if self._agent_selector.is_last() and not self.episode.done:
             self.round += 1  # the seats act again, in the same order
-        elif last_seat:
-            if self.defer_scoring:  # scored with other envs' episodes: see score_pending
-                self.awaiting_score = True
-            else:
-                self._finish()
+        elif self.episode.done:
+            self._finish()
         self.agent_selection = self._agent_selector.next()
         self._accumulate_rewards()
         if self.render_mode == "human" and self.terminations[agent]:
             print(self.render())
 
-    @property
-    def _scores_turns(self) -> bool:
-        return type(self.task).turn_reward is not TextTask.turn_reward
-
-    def _turn_reward(self, turn: Turn) -> None:
-        """The task's reward for this turn, mixed by the matrix, handed out now."""
-        r = turn_reward(self.task, self.episode, turn, env_id=self.env_id)
-        j = self.possible_agents.index(turn.agent)
+    def _hand_out(self, raw: np.ndarray) -> np.ndarray:
+        """Add ``raw`` task rewards (agent-id order), mixed, to this step's ``rewards``."""
+        mixed = self.mixing @ np.asarray(raw, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
         for i, a in enumerate(self.possible_agents):
-            if a in self.rewards:
-                self.rewards[a] += float(self.mixing[i, j] * r)
+            if a in self.rewards and mixed[i]:
+                self.rewards[a] += float(mixed[i])
+        return mixed
 
-    def _finish(self, task_rewards: Sequence[float] | None = None) -> None:
-        """Score the finished episode (or take ``task_rewards``, agent-id order) and mix them."""
-        order = self.possible_agents  # agent-id order for the matrix
-        if task_rewards is not None:
-            r = [float(x) for x in task_rewards]
-        else:
-            r = score_episode_rewards(self.task, [self.episode], env_id=self.env_id)[0].tolist()
-        mixed = self.mixing @ np.asarray(r, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
-        for i, a in enumerate(order):
+    def _finish(self) -> None:
+        """Score the finished episode and hand out its mixed rewards."""
+        r = self.game.result().outcome[0]
+        mixed = self._hand_out(r)
+        for i, a in enumerate(self.possible_agents):
             self.task_rewards[a] = float(r[i])
             self.trained_rewards[a] = float(mixed[i])
-            self.rewards[a] = self.rewards.get(a, 0.0) + float(mixed[i])
             self.terminations[a] = True
             self.infos[a] = {
                 "seat": self._seat_of[a],
@@ -335,27 +311,16 @@ class SequentialTextEnv(AECEnv):
         """Nothing to release."""
 
     def clone(self) -> SequentialTextEnv:
-        """A new env with the same task object and settings (fresh episode state)."""
+        """A new env with the same task object, mixer and settings (fresh episode state)."""
         return SequentialTextEnv(self.task, **self._init_kwargs)
 
+    def as_game(self) -> TaskGame:
+        """The env's :class:`~seqmarl.envs.game.TaskGame` (a rollout over it resets it)."""
+        return self.game
 
-def score_pending(envs: Sequence[SequentialTextEnv]) -> None:
-    """Score every env waiting after its last step, one ``score_episodes`` call per task.
-
-    With ``defer_scoring`` set, an env's last step records the final answer and waits; this
-    scores all the waiting episodes of a batch together (a reward model runs once over the
-    batch) and each env hands out its rewards through ``rewards``/``last()`` as if its last
-    step had scored alone.
-    """
-    waiting = [e for e in envs if e.awaiting_score]
-    by_task: dict[int, list[SequentialTextEnv]] = {}
-    for env in waiting:
-        by_task.setdefault(id(env.task), []).append(env)
-    for group in by_task.values():
-        first = group[0]
-        scores = score_episode_rewards(first.task, [e.episode for e in group], env_id=first.env_id)
-        for env, row in zip(group, scores, strict=True):
-            env.awaiting_score = False
-            env._clear_rewards()  # the last step's own rewards were handed out with it
-            env._finish(row.tolist())
-            env._accumulate_rewards()
+    @property
+    def episode(self) -> Episode:
+        """The episode so far (row 0 of :attr:`game`)."""
+        if not self.game.episodes:
+            raise RuntimeError("call reset() before reading the episode")
+        return self.game.episodes[0]

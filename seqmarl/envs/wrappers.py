@@ -1,9 +1,12 @@
 """Train a plain PettingZoo AEC env whose observations and actions are strings.
 
 An env written without seqmarl's :class:`~seqmarl.envs.task.TextTask` (its own prompts, turn
-order, rules and rewards) is trained through :class:`TextAECWrapper`: the trainer walks it with
-PettingZoo's own calls (``reset``, ``agent_selection``, ``last``, ``observe``, ``step``,
-``rewards``). Register one with :func:`register_pettingzoo`, or build one with :func:`wrap`::
+order, rules and rewards) is trained through :class:`~seqmarl.envs.game.AECGame`, which walks
+one env per row with PettingZoo's public calls only (``reset``, ``agent_iter``, ``last``,
+``observe``, ``step``, ``rewards``). :class:`TextAECWrapper` is its PettingZoo face: the env
+in seqmarl's agent names, with the matrix applied to each step's rewards (what ``check-env``
+and ``envs.make`` give). Register one with :func:`register_pettingzoo`, or build one with
+:func:`wrap`::
 
     register_pettingzoo("word-duel-v0", lambda: WordDuelEnv())   # any AECEnv factory
     seqmarl train env=word-duel-v0 ...
@@ -17,8 +20,11 @@ What the wrapper adds:
   "prompts" are seeds (K copies of a prompt are K resets with one seed, what RLOO/GRPO need).
 * **Observations** may be a string or a mapping with a ``"text"`` string.
 * **Rewards.** Each step's rewards are mixed by the coefficient matrix C on the way out
-  (``reward_i = sum_j C[i][j] r_j``); ``infos[agent]["task_reward"]`` holds an agent's summed
-  raw rewards of the episode, ``trained_rewards`` the summed mixed ones.
+  (``reward_i = sum_j C[i][j] r_j``, the one mixer :class:`~seqmarl.mixing.RewardMixer`);
+  ``infos[agent]["task_reward"]`` holds an agent's summed raw rewards of the episode,
+  ``trained_rewards`` the summed mixed ones.
+* **Bounds.** The game applies the observation limit and the turn bound
+  (:mod:`seqmarl.envs.game`); a fault of the env is one :class:`~seqmarl.errors.EnvError` line.
 """
 
 from __future__ import annotations
@@ -27,68 +33,98 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pettingzoo import AECEnv
 
-from seqmarl.envs.task import Prompt, TextTask, as_generator
+from seqmarl.envs.game import DEFAULT_MAX_TURNS, AECGame, seed_prompts
+from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
+from seqmarl.envs.task import Prompt
 from seqmarl.errors import ConfigError
+from seqmarl.mixing import RewardMixer
 from seqmarl.settings import agent_ids, coefficient_matrix
 
-__all__ = ["SeedTask", "TextAECWrapper", "wrap"]
+__all__ = ["TextAECWrapper", "wrap"]
 
 
-class SeedTask(TextTask):
-    """A wrapped env's prompts: reset seeds (the env draws its own episode from one)."""
-
-    name = "pettingzoo env"
-
-    def sample_prompts(self, n: int, rng: Any = None) -> list[Prompt]:
-        """``n`` seeds as prompts (``meta["seed"]``)."""
-        seeds = as_generator(rng).integers(0, 2**31 - 1, size=n)
-        return [Prompt(f"seed {int(s)}", meta={"seed": int(s)}) for s in seeds]
-
-    def score(self, prompt: Prompt, response: str) -> float:
-        """Unused: the wrapped env hands out its own rewards."""
-        return 0.0
-
-
-class TextAECWrapper:
+class TextAECWrapper(AECEnv):
     """A plain PettingZoo AEC text env as seqmarl's loop plays it.
 
     Args:
         env_fn: Builds the env (called once per copy).
-        reward_matrix: Coefficient matrix C over the env's agents (default: independent).
+        reward_matrix: Coefficient matrix C over the env's agents (default: independent),
+            or a ready :class:`~seqmarl.mixing.RewardMixer`.
         env_id: Registered id, for messages.
+        max_turns: The game's turn bound (:mod:`seqmarl.envs.game`).
+        max_observation_chars: The game's observation limit.
     """
+
+    metadata = {"name": "pettingzoo_text_v0", "is_parallelizable": False}  # noqa: RUF012
 
     def __init__(
         self,
         env_fn: Callable[[], Any],
         *,
-        reward_matrix: str | Sequence[Sequence[float]] = "independent",
+        reward_matrix: str | Sequence[Sequence[float]] | RewardMixer = "independent",
         env_id: str | None = None,
+        max_turns: int = DEFAULT_MAX_TURNS,
+        max_observation_chars: int | None = None,
     ):
+        super().__init__()
         self._fn = env_fn
         self.env = env_fn()
         self._roles = list(self.env.possible_agents)
         n = len(self._roles)
         self.possible_agents = list(agent_ids(n))
-        self.coef = coefficient_matrix(reward_matrix, n)
-        self._matrix = reward_matrix if isinstance(reward_matrix, str) else self.coef.tolist()
-        self.task = SeedTask()
+        if isinstance(reward_matrix, RewardMixer):
+            self.mixer = reward_matrix
+        else:
+            coef = coefficient_matrix(reward_matrix, n)
+            self.mixer = RewardMixer(coef, self.possible_agents)
+        self.coef = self.mixer.coef
         self.env_id = env_id or getattr(self.env, "metadata", {}).get("name", "pettingzoo")
-        self.rounds = 1  # turns come from the env's own rules
-        self.defer_scoring = False  # the env scores itself
-        self.awaiting_score = False
+        self.metadata = {**getattr(self.env, "metadata", {}), "name": self.env_id}
+        self.max_turns = max_turns
+        self.max_observation_chars = max_observation_chars
+        self._game: AECGame | None = None
         self.rewards: dict[str, float] = {}
         self.infos: dict[str, dict[str, Any]] = {}
         self.trained_rewards: dict[str, float] = {}
+        text = AnyText(DEFAULT_MAX_TEXT_LENGTH)
+        self.observation_spaces = {a: text for a in self.possible_agents}
+        self.action_spaces = {a: text for a in self.possible_agents}
+
+    def observation_space(self, agent: str) -> Any:
+        """Text: what a model reads."""
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> Any:
+        """Text: what a model writes."""
+        return self.action_spaces[agent]
 
     def clone(self) -> TextAECWrapper:
         """Another copy over a fresh env."""
-        return TextAECWrapper(self._fn, reward_matrix=self._matrix, env_id=self.env_id)
+        return TextAECWrapper(
+            self._fn,
+            reward_matrix=self.mixer,
+            env_id=self.env_id,
+            max_turns=self.max_turns,
+            max_observation_chars=self.max_observation_chars,
+        )
+
+    def as_game(self) -> AECGame:
+        """The game the rollout plays: rows of fresh envs through PettingZoo's public API."""
+        if self._game is None:
+            self._game = AECGame(
+                self._fn,
+                mixer=self.mixer,
+                env_id=self.env_id,
+                max_turns=self.max_turns,
+                max_observation_chars=self.max_observation_chars,
+            )
+        return self._game
 
     def sample_prompts(self, n: int, rng: Any = None) -> list[Prompt]:
         """Reset seeds as prompts."""
-        return self.task.sample_prompts(n, rng)
+        return seed_prompts(n, rng)
 
     # ------------------------------------------------------------------ the AEC calls
     def reset(self, seed: int | None = None, options: Mapping[str, Any] | None = None) -> None:
@@ -102,6 +138,7 @@ class TextAECWrapper:
             raise ConfigError(
                 f"env {self.env_id!r}: seat_order {order} must list {self.possible_agents}"
             )
+        self._order = order
         self._to_env = dict(zip(order, self._roles, strict=True))
         self._to_llm = {role: a for a, role in self._to_env.items()}
         self.env.reset(seed=seed)
@@ -147,7 +184,7 @@ class TextAECWrapper:
         raw = np.array(
             [float(self.env.rewards.get(self._to_env[a], 0.0)) for a in self.possible_agents]
         )
-        mixed = self.coef @ raw  # (N, N) @ (N,)
+        mixed = self.mixer.mix(raw, self._order)
         for i, a in enumerate(self.possible_agents):
             self._raw[a] += float(raw[i])
             self.rewards[a] = float(mixed[i])

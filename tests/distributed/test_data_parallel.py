@@ -169,10 +169,10 @@ def test_an_agent_without_turns_on_one_rank_learns_on_both(tmp_path):
     # gives one rank an even seed and the other none
     from even_seed_game import ENV_ID, second_player_acts
 
-    from seqmarl.envs.wrappers import SeedTask
+    from seqmarl.envs.game import seed_prompts
 
     def bob_per_rank(seed):
-        prompts = SeedTask().sample_prompts(4, np.random.default_rng(seed))
+        prompts = seed_prompts(4, np.random.default_rng(seed))
         seeds = [p.meta["seed"] for p in prompts]
         return [any(second_player_acts(s) for s in seeds[r * 2 : r * 2 + 2]) for r in range(2)]
 

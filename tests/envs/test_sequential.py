@@ -92,33 +92,30 @@ def test_rewards_are_zero_until_the_last_seat_acts():
     assert env.infos["llm_2"] == {"seat": 2, "task_reward": 0.0, "response": "y"}
 
 
-def test_deferred_batch_scoring_equals_direct_scoring():
-    from seqmarl.envs.sequential import score_pending
-
+def test_a_batch_of_rows_is_scored_in_one_call_and_equals_direct_scoring():
     direct = envs.make("arithmetic-v0", num_agents=2)
-    batch = [envs.make("arithmetic-v0", num_agents=2) for _ in range(3)]
-    calls = []
-    real = batch[0].task.score_batch
-    for env in batch:
-        env.defer_scoring = True
-        env.task.score_batch = lambda p, r: calls.append(len(p)) or real(p, r)
-    for env in (direct, *batch):
-        env.reset(seed=11)
+    direct.reset(seed=11)
     answers = {"llm_0": direct.prompt.reference, "llm_1": "7 + 1"}
     for agent in ("llm_0", "llm_1"):
         direct.step(answers[agent])
-    for env in batch:
-        for agent in ("llm_0", "llm_1"):
-            env.step(answers[agent])
-        assert env.awaiting_score and not any(env.terminations.values())
-    score_pending(batch)
-    assert calls == [6] or sorted(calls) == [2, 2, 2]  # one call per task object
-    for env in batch:
-        assert not env.awaiting_score
-        assert env.trained_rewards == direct.trained_rewards
-        assert env.rewards == direct.rewards and all(env.terminations.values())
-        assert env.infos == direct.infos
-        assert env.last() == direct.last()  # PettingZoo's view: the same
+    game = envs.make("arithmetic-v0", num_agents=2).as_game()
+    calls = []
+    real = game.task.score_batch
+    game.task.score_batch = lambda p, r: calls.append(len(p)) or real(p, r)
+    game.reset([direct.prompt], ["llm_0", "llm_1"], copies=3)
+    for agent in ("llm_0", "llm_1"):
+        assert game.waiting() == {agent: [0, 1, 2]}
+        game.act(agent, [0, 1, 2], [answers[agent]] * 3)
+    assert game.waiting() == {}
+    result = game.result()
+    assert calls == [6]  # 3 rows x 2 agents, one call (not three of 2)
+    want = [direct.task_rewards[a] for a in direct.possible_agents]
+    assert result.outcome.tolist() == [want] * 3 == [[1.0, 0.0]] * 3
+    assert result.final.tolist() == result.outcome.tolist()
+    assert [len(t) for t in result.turn_rewards] == [2, 2, 2]
+    assert not result.truncated.any() and not result.early.any()
+    mixed = game.mixer.mix(result.outcome, ["llm_0", "llm_1"])
+    assert mixed.tolist() == [[direct.trained_rewards[a] for a in direct.possible_agents]] * 3
 
 
 def test_given_prompt_is_played():
