@@ -426,8 +426,34 @@ def test_resume_with_a_contradicting_override_names_the_field(
 
 def test_resume_may_change_what_does_not_shape_the_checkpoint(tmp_path, finished_run):
     run = copy_run(finished_run, tmp_path / "run")
+    saved = ck.load_checkpoint(latest_checkpoint(run / "checkpoints"))
+    for agent, state in saved["learners"].items():  # the first run trained at another lr
+        assert {g["lr"] for g in state["optimizer"]["param_groups"]} != {1e-4}, agent
     trainer = Trainer(cfg_for("iterations=5", "algo.params.lr=1e-4"), run, resume=True)
     assert trainer.iteration == 4
+    for agent, learner in trainer.learners.items():
+        assert learner.config.lr == 1e-4, f"{agent}: the override did not reach the learner"
+        assert learner.optimizer.state, f"{agent}: the Adam moments were not restored"
+    trainer.fit()  # and it trains on: one more iteration, checkpointed
+    assert [r["iteration"] for r in read_jsonl(run / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    assert ck.load_checkpoint(latest_checkpoint(run / "checkpoints"))["iteration"] == 5
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="resume restores the checkpoint's Adam param_groups, lr included, over the new "
+    "algo.params.lr (Learner.load_state_dict -> optimizer.load_state_dict)",
+)
+def test_a_resumed_optimizer_steps_at_the_new_lr(tmp_path, finished_run):
+    run = copy_run(finished_run, tmp_path / "run")
+    saved = ck.load_checkpoint(latest_checkpoint(run / "checkpoints"))
+    for agent, state in saved["learners"].items():  # the first run trained at another lr
+        assert {g["lr"] for g in state["optimizer"]["param_groups"]} != {1e-4}, agent
+    trainer = Trainer(cfg_for("iterations=5", "algo.params.lr=1e-4"), run, resume=True)
+    for agent, learner in trainer.learners.items():
+        lrs = [g["lr"] for g in learner.optimizer.param_groups]
+        assert lrs == [1e-4] * len(lrs), f"{agent}: the optimizer steps at {lrs}, not 1e-4"
 
 
 # ------------------------------------------------------------------ the real command

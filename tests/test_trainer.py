@@ -203,9 +203,18 @@ def test_nan_guard_skips_then_stops_with_the_checkpoint_intact(tmp_path, monkeyp
     assert "iter_000002" in str(info.value)
     records = read_jsonl(tmp_path / "metrics.jsonl")
     assert records[-1]["agent/llm_0/skipped_steps"] == 1  # the first bad iteration is logged
-    assert load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))["iteration"] == 2
-    assert before  # weights were trained before the NaNs; nothing non-finite got in
-    assert all(torch.isfinite(v).all() for v in trainer.pool["llm_0"].state_dict().values())
+    saved = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints"))
+    assert saved["iteration"] == 2
+    after = trainer.pool["llm_0"].state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values()), "a non-finite weight got in"
+    # iterations 0 and 1 trained the weights ...
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    assert changed, "the two good iterations left every weight as it was"
+    # ... and the NaN iterations changed nothing: the weights are the iteration-2 checkpoint's
+    saved_agent = saved["learners"]["llm_0"]["agent"]
+    assert saved_agent.keys() == after.keys()
+    moved = [k for k, v in after.items() if not torch.equal(v, saved_agent[k])]
+    assert not moved, f"weights changed after the last good checkpoint: {moved[:3]}"
 
 
 def test_mixed_algorithms_and_competitive_rewards(tmp_path):

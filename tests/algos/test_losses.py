@@ -27,14 +27,20 @@ def test_zero_advantage_gives_zero_policy_gradient(name):
     cfg = algo.make_config(kl_mode="reward", entropy_coef=0.0)
     batch = make_batch()
     new_lp = batch.logprobs.clone().requires_grad_(True)
-    out = PolicyOutput(
-        logprobs=new_lp, values=batch.values.clone() if algo.uses_value_head else None
-    )
+    # a trainable value head, as in training: the loss has a graph even without new_lp
+    values = batch.values.clone().requires_grad_(True) if algo.uses_value_head else None
+    out = PolicyOutput(logprobs=new_lp, values=values)
     adv = Advantages(torch.zeros(4, 5), batch.values if algo.uses_value_head else None)
     loss = algo.loss(out, batch, adv, cfg, 0.1)
-    loss.terms["loss_policy"]  # named terms exist
-    grad = torch.autograd.grad(loss.loss, new_lp, allow_unused=True)[0]
-    assert grad is None or torch.all(grad == 0)
+    policy = loss.terms["loss_policy"]
+    assert torch.isfinite(policy), f"{name}: loss_policy={policy}"
+    # zero advantages, value = return, KL in the reward, no entropy bonus: nothing to minimise
+    assert float(policy) == 0.0, f"{name}: loss_policy={float(policy)} with zero advantages"
+    assert loss.loss.item() == 0.0, f"{name}: loss={loss.loss.item()} with zero advantages"
+    # the surrogate is -A * rho of the *current* log-probs: the graph reaches new_lp
+    (grad,) = torch.autograd.grad(loss.loss, new_lp, allow_unused=True)
+    assert grad is not None, f"{name}: the loss does not depend on the current log-probs"
+    assert torch.all(grad == 0), f"{name}: non-zero policy gradient {grad}"
 
 
 def test_ppo_at_ratio_one_equals_reinforce():
@@ -169,5 +175,14 @@ def test_batch_shape_validation():
 
 
 def test_masked_mean_is_the_token_mean():
-    batch = make_batch()
-    assert float(masked_mean(batch.mask, batch.mask)) == 1.0
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]])  # ragged: 4 and 1 tokens
+    # token mean: (1 + 2 + 3 + 4 + 10) / 5 = 4; the mean of the row means would be
+    # (2.5 + 10) / 2 = 6.25, and the unmasked mean 13.75
+    assert float(masked_mean(x, mask)) == pytest.approx(4.0)
+    assert float(masked_mean(x, mask.bool())) == pytest.approx(4.0)
+    # per row (dim=1): each row's own token mean; an empty row gives 0
+    assert torch.allclose(masked_mean(x, mask, dim=1), torch.tensor([2.5, 10.0]))
+    empty = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    assert torch.allclose(masked_mean(x, empty, dim=1), torch.tensor([1.5, 0.0]))
+    assert float(masked_mean(x, empty)) == pytest.approx(1.5)

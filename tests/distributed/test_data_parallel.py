@@ -228,8 +228,19 @@ def test_fsdp_training_checkpoints_and_resumes_exactly(tmp_path):
     saved = torch.load(full / "checkpoints" / "iter_000003" / "state.pt", weights_only=False)
     weights = saved["learners"]["llm_0"]["agent"]
     assert any(k.endswith("embed_tokens.weight") for k in weights)  # whole, not one shard
-    (config,) = list((full / "agents" / "llm_0").glob("config.json"))
-    assert config.exists()
+    # the final agent folder is whole too: transformers loads it alone, with the trained weights
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    agent_dir = full / "agents" / "llm_0"
+    assert json.loads((agent_dir / "config.json").read_text())["model_type"] == "llama"
+    loaded = AutoModelForCausalLM.from_pretrained(agent_dir).state_dict()
+    policy = {k.removeprefix("policy."): v for k, v in weights.items() if k.startswith("policy.")}
+    assert loaded.keys() == policy.keys()
+    equal(loaded, policy)
+    head = {k.removeprefix("value_head."): v for k, v in weights.items() if "value_head." in k}
+    assert head  # ppo: the value head is saved beside the model
+    equal(load_file(str(agent_dir / "value_head.safetensors")), head)
 
 
 def test_the_policy_contract_holds_for_fsdp_sharded_copies(monkeypatch):
