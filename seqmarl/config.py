@@ -37,6 +37,7 @@ from seqmarl.algos import ALGORITHMS, AlgoConfig
 from seqmarl.envs import ENVS
 from seqmarl.errors import ConfigError, SeqmarlError
 from seqmarl.settings import SETTINGS, Setting, make_setting
+from seqmarl.sinks import SINKS, sink_spec
 
 __all__ = [
     "SHORTCUTS",
@@ -358,8 +359,18 @@ class TrainConfig(_Strict):
         description="bf16: the policies' forward passes under torch.autocast in bfloat16 "
         "(where the device supports it); weights and optimizer stay in agents.dtype.",
     )
-    tensorboard: bool = Field(True, description="Also log to TensorBoard when it is installed.")
-    wandb_project: str | None = Field(None, description="Log to this wandb project (off if None).")
+    sinks: list[str] | None = Field(
+        None,
+        description="Where metrics go besides metrics.jsonl (always written): registered sinks "
+        "(jsonl, tensorboard, wandb, mlflow; `pkg.module:factory` for one's own). None: "
+        "TensorBoard when installed (train.tensorboard), wandb when train.wandb_project is set.",
+    )
+    tensorboard: bool = Field(
+        True, description="With train.sinks unset: also log to TensorBoard when it is installed."
+    )
+    wandb_project: str | None = Field(
+        None, description="Log to this wandb project (None: wandb only if train.sinks names it)."
+    )
     progress: bool = Field(True, description="Show a progress bar.")
     reset_on_exchange: list[Literal["optimizer", "kl", "score_stats"]] = Field(
         default_factory=list,
@@ -368,6 +379,30 @@ class TrainConfig(_Strict):
         "moments). Empty keeps everything (seqmarl's default); the released CORY code resets "
         "all three.",
     )
+
+    @field_validator("sinks")
+    @classmethod
+    def _sinks_known(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        for name in v:
+            _registered(SINKS, name)
+            try:
+                sink_spec(name)
+            except SeqmarlError as exc:
+                raise ValueError(str(exc)) from None
+        twice = sorted({n for n in v if v.count(n) > 1})
+        if twice:
+            raise ValueError(f"named more than once: {', '.join(twice)}")
+        return v
+
+    @model_validator(mode="after")
+    def _tensorboard_agrees(self) -> TrainConfig:
+        if self.sinks is not None and not self.tensorboard and "tensorboard" in self.sinks:
+            raise ValueError(
+                "tensorboard: false, but train.sinks names 'tensorboard': drop one of the two"
+            )
+        return self
 
 
 class DistributedConfig(_Strict):
@@ -425,8 +460,9 @@ class RunConfig(_Strict):
             task = data.get("task")
             env = task.get("env") if isinstance(task, dict) else None
             run_dir = (info.context or {}).get("run_dir")
+            imports = _with_sink_modules(data.get("imports"), data.get("train"))
             imports = plugins.config_imports(
-                data.get("imports"), env, recorded=data.get("import_files"), run_dir=run_dir
+                imports, env, recorded=data.get("import_files"), run_dir=run_dir
             )
             data = {**data, "imports": imports}
             if isinstance(imports, list):
@@ -496,6 +532,26 @@ class RunConfig(_Strict):
     def algo_for(self, agent_id: str) -> AlgoSelection:
         """The algorithm selection of one agent (its override, else ``algo``)."""
         return self.algos.get(agent_id, self.algo)
+
+
+def _with_sink_modules(imports: Any, train: Any) -> Any:
+    """``imports`` plus the module of each ``module:factory`` sink of ``train.sinks``.
+
+    Those modules are then imported (and recorded) as the config's other imports are, so a
+    run folder loaded again never imports a sink's module from inside itself.
+    """
+    sinks = train.get("sinks") if isinstance(train, dict) else None
+    if imports is None:
+        imports = []
+    if not isinstance(sinks, list) or not isinstance(imports, list):
+        return imports
+    names = list(imports)
+    for ref in sinks:
+        if isinstance(ref, str) and ":" in ref:
+            module = ref.partition(":")[0]
+            if module and module not in names:
+                names.append(module)
+    return names
 
 
 def _inherit(shared: AlgoSelection, entry: AlgoSelection, agent_id: str) -> AlgoSelection:

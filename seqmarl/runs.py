@@ -45,6 +45,8 @@ RUN_OUTPUTS = (
     "agents",
     "plots",
     "tensorboard",
+    "mlruns",  # the mlflow sink's default store
+    "wandb",  # the wandb sink's local files
     "eval",
 )
 

@@ -50,7 +50,7 @@ from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.learner import Learner
 from seqmarl.rollout import Rollout, play
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
-from seqmarl.sinks import JsonlSink, MetricSinks, read_jsonl, truncate_jsonl
+from seqmarl.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
 from seqmarl.types import RolloutBatch
 
 __all__ = ["Trainer", "TrainingError"]
@@ -104,6 +104,7 @@ class Trainer:
             resumed = self._find_checkpoint()
         else:
             check_out_dir(self.out, overwrite=overwrite)
+        check_sinks(cfg.train)  # a sink's missing package, before any model loads
         self._overwrite = overwrite and not resume
         self.setting = cfg.setting.build()
         self.ids = self.setting.agent_ids
@@ -451,6 +452,7 @@ class Trainer:
         sinks = (
             MetricSinks(
                 self.out,
+                sinks=tc.sinks,
                 tensorboard=tc.tensorboard,
                 wandb_project=tc.wandb_project,
                 config=self.cfg.model_dump(mode="json"),

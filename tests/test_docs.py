@@ -45,3 +45,12 @@ def test_vllm_config_example_is_a_valid_config(tmp_path):
     cfg = load_config(tmp_path / "run.yaml")
     assert cfg.agents.generator == "vllm" and cfg.agents.vllm.logprobs == "recompute"
     assert cfg.agents.vllm.cpu_kv_cache_gb == 1
+
+
+def test_metric_sinks_example_is_a_valid_config(tmp_path):
+    from seqmarl.config import load_config
+
+    text = (DOCS / "training.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text.split("## Metric sinks", 1)[1], re.S).group(1)
+    (tmp_path / "run.yaml").write_text(block)
+    assert load_config(tmp_path / "run.yaml").train.sinks == ["jsonl", "mlflow"]
