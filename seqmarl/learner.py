@@ -292,6 +292,8 @@ class Learner:
         """Restore :meth:`state_dict`."""
         self.agent.load_state_dict(state["agent"])
         self.agent.load_optimizer_state_dict(self.optimizer, state["optimizer"])
+        for group in self.optimizer.param_groups:  # the config's lr, not the checkpoint's
+            group["lr"] = self.config.lr
         self.state.load_state_dict(state["algo_state"])
         self.generator.set_state(state["generator"])
         self.skipped_steps = state["skipped_steps"]

@@ -439,12 +439,6 @@ def test_resume_may_change_what_does_not_shape_the_checkpoint(tmp_path, finished
     assert ck.load_checkpoint(latest_checkpoint(run / "checkpoints"))["iteration"] == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="resume restores the checkpoint's Adam param_groups, lr included, over the new "
-    "algo.params.lr (Learner.load_state_dict -> optimizer.load_state_dict)",
-)
 def test_a_resumed_optimizer_steps_at_the_new_lr(tmp_path, finished_run):
     run = copy_run(finished_run, tmp_path / "run")
     saved = ck.load_checkpoint(latest_checkpoint(run / "checkpoints"))
