@@ -29,7 +29,7 @@ __all__ = [
 PANELS = (
     ("task_reward", "task reward (each agent's own)"),
     ("reward", "trained reward (after the coefficient matrix C)"),
-    ("kl", "KL to reference (summed over tokens)"),
+    ("kl", "KL to reference (summed over tokens; k1 estimate, can dip below 0)"),
     ("combined_reward", "combined reward (task - eta * KL)"),
 )
 
@@ -68,6 +68,15 @@ def _series(records: list[dict], agent: str, name: str) -> tuple[np.ndarray, np.
         return np.array([]), np.array([])
     it, val = zip(*pts, strict=True)
     return np.asarray(it), np.asarray(val, dtype=float)
+
+
+def _mean_over_agents(records: list[dict], agents: Sequence[str], name: str) -> np.ndarray:
+    """Per record, the mean of ``agent/<a>/<name>`` over the agents that logged it (else nan)."""
+    out = []
+    for r in records:
+        vals = [r[k] for a in agents if (k := f"agent/{a}/{name}") in r and r[k] is not None]
+        out.append(float(np.mean(vals)) if vals else float("nan"))
+    return np.asarray(out)
 
 
 def seat_exchanges(records: list[dict]) -> list[int]:
@@ -195,15 +204,21 @@ def reward_vs_kl_figure(runs: Sequence[Run]):
     ax = fig.subplots()
     for r_i, (label, records) in enumerate(runs):
         agents = _agents(records)
-        kl = np.mean([_series(records, a, "kl")[1] for a in agents], axis=0)
-        rew = np.mean([_series(records, a, "task_reward")[1] for a in agents], axis=0)
+        kl = _mean_over_agents(records, agents, "kl")
+        rew = _mean_over_agents(records, agents, "task_reward")
+        kept = ~np.isnan(kl)  # iterations in which no agent acted have no KL
+        kl, rew = kl[kept], rew[kept]
         window = smoothing_window(len(records))
         skl, srew = smooth(kl, window), smooth(rew, window)
         color = colors(r_i % 10)
         ax.plot(skl, srew, "-", alpha=0.6, color=color)
         ax.scatter(skl[:1], srew[:1], s=40, marker="s", facecolors="none", edgecolors=color)
         ax.scatter(skl[-1:], srew[-1:], s=60, color=color, label=f"{label} (end)", zorder=3)
-    ax.set_xlabel("KL to reference (mean over agents)")
+    ax.set_xlabel(
+        "KL to reference (mean over agents that acted)\n"
+        "sum over tokens of log p - log p_ref (k1: unbiased, so noise can make it < 0)",
+        fontsize=9,
+    )
     ax.set_ylabel("task reward (mean over agents)")
     note = _smoothing_note(runs).replace("faint: per iteration; bold: ", "")
     ax.set_title(

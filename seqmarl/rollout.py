@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from seqmarl.agents.base import Policy
-from seqmarl.agents.sampling import Completions
+from seqmarl.agents.sampling import Completions, ContextLengthError
 from seqmarl.envs.game import TextGame
 from seqmarl.envs.task import Prompt
 
@@ -139,12 +139,18 @@ def play(
             j = ids.index(agent_id)
             obs = game.observe(agent_id, rows)
             t0 = time.perf_counter()
-            comp = agents[agent_id].sample(
-                obs,
-                generator=generator,
-                max_new_tokens=max_new_tokens,
-                stop_strings=game.stop_strings,
-            )
+            try:
+                comp = agents[agent_id].sample(
+                    obs,
+                    generator=generator,
+                    max_new_tokens=max_new_tokens,
+                    stop_strings=game.stop_strings,
+                )
+            except ContextLengthError as exc:
+                turn = int(turns[rows, j].max())
+                raise ContextLengthError(
+                    f"env {game.env_id!r}, agent {agent_id} (its turn {turn}): {exc}"
+                ) from None
             t_gen += time.perf_counter() - t0
             parts[agent_id].append(comp)
             observations.setdefault(agent_id, obs)

@@ -30,8 +30,11 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from seqmarl.errors import ConfigError
+
 __all__ = [
     "Completions",
+    "ContextLengthError",
     "draw_length",
     "response_forward",
     "sample",
@@ -223,11 +226,16 @@ def _check_context(model: nn.Module, prompt_tokens: int, max_new_tokens: int) ->
     """
     limit = getattr(model.config, "n_positions", None)
     if limit is not None and prompt_tokens + max_new_tokens > limit:
-        raise ValueError(
+        raise ContextLengthError(
             f"a prompt of {prompt_tokens} tokens plus max_new_tokens={max_new_tokens} exceeds "
-            f"the model's {limit} positions; shorten the prompts (a later seat's observation "
-            "also carries the earlier answers) or lower agents.generation.max_new_tokens"
+            f"the model's {limit} positions; set task.max_observation_chars (a later seat's "
+            "or a game's observation also carries the earlier turns), shorten the prompts or "
+            "lower agents.generation.max_new_tokens"
         )
+
+
+class ContextLengthError(ConfigError):
+    """A prompt plus its answer would not fit the model's positions (one line, exit 2)."""
 
 
 def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = None):

@@ -62,7 +62,7 @@ import torch
 from torch import nn
 
 from seqmarl.agents.hf import HFPolicy
-from seqmarl.agents.sampling import Completions, cut_at_stop
+from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
 from seqmarl.config import VllmSettings
 from seqmarl.errors import ConfigError
 from seqmarl.types import PolicyOutput
@@ -421,10 +421,11 @@ class VllmPolicy:
         longest = int(attn.sum(1).max()) if len(prompts) else 0
         limit = self.engine.key.max_model_len
         if longest + length > limit:
-            raise ValueError(
+            raise ContextLengthError(
                 f"a prompt of {longest} tokens plus max_new_tokens={length} exceeds the vLLM "
-                f"engine's {limit} positions (agents.vllm.max_model_len); shorten the prompts "
-                "or lower agents.generation.max_new_tokens"
+                f"engine's {limit} positions (agents.vllm.max_model_len); set "
+                "task.max_observation_chars, shorten the prompts or lower "
+                "agents.generation.max_new_tokens"
             )
         stops = self._stops(stop_strings)
         eos = self.tokenizer.eos_token_id

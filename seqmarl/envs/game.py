@@ -436,8 +436,8 @@ class AECGame:
                 return
             if role not in self._to_llm or role not in env.agents:
                 raise EnvError(
-                    f"{self._where(r)}: agent_selection is {role!r}, which is not among the "
-                    f"env's live agents {list(env.agents)}"
+                    f"{self._where(r, self._to_llm.get(role))}: agent_selection is {role!r}, "
+                    f"which is not among the env's live agents {list(env.agents)}"
                 )
             agent = self._to_llm[role]
             obs, _, term, trunc, _ = self._call(r, "last", env.last, agent)

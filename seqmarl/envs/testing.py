@@ -11,6 +11,12 @@ the shell). It runs
   transfer is on, and the first seat's never does;
 * reward mixing: final rewards equal ``C @ task_rewards``;
 * determinism: the same seed gives the same prompt.
+
+A plain PettingZoo env registered with :func:`~seqmarl.envs.register_pettingzoo` (its face a
+:class:`~seqmarl.envs.wrappers.TextAECWrapper`) gets what applies to it: ``api_test`` on the
+env itself and on its face in seqmarl's agent names, and a play of the trainer's own path
+(:class:`~seqmarl.envs.game.AECGame`) with adversarial texts in both seat orders, whose rows
+must end (or be cut at the turn bound) with finite rewards.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from pettingzoo.test import api_test, seed_test
 
+from seqmarl.envs.game import seed_prompts
 from seqmarl.envs.sequential import SequentialTextEnv
+from seqmarl.envs.wrappers import TextAECWrapper
 from seqmarl.errors import EnvCheckError
 
 __all__ = ["ADVERSARIAL_TEXTS", "CheckReport", "CheckResult", "check_env"]
@@ -92,7 +100,8 @@ def check_env(
     Returns:
         The report; ``report.passed`` tells whether all checks passed.
     """
-    factory = env if callable(env) and not isinstance(env, SequentialTextEnv) else env.clone
+    faces = (SequentialTextEnv, TextAECWrapper)
+    factory = env if callable(env) and not isinstance(env, faces) else env.clone
     probe = factory()
     report = CheckReport(env_id=probe.metadata["name"], num_agents=probe.max_num_agents)
     checks: list[tuple[str, Callable[[], str | None]]] = [
@@ -104,6 +113,13 @@ def check_env(
         ("rewards = C @ task rewards", lambda: _check_reward_mixing(factory())),
         ("prompts deterministic under a seed", lambda: _check_seeded_prompts(factory)),
     ]
+    if isinstance(probe, TextAECWrapper):
+        face = lambda: _quiet(lambda: api_test(factory(), num_cycles))  # noqa: E731
+        checks = [
+            ("pettingzoo api_test (the env)", lambda: _env_api_test(probe._fn, num_cycles)),
+            ("pettingzoo api_test (seqmarl's face)", face),
+            ("the trainer's game: any text, both seat orders", lambda: _check_game(probe)),
+        ]
     for name, fn in checks:
         try:
             detail = fn() or ""
@@ -121,6 +137,8 @@ def _quiet(fn: Callable[[], object]) -> None:
     """Run a PettingZoo test without its prints and its Box/Discrete advice warnings."""
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.filterwarnings("ignore", message=".*probably should be gymnasium.spaces.box")
+        warnings.filterwarnings("ignore", message=".*has not defined a render")
+        warnings.filterwarnings("ignore", message="We recommend agents to be named")
         warnings.filterwarnings("ignore", message="Observation is not a NumPy array")
         fn()
 
@@ -189,6 +207,37 @@ def _check_reward_mixing(env: SequentialTextEnv) -> str:
     got = np.array([env.trained_rewards[a] for a in env.possible_agents])
     assert np.allclose(got, expected), f"rewards {got} != C @ r = {expected}"
     return ""
+
+
+def _env_api_test(env_fn: Callable[[], object], num_cycles: int) -> str:
+    probe = env_fn()
+    probe.reset(seed=0)
+    if isinstance(probe.observe(probe.agent_selection), str):  # trainable, but api_test fails
+        return (
+            "not run: the env's observations are bare strings, which PettingZoo's api_test "
+            "rejects (a str has no dtype); its face below serves them as {'text': str}"
+        )
+    _quiet(lambda: api_test(env_fn(), num_cycles))
+    return ""
+
+
+def _check_game(face: TextAECWrapper) -> str:
+    game = face.as_game()
+    texts = itertools.cycle(ADVERSARIAL_TEXTS)
+    prompts = seed_prompts(2, 0)
+    turns = cut = 0
+    for seats in (game.possible_agents, tuple(reversed(game.possible_agents))):
+        game.reset(prompts, seats, copies=2)
+        while waiting := game.waiting():
+            for agent, rows in waiting.items():
+                obs = game.observe(agent, rows)
+                assert all(isinstance(o, str) for o in obs), "an observation is not text"
+                game.act(agent, rows, [next(texts) for _ in rows])
+                turns += len(rows)
+        result = game.result()
+        assert np.isfinite(result.outcome).all(), f"non-finite rewards {result.outcome}"
+        cut += int(result.truncated.sum())
+    return f"{turns} turns over 8 episodes, {cut} cut at max_turns={game.max_turns}"
 
 
 def _check_seeded_prompts(factory: Callable[[], SequentialTextEnv]) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from pettingzoo import AECEnv
 
 from seqmarl.envs.game import DEFAULT_MAX_TURNS, AECGame, seed_prompts
@@ -86,10 +87,9 @@ class TextAECWrapper(AECEnv):
         self.max_observation_chars = max_observation_chars
         self._game: AECGame | None = None
         self.rewards: dict[str, float] = {}
-        self.infos: dict[str, dict[str, Any]] = {}
         self.trained_rewards: dict[str, float] = {}
         text = AnyText(DEFAULT_MAX_TEXT_LENGTH)
-        self.observation_spaces = {a: text for a in self.possible_agents}
+        self.observation_spaces = {a: spaces.Dict({"text": text}) for a in self.possible_agents}
         self.action_spaces = {a: text for a in self.possible_agents}
 
     def observation_space(self, agent: str) -> Any:
@@ -144,8 +144,8 @@ class TextAECWrapper(AECEnv):
         self.env.reset(seed=seed)
         self._raw = dict.fromkeys(self.possible_agents, 0.0)
         self.trained_rewards = dict.fromkeys(self.possible_agents, 0.0)
-        self.rewards = dict.fromkeys(self.possible_agents, 0.0)
-        self._sync_infos()
+        self.rewards = dict.fromkeys(self.agents, 0.0)
+        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
 
     @property
     def agents(self) -> list[str]:
@@ -167,35 +167,43 @@ class TextAECWrapper(AECEnv):
         """PettingZoo's truncations, in seqmarl's names."""
         return {self._to_llm[a]: v for a, v in self.env.truncations.items()}
 
+    @property
+    def infos(self) -> dict[str, dict[str, Any]]:
+        """The env's infos, with each agent's summed raw ``task_reward`` and its ``seat``."""
+        return {
+            self._to_llm[role]: {
+                **dict(info),
+                "task_reward": self._raw[self._to_llm[role]],
+                "seat": self._roles.index(role),
+            }
+            for role, info in self.env.infos.items()
+        }
+
     def observe(self, agent: str) -> dict[str, Any]:
         """``{"text": ...}``: the env's observation as text."""
         return {"text": _text(self.env.observe(self._to_env[agent]), self.env_id)}
 
-    def last(self) -> tuple[Any, float, bool, bool, dict]:
-        """PettingZoo's ``last()`` for the current agent, in seqmarl's names."""
-        obs, _, term, trunc, info = self.env.last()
-        a = self.agent_selection
-        return {"text": _text(obs, self.env_id)}, self.rewards.get(a, 0.0), term, trunc, info
-
     def step(self, action: str | None) -> None:
         """Step the env; this step's rewards, mixed by C, land in :attr:`rewards`."""
+        acting = self.agent_selection
         self.env.step(action)
         # the step's raw rewards by seqmarl agent (whichever role it plays), then C over agents
         raw = np.array(
             [float(self.env.rewards.get(self._to_env[a], 0.0)) for a in self.possible_agents]
         )
         mixed = self.mixer.mix(raw, self._order)
+        live = set(self.agents)
+        self.rewards = {}
+        cumulative = {a: v for a, v in self._cumulative_rewards.items() if a in live}
+        if acting in cumulative:
+            cumulative[acting] = 0.0
         for i, a in enumerate(self.possible_agents):
             self._raw[a] += float(raw[i])
-            self.rewards[a] = float(mixed[i])
             self.trained_rewards[a] += float(mixed[i])
-        self._sync_infos()
-
-    def _sync_infos(self) -> None:
-        self.infos = {
-            a: {"task_reward": self._raw[a], "seat": self._roles.index(self._to_env[a])}
-            for a in self.possible_agents
-        }
+            if a in live:
+                self.rewards[a] = float(mixed[i])
+                cumulative[a] = cumulative.get(a, 0.0) + float(mixed[i])
+        self._cumulative_rewards = cumulative
 
 
 def _text(obs: Any, env_id: str) -> str:
