@@ -100,11 +100,18 @@ class RewardMixer:
         return self._cache[key]
 
     def mix(self, raw: np.ndarray, seats: Sequence[str]) -> np.ndarray:
-        """``(..., N)`` trained rewards from ``(..., N)`` task rewards: ``r @ M.T``."""
+        """``(..., N)`` trained rewards from ``(..., N)`` task rewards: ``M @ r`` per row.
+
+        Row by row, the same product :meth:`credit_turns` takes, so a one-round return and its
+        trained reward are equal to the bit.
+        """
         r = np.asarray(raw, dtype=np.float64)
-        if r.shape[-1] != len(self.agents):
-            raise ValueError(f"expected last dim {len(self.agents)}, got shape {r.shape}")
-        return r @ self.matrix(seats).T  # (..., N) @ (N, N) -> (..., N)
+        n = len(self.agents)
+        if r.shape[-1] != n:
+            raise ValueError(f"expected last dim {n}, got shape {r.shape}")
+        m = self.matrix(seats)
+        rows = [m @ row for row in r.reshape(-1, n)]  # (N, N) @ (N,) each
+        return np.array(rows, dtype=np.float64).reshape(r.shape)
 
     def credit_turns(
         self,

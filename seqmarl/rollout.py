@@ -167,8 +167,7 @@ def play(
     credited = mixer.credit_turns(
         actors, result.turn_rewards, seats, early=result.early, final=result.final
     )
-    m = mixer.matrix(seats)
-    trained = np.array([m @ o for o in result.outcome]).reshape(n_rows, len(ids))
+    trained = mixer.mix(np.reshape(result.outcome, (n_rows, len(ids))), seats)
     pad = next(iter(agents.values())).tokenizer.pad_token_id
     acted = [a for a in ids if parts[a]]
     completions = {a: Completions.concat(parts[a], pad_id=pad) for a in acted}

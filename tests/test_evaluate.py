@@ -153,3 +153,37 @@ def test_pass_at_k_of_chosen_agents_never_overwrites(run, tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "llm_1").iterdir())
     assert names == sorted(f"passk{s}.{e}" for s in ("", "-2") for e in ("json", "md", "png"))
     assert f"wrote {tmp_path / 'llm_1' / 'passk-2.json'}" in printed
+
+
+def test_eval_of_a_multi_round_run_scores_every_turn(tmp_path):
+    """3 rounds of number-guess, 2 prompts: 6 turns per agent, each scored and in the KL."""
+    cfg = load_config(
+        None,
+        [
+            "model=embedded:tiny-llama",
+            "env=number-guess-v0",
+            "task.rounds=3",
+            "iterations=1",
+            "batch_size=2",
+            "agents.generation.max_new_tokens=3",
+            "train.progress=false",
+            "train.tensorboard=false",
+        ],
+    )
+    pool = untrained_pool(cfg)
+    calls = {a: [] for a in pool.agents}
+    for a, agent in pool.agents.items():
+        real = agent.reference
+
+        def spy(comp, *args, real=real, a=a, **kw):
+            calls[a].append(comp.response_mask.shape[0])
+            return real(comp, *args, **kw)
+
+        agent.reference = spy
+    result = evaluate(cfg, pool, num_prompts=2, batch_size=2, seed=3)
+    for a, stats in result["agents"].items():
+        assert stats["turns"] == 6, (a, stats)  # 3 rounds x 2 prompts
+        assert calls[a] == [6]  # the KL covers every turn, not round 0's 2 rows
+    sample = result["samples"][0]
+    assert len(sample["turns"]) == 6  # the whole transcript: 3 rounds x 2 seats
+    assert [t["agent"] for t in sample["turns"]] == ["llm_0", "llm_1"] * 3

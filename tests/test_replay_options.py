@@ -65,6 +65,13 @@ def test_cory_causal_is_registered_and_masks_by_seat_over_a_role_exchange():
     assert np.array_equal(s.mix(r, iteration=5), [[1.0, 11.0]])
     # full credit is CORY's r0 + r1 for both, whatever the seats
     assert np.array_equal(make_setting("cory").mix(r, iteration=5), [[11.0, 11.0]])
+    # and this is the mixer the rollout credits with: the game a run builds shares it
+    from seqmarl.config import TaskConfig
+    from seqmarl.envs import build_game
+
+    game = build_game(TaskConfig(env="arithmetic-v0"), s)
+    assert game.mixer is s.mixer
+    assert np.array_equal(game.mixer.mix(r, s.seat_agents(5)), [[1.0, 11.0]])
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,7 @@ def make(
             if key in env_kwargs:
                 raise ConfigError(f"{key}: given both directly and through the setting; pick one")
         num_agents = setting.num_agents
-        env_kwargs["reward_matrix"] = [list(r) for r in setting.reward_matrix]
+        env_kwargs["reward_matrix"] = setting.mixer  # the setting's own mixer, shared
         env_kwargs["knowledge_transfer"] = setting.knowledge_transfer
         env_kwargs["credit"] = setting.credit
     if spec.aec_factory is not None:

@@ -50,7 +50,8 @@ class SequentialTextEnv(AECEnv):
     Args:
         task: The text task (prompts, observation template, reward).
         num_agents: N >= 1; agents are ``llm_0 ... llm_{N-1}``.
-        reward_matrix: Preset (``cooperative``, ``independent``, ``competitive``) or N x N.
+        reward_matrix: Preset (``cooperative``, ``independent``, ``competitive``), N x N, or
+            a :class:`~seqmarl.mixing.RewardMixer` (a setting's, shared).
         knowledge_transfer: Whether later seats see earlier responses.
         credit: ``full`` (mix with C) or ``causal`` (C masked by this episode's seat order:
             an agent drops the rewards of the seats before its own; see
@@ -102,7 +103,12 @@ class SequentialTextEnv(AECEnv):
                 f"credit='causal' holds for one round only (got rounds={rounds}): an earlier "
                 "seat's later turns see the later seats' answers"
             )
-        if isinstance(reward_matrix, RewardMixer):  # a clone shares its mixer
+        if isinstance(reward_matrix, RewardMixer):  # a setting's or a clone's, shared
+            if reward_matrix.credit != credit or len(reward_matrix.agents) != num_agents:
+                raise ValueError(
+                    f"the mixer is for {len(reward_matrix.agents)} agents with credit "
+                    f"{reward_matrix.credit!r}; the env has {num_agents} with {credit!r}"
+                )
             self.mixer = reward_matrix
         else:
             coef = coefficient_matrix(reward_matrix, num_agents)  # (N, N)
@@ -263,7 +269,7 @@ class SequentialTextEnv(AECEnv):
 
     def _hand_out(self, raw: np.ndarray) -> np.ndarray:
         """Add ``raw`` task rewards (agent-id order), mixed, to this step's ``rewards``."""
-        mixed = self.mixing @ np.asarray(raw, dtype=np.float64)  # (N, N) @ (N,) -> (N,)
+        mixed = self.mixer.mix(raw, self.seats)  # (N,), through the one mixer
         for i, a in enumerate(self.possible_agents):
             if a in self.rewards and mixed[i]:
                 self.rewards[a] += float(mixed[i])
