@@ -23,6 +23,12 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py --models tiny --algos --preamble-words 60  # long prompts
     python benchmarks/throughput.py --algos --cory-modes --generators hf vllm vllm-merged
     python benchmarks/throughput.py --algos --cory-modes --generators hf vllm --device cuda
+    python benchmarks/throughput.py --models tiny --baseline 88deda3  # before/after a change
+
+``--baseline REV`` also runs every seqmarl measurement on the code of git revision REV (its
+own copy of this script and of seqmarl, exported to a temporary folder), right after the
+current code's, and adds a table of current/baseline ratios: a change's speed cost measured
+back to back in one invocation.
 
 Targets: seqmarl samples/s >= 1.5x TRL's (each algorithm); CORY with 2 agents <= 2.1x the
 time per iteration of single-agent PPO. Keep ``--threads`` at or below the idle cores: with
@@ -327,8 +333,39 @@ def run_child(
     for flag in (*flags, "preamble_words"):
         cmd += ["--" + flag.replace("_", "-"), str(getattr(ns, flag))]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     label = f"{model} {framework} {algo} ({setting}, {mode}, {generator})"
+    if not (getattr(ns, "baseline_dir", None) and framework == "seqmarl"):
+        return _run(cmd, env, label)
+    old = Path(ns.baseline_dir)
+    old_cmd = [cmd[0], str(old / "benchmarks" / "throughput.py"), *cmd[2:]]
+    old_env = {**env, "PYTHONPATH": str(old)}  # its own seqmarl comes first on its path
+    now, before = [], []
+    for i in range(ns.pairs):  # ABBA...: neither side always runs first
+        order = [(now, cmd, env, label), (before, old_cmd, old_env, f"  ... on {ns.baseline}")]
+        for runs, c, e, lab in order if i % 2 == 0 else order[::-1]:
+            runs.append(_run(c, e, lab))
+    if any("error" in r for r in now + before):
+        return next(r for r in now + before if "error" in r)
+    row = _median(now)
+    row["baseline"] = _median(before)
+    row["pair_ratios"] = [
+        a["samples_per_s"] / b["samples_per_s"] for a, b in zip(now, before, strict=True)
+    ]
+    return row
+
+
+def _median(runs: list[dict]) -> dict:
+    """The run with the median samples/s (the middle one, or the lower middle)."""
+    ranked = sorted(runs, key=lambda r: r["samples_per_s"])
+    return dict(ranked[(len(ranked) - 1) // 2])
+
+
+def _run(cmd: list[str], env: dict, label: str) -> dict:
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    framework, model, algo, setting, mode, generator = (
+        cmd[cmd.index(f"--{k}") + 1]
+        for k in ("child", "model", "algo", "setting", "mode", "generator")
+    )
     if out.returncode != 0:
         tail = [x for x in out.stderr.strip().splitlines() if x.strip()][-1:] or ["no output"]
         print(f"  {label}: FAILED: {tail[0]}", flush=True)
@@ -348,6 +385,21 @@ def run_child(
         flush=True,
     )
     return row
+
+
+def export_revision(rev: str, folder: Path) -> str:
+    """The tracked files of git revision ``rev`` of this repository, in ``folder``."""
+    root = HERE.parent
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", rev],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {rev}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return str(folder)
 
 
 def save_tiny(folder: Path, arch: str, hidden: int, layers: int) -> str:
@@ -443,6 +495,27 @@ def report(rows: list[dict], ns) -> None:
                 f"{num(row, 'generate_s', '.2f')} | {num(row, 'sync_s', '.3f')} | "
                 f"{num(row, 'peak_mib', '.0f')} |"
             )
+    paired = [r for r in rows if "baseline" in r and "error" not in r["baseline"]]
+    if paired:
+        print()
+        print(
+            f"current code against {ns.baseline}: {ns.pairs} pair(s) each, back to back in "
+            "alternating order; medians, and every pair's ratio"
+        )
+        print()
+        print(
+            "| model | algo | setting | mode | generator | samples/s now | samples/s before "
+            "| median now/before | pair ratios |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in paired:
+            b = r["baseline"]
+            pairs = " ".join(f"{x:.2f}" for x in r["pair_ratios"])
+            print(
+                f"| {r['model']} | {r['algo']} | {r['setting']} | {r['mode']} | "
+                f"{r['generator']} | {r['samples_per_s']:.1f} | {b['samples_per_s']:.1f} | "
+                f"{r['samples_per_s'] / b['samples_per_s']:.2f}x | {pairs} |"
+            )
     print()
     for label, ratio, target, op in checks:
         if ratio is None:
@@ -487,6 +560,14 @@ def main() -> None:
         help="prefix every prompt with this many words of a fixed instruction (long prompts)",
     )
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run every seqmarl measurement on git revision REV, back to back",
+    )
+    p.add_argument(
+        "--pairs", type=int, default=3, help="with --baseline: measured pairs per row (median)"
+    )
     p.add_argument("--child", choices=["seqmarl", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--model-path", help=argparse.SUPPRESS)
@@ -506,6 +587,8 @@ def main() -> None:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        if ns.baseline:
+            ns.baseline_dir = export_revision(ns.baseline, Path(tmp) / "baseline")
         micro = {
             arch: save_tiny(Path(tmp) / f"micro-{arch}", arch, hidden=32, layers=1)
             for arch in ("gpt2", "llama")
