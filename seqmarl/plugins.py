@@ -186,6 +186,7 @@ def config_imports(
     *,
     recorded: Any = None,
     run_dir: str | Path | None = None,
+    resolve_env: Callable[[str], Any] | None = None,
 ) -> Any:
     """Import a run config's ``imports`` and the module of a ``module:attr`` env id.
 
@@ -200,6 +201,8 @@ def config_imports(
             :func:`import_records`; anything else is ignored.
         run_dir: The run folder being loaded (``--resume``, ``eval``): it is not searched for
             modules, and a module found nowhere else comes from its recorded path.
+        resolve_env: Looks a ``module:attr`` env id up (the env registry's ``get``), which
+            imports its module; passed in, so this module imports no registry of its own.
 
     Returns:
         The ``imports`` list, with the env's module appended if it was not in it, so the
@@ -217,11 +220,9 @@ def config_imports(
         for name in imports:
             _import_run_module(name, recorded.get(name), run_dir)
     names = list(imports)
-    if isinstance(env, str) and ":" in env:
-        from seqmarl.envs import ENVS
-
+    if isinstance(env, str) and ":" in env and resolve_env is not None:
         with _outside(run_dir):
-            ENVS.get(env)  # imports the module, with the env id in any error
+            resolve_env(env)  # imports the module, with the env id in any error
         module = env.partition(":")[0]
         if module not in names:
             names.append(module)

@@ -43,8 +43,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.sampling import Completions
-from seqmarl.config import GenerationConfig
 from seqmarl.types import PolicyOutput
 
 __all__ = ["Policy"]

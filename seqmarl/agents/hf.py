@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.sampling import Completions, draw_length, response_forward, sample
-from seqmarl.algos.core import entropy_from_logits, full_kl
-from seqmarl.config import GenerationConfig
+from seqmarl.ops import entropy_from_logits, full_kl
 from seqmarl.types import PolicyOutput
 
 __all__ = ["HFPolicy", "LMAgent", "ValueHead"]

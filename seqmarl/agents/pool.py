@@ -29,11 +29,11 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from seqmarl.agents.base import Policy
+from seqmarl.agents.config import AgentConfig, GenerationConfig, LoraSettings
 from seqmarl.agents.hf import ValueHead
 from seqmarl.agents.separate import SeparateCopyPolicy
 from seqmarl.agents.sharded import ShardedCopyPolicy, build_sharded
 from seqmarl.agents.shared import SharedLoraPolicy
-from seqmarl.config import AgentConfig, GenerationConfig, LoraSettings
 
 __all__ = ["GENERATORS", "POLICY_KINDS", "AgentPool", "Generator", "PolicyKind"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.hf import HFPolicy, ValueHead
-from seqmarl.config import GenerationConfig
 
 __all__ = ["SeparateCopyPolicy"]
 

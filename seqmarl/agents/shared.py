@@ -17,8 +17,8 @@ import torch
 from peft import PeftModel
 from torch import nn
 
+from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.hf import HFPolicy, ValueHead
-from seqmarl.config import GenerationConfig
 
 __all__ = ["SharedLoraPolicy"]
 

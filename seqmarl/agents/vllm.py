@@ -61,9 +61,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
 from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
-from seqmarl.config import VllmSettings
 from seqmarl.errors import ConfigError
 from seqmarl.types import PolicyOutput
 

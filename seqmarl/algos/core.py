@@ -10,7 +10,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from seqmarl.ops import entropy_from_logits, full_kl
 
 __all__ = [
     "AdaptiveKLController",
@@ -129,19 +130,6 @@ def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str) -
     if kind == "k3":
         return torch.expm1(-log_ratio) + log_ratio
     raise ValueError(f"kl estimator must be k1, k2 or k3 here (full needs logits), got {kind!r}")
-
-
-def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
-    """Exact ``KL(softmax(logits) || softmax(ref_logits))`` per position: ``(..., V) -> (...)``."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    logq = F.log_softmax(ref_logits.float(), dim=-1)
-    return (logp.exp() * (logp - logq)).sum(-1)
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of ``softmax(logits)`` per position: ``(..., V) -> (...)``."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
 
 
 def clipped_surrogate(

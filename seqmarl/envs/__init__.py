@@ -7,6 +7,7 @@
 'llm_0'
 """
 
+from seqmarl.envs.dataset import DatasetTask, load_records
 from seqmarl.envs.game import AECGame, GameResult, TaskGame, TextGame
 from seqmarl.envs.registration import (
     ENVS,
@@ -18,14 +19,7 @@ from seqmarl.envs.registration import (
 )
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.spaces import AnyText
-from seqmarl.envs.task import (
-    DatasetTask,
-    FormatTemplate,
-    Prompt,
-    TextTask,
-    as_generator,
-    load_records,
-)
+from seqmarl.envs.task import FormatTemplate, Prompt, TextTask, as_generator
 from seqmarl.envs.tasks import ArithmeticTask, GSM8KTask, IMDBTask, SentimentTask
 from seqmarl.envs.tasks.debate import GSM8KDebateTask
 from seqmarl.envs.tasks.duel import DuelTask, make_imdb_duel, make_sentiment_duel

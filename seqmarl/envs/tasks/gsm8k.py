@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from seqmarl.envs.task import DatasetTask, Prompt, load_records
+from seqmarl.envs.dataset import DatasetTask, load_records
+from seqmarl.envs.task import Prompt
 from seqmarl.envs.textutil import last_number, numbers_equal
 
 __all__ = ["ONE_SHOT", "GSM8KTask", "gsm8k_reward", "reference_answer"]

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from seqmarl.envs.task import DatasetTask, Prompt, load_records
+from seqmarl.envs.dataset import DatasetTask, load_records
+from seqmarl.envs.task import Prompt
 from seqmarl.envs.tasks.sentiment import POSITIVE_REWRITE, vader_scores
 from seqmarl.errors import ConfigError
 

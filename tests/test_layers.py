@@ -1,0 +1,100 @@
+"""The import graph of seqmarl: no circle, and no arrow from a low layer to a higher one.
+
+Every import counts, at the top of a file or inside a function: a lazy import that closes a
+circle is still a circle, only hidden until the function runs.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "seqmarl"
+
+#: What each part of the library may not import (prefixes of module names).
+FORBIDDEN = {
+    "seqmarl.errors": ["seqmarl."],
+    "seqmarl.schema": ["seqmarl."],
+    "seqmarl.ops": ["seqmarl."],
+    "seqmarl.mixing": ["seqmarl.settings", "seqmarl.envs", "seqmarl.agents", "seqmarl.config"],
+    "seqmarl.registry": ["seqmarl.envs", "seqmarl.agents", "seqmarl.algos", "seqmarl.config"],
+    "seqmarl.plugins": ["seqmarl.envs", "seqmarl.agents", "seqmarl.algos", "seqmarl.config"],
+    "seqmarl.settings": ["seqmarl.envs", "seqmarl.agents", "seqmarl.algos", "seqmarl.config"],
+    "seqmarl.agents": ["seqmarl.config", "seqmarl.envs", "seqmarl.algos", "seqmarl.trainer"],
+    "seqmarl.envs": ["seqmarl.config", "seqmarl.agents", "seqmarl.algos", "seqmarl.trainer"],
+    "seqmarl.algos": ["seqmarl.config", "seqmarl.agents", "seqmarl.envs", "seqmarl.trainer"],
+}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the package upwards
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                # "from pkg import sub" imports the module pkg.sub when there is one
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
+            else:
+                continue
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+GRAPH = _graph()
+
+
+def test_the_graph_is_read():
+    assert "seqmarl.envs.game" in GRAPH["seqmarl.rollout"]
+    assert "seqmarl.agents.config" in GRAPH["seqmarl.config"]
+    assert len(GRAPH) > 50
+
+
+def test_no_import_circle():
+    circles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(GRAPH[node]):
+            if state.get(nxt) == "open":
+                circles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(GRAPH):
+        if node not in state:
+            visit(node, [])
+    assert circles == [], "\n".join(" -> ".join(c) for c in circles)
+
+
+@pytest.mark.parametrize("layer", list(FORBIDDEN))
+def test_no_arrow_points_up(layer):
+    wrong = []
+    for module, edges in GRAPH.items():
+        if module != layer and not module.startswith(layer + "."):
+            continue
+        for target in edges:
+            if target.startswith(layer + ".") or target == layer:
+                continue
+            if any(target == f or target.startswith(f) for f in FORBIDDEN[layer]):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
