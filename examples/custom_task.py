@@ -21,7 +21,11 @@ class PoliteReplyTask(envs.TextTask):
 
     def __init__(self):
         super().__init__(
-            template=envs.FormatTemplate(later="{prompt}\nA colleague wrote: {previous}\nReply:")
+            # {responses}: every earlier answer (one per line, as `item` writes it), so with
+            # three agents the last one reads both; {previous} would show only the latest
+            template=envs.FormatTemplate(
+                later="{prompt}\nColleagues wrote:\n{responses}\nReply:", item="- {response}"
+            )
         )
 
     def sample_prompts(self, n, rng=None):

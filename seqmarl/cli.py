@@ -308,7 +308,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for agent, row in result["agents"].items():
         print(
             f"{agent} (seat {row['seat']}): task_reward {row['task_reward']:+.4f}  "
-            f"reward {row['reward']:+.4f}  kl {row['kl']:.4f}"
+            f"reward {row['reward']:+.4f}  "
+            + ("kl - (no turn)" if row["kl"] is None else f"kl {row['kl']:.4f}")
         )
     for s in result["samples"][:2]:
         print(json.dumps(s, ensure_ascii=False))

@@ -124,6 +124,7 @@ class Learner:
         ``completions`` and ``batch`` are this rank's rows (all rows with one process).
         """
         cfg, algo, dist = self.config, self.algorithm, self.dist
+        kl_coef = self.kl_coef  # the controller's value, read once: the loss and advantages use it
         whole, offset = self._global_batch(batch)
         adv = _local_rows(algo.advantages(whole, cfg, self.state), offset, batch)
         sampler = SamplerMismatch(dist)
@@ -171,7 +172,7 @@ class Learner:
                         )
                     if measure_first:  # the weights are still the sampling ones here
                         sampler.add(out.logprobs.detach() - sub.logprobs, sub.response_mask)
-                    loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, self.kl_coef)
+                    loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, kl_coef)
                     if not torch.isfinite(loss.loss):
                         finite = False
                         if not sharded:
@@ -207,7 +208,7 @@ class Learner:
         metrics = {k: sums[k] / max(counts[k], 1) for k in sums}
         metrics.update({f"adv/{k}": v for k, v in adv.stats.items()})
         metrics.update(sampler.metrics())
-        metrics["kl_coef"] = self.kl_coef
+        metrics["kl_coef"] = self.kl_coef  # after the controller's step: the next update's
         metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch
         metrics["response_length"] = float(whole.mask.sum(1).mean())
         # the observation's length: what every forward pass of this agent reads before the response

@@ -376,6 +376,8 @@ class Trainer:
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0
             record[p + "kl"] = kl
+            # a fixed eta (the configured kl_coef), so runs and algorithms compare; an adaptive
+            # controller's current value is logged as kl_coef
             record[p + "combined_reward"] = task_reward - self.algo_cfgs[a].kl_coef * kl
             record.update({p + k.replace("adv/", "adv_"): v for k, v in metrics.items()})
             tokens += int(comp.response_mask.sum())

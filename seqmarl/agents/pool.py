@@ -1,14 +1,13 @@
-"""N agents made from one initial model: a shared frozen base with LoRA adapters, or copies.
+"""N agents made from one initial model: a shared base with LoRA adapters, copies, or shards.
 
 * ``shared``: one frozen base model wrapped by peft with one LoRA adapter per agent
   (``llm_0``, ``llm_1``, ...), held by :class:`~seqmarl.agents.shared.SharedLoraPolicy`.
 * ``separate``: N full trainable copies plus one frozen reference (the paper's set-up), held by
   :class:`~seqmarl.agents.separate.SeparateCopyPolicy`.
-
 * ``fsdp``: separate copies sharded over the processes (``distributed.strategy=fsdp``), held by
   :class:`~seqmarl.agents.sharded.ShardedCopyPolicy`.
 
-Either way an agent owns its weights, its value head and (in the trainer) its optimizer; seat
+In each kind an agent owns its weights, its value head and (in the trainer) its optimizer; seat
 changes move nothing. :data:`POLICY_KINDS` maps a kind to the policy factory and the function
 that builds its modules from the initial model and ``agents`` (:class:`AgentConfig`); a new way
 of holding agents is one entry there. :data:`GENERATORS` maps ``agents.generator`` to what

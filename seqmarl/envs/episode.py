@@ -1,10 +1,15 @@
 """An episode as a transcript: who said what, in which seat and round.
 
-One episode plays one prompt. In each of its ``rounds`` the seats act in order; every action
-is a :class:`Turn`. A task scores a finished :class:`Episode` as a whole
-(:meth:`~seqmarl.envs.task.TextTask.score_episodes`: one task reward per agent, e.g. a judge
-that compares the answers, or a zero-sum game), or, by default, each agent's last response on
-its own (:meth:`~seqmarl.envs.task.TextTask.score_batch`).
+One episode plays one prompt of a task (:class:`~seqmarl.envs.game.TaskGame`, one per row). In
+each of its ``rounds`` the seats act in order; every action is a :class:`Turn`, recorded with
+the observation the agent read (after the observation limit) and its response. The task reads
+the episode three times: :meth:`~seqmarl.envs.task.TextTask.observe_turn` gets the turns an
+agent may see, :meth:`~seqmarl.envs.task.TextTask.turn_reward` gets the episode so far (its
+last turn is the one being paid), and once every episode of the batch is :attr:`Episode.done`
+:meth:`~seqmarl.envs.task.TextTask.score_episodes` scores them all in one call: one task
+reward per agent of :attr:`Episode.agents`, by default each agent's last response on its own
+(:meth:`~seqmarl.envs.task.TextTask.score_batch`), or jointly (a judge that compares the
+answers, a zero-sum game). A plain PettingZoo env keeps its own state and has no Episode.
 """
 
 from __future__ import annotations

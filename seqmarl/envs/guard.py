@@ -2,19 +2,27 @@
 
 A task is user code, and its faults used to surface far from their cause: a NaN reward as a
 NaN loss, an empty prompt as a shape error deep inside the model, a wrong number of rewards as
-a reshape error. The trainer, the rollout and :class:`~seqmarl.envs.sequential.SequentialTextEnv`
-call the task through these functions instead, which check what comes back and raise a
-:class:`~seqmarl.errors.TaskError` naming the env id and task class, the row, the prompt and
-response (shortened), and the bad value.
+a reshape error. The game of a task (:class:`~seqmarl.envs.game.TaskGame`, which the rollout
+and :class:`~seqmarl.envs.sequential.SequentialTextEnv` play) and
+:class:`~seqmarl.envs.dataset.DatasetTask` call the task through these functions instead,
+which check what comes back and raise a :class:`~seqmarl.errors.TaskError` naming the env id
+and task class, the row, the prompt and response (shortened), and the bad value.
 
 What is checked:
 
 * :func:`sample_prompts`: the call does not raise, returns exactly ``n`` :class:`Prompt` objects,
   none with empty (or whitespace-only) text;
-* :func:`observation`: :meth:`TextTask.observe` does not raise and returns a non-empty string;
+* :func:`observation`: :meth:`TextTask.observe_turn` does not raise and returns a non-empty
+  string;
+* :func:`turn_reward`: :meth:`TextTask.turn_reward` does not raise and returns a finite number;
+* :func:`score_episode_rewards`: :meth:`TextTask.score_episodes` returns one finite task reward
+  per episode and agent (the default goes through :func:`score_rewards`);
 * :func:`score_rewards`: ``score_batch`` does not raise and returns one real, finite number per
   (prompt, response) pair. When it raises, the pairs are scored one by one with
   :meth:`TextTask.score` (only on that failure path) to name the first failing row.
+
+A PettingZoo env's faults are checked by :class:`~seqmarl.envs.game.AECGame` itself
+(:class:`~seqmarl.errors.EnvError`).
 
 A non-finite task reward is a bug in the task, not a training instability: it stops the run at
 once (unlike a non-finite *loss*, which is skipped a few times before the run stops). The fast
