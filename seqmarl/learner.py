@@ -17,9 +17,11 @@ rank when any rank's loss is non-finite. One optimizer step is then the one-proc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -117,6 +119,45 @@ class Learner:
             kl=kl,
             group_ids=None if group_ids is None else group_ids.to(device),
         )
+
+    def learn(
+        self,
+        completions: Completions | None,
+        returns: torch.Tensor | None,
+        group_ids: torch.Tensor | None = None,
+        *,
+        src: int | None = None,
+    ) -> dict[str, float]:
+        """One iteration's update from this rank's rows: the batch is built here, then used.
+
+        Args:
+            completions: This rank's turns of the agent; None where it had none.
+            returns: ``(rows,)`` each turn's (mixed) reward-to-go.
+            group_ids: ``(rows,)`` which rows RLOO/GRPO compare.
+            src: With several processes, a rank where the agent had turns, when some rank had
+                none: the update is a chain of collectives, so every rank takes part, the ones
+                without turns with no rows (``src`` sends their widths, dtypes and parts).
+        """
+        batch = None
+        if completions is not None:
+            batch = self.make_batch(completions, returns, group_ids)
+        if src is not None:
+            completions, batch = self._rows_everywhere(completions, batch, src)
+        return self.update(completions, batch)
+
+    def _rows_everywhere(
+        self, comp: Completions | None, batch: RolloutBatch | None, src: int
+    ) -> tuple[Completions, RolloutBatch]:
+        """This rank's rows of an agent that had no turn on some rank: none there."""
+        empty = torch.zeros(0, dtype=torch.long)
+        none = None
+        if self.dist.rank == src:
+            none = (_moved(comp.select(empty), "cpu"), _moved(batch.select(empty), "cpu"))
+        none = self.dist.broadcast_object(none, src=src)
+        if comp is not None:
+            return comp, batch
+        device = self.agent.device
+        return _moved(none[0], device), _moved(none[1], device)
 
     def update(self, completions: Completions, batch: RolloutBatch) -> dict[str, float]:
         """Advantages, then ``epochs`` passes over minibatches; returns mean metrics.
@@ -298,6 +339,16 @@ class Learner:
         self.state.load_state_dict(state["algo_state"])
         self.generator.set_state(state["generator"])
         self.skipped_steps = state["skipped_steps"]
+
+
+def _moved(obj: Any, device: Any) -> Any:
+    """A copy of the dataclass ``obj`` with its tensors on ``device``."""
+    tensors = {
+        f.name: getattr(obj, f.name).to(device)
+        for f in dataclasses.fields(obj)
+        if isinstance(getattr(obj, f.name), torch.Tensor)
+    }
+    return dataclasses.replace(obj, **tensors)
 
 
 class SamplerMismatch:

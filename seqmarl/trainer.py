@@ -20,7 +20,6 @@ Ctrl-C and SIGTERM stop the run at an iteration boundary with a checkpoint
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -33,7 +32,7 @@ import yaml
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.agents.sampling import Completions, draw_length
+from seqmarl.agents.sampling import draw_length
 from seqmarl.algos import ALGORITHMS
 from seqmarl.checkpoint import (
     CheckpointError,
@@ -51,7 +50,6 @@ from seqmarl.learner import Learner
 from seqmarl.rollout import Rollout, play
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
-from seqmarl.types import RolloutBatch
 
 __all__ = ["Trainer", "TrainingError"]
 
@@ -364,15 +362,15 @@ class Trainer:
             acted = [r[-1][i] for r in ranks]  # on each rank
             if not any(acted):  # no turn anywhere: nothing to learn from, no KL to log
                 continue
-            learner = self.learners[a]
-            comp = batch = None
-            if a in roll.completions:
-                comp = roll.completions[a]
-                # each turn's (mixed) reward-to-go; one round: the episode's trained reward
-                batch = learner.make_batch(comp, roll.returns[a], roll.turn_groups[a])
-            if not all(acted):  # an update is a chain of collectives: every rank takes part
-                comp, batch = self._rows_everywhere(comp, batch, src=acted.index(True))
-            metrics = learner.update(comp, batch)
+            # each turn's (mixed) reward-to-go; one round: the episode's trained reward. A
+            # rank where the agent had no turn takes part with no rows (src sends their form)
+            comp = roll.completions.get(a)
+            metrics = self.learners[a].learn(
+                comp,
+                roll.returns.get(a),
+                roll.turn_groups.get(a),
+                src=None if all(acted) else acted.index(True),
+            )
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0
             record[p + "kl"] = kl
@@ -380,7 +378,7 @@ class Trainer:
             # controller's current value is logged as kl_coef
             record[p + "combined_reward"] = task_reward - self.algo_cfgs[a].kl_coef * kl
             record.update({p + k.replace("adv/", "adv_"): v for k, v in metrics.items()})
-            tokens += int(comp.response_mask.sum())
+            tokens += int(comp.response_mask.sum()) if comp is not None else 0
         tokens = int(self.dist.all_reduce(torch.tensor([tokens])).item())
         t_end = time.perf_counter()
         record["time/generate"] = roll.timings["generate"]
@@ -392,23 +390,6 @@ class Trainer:
         record["tokens_per_s"] = tokens / max(t_end - t_start, 1e-9)
         self.bad_iterations = self.bad_iterations + 1 if bad else 0
         return record, roll
-
-    def _rows_everywhere(
-        self, comp: Completions | None, batch: RolloutBatch | None, src: int
-    ) -> tuple[Completions, RolloutBatch]:
-        """This rank's rows of an agent that had no turn on some rank: none there.
-
-        Rank ``src`` (where it had turns) sends no rows of its ``comp`` and ``batch``, which
-        give a rank without turns tensors of the same widths, dtypes and optional parts.
-        """
-        empty = torch.zeros(0, dtype=torch.long)
-        none = None
-        if self.dist.rank == src:
-            none = (_moved(comp.select(empty), "cpu"), _moved(batch.select(empty), "cpu"))
-        none = self.dist.broadcast_object(none, src=src)
-        if comp is not None:
-            return comp, batch
-        return _moved(none[0], self.pool.device), _moved(none[1], self.pool.device)
 
     def fit(self) -> dict[str, Any]:
         """Train to ``cfg.train.iterations``; returns the summary (also printed by the CLI).
@@ -602,16 +583,6 @@ class Trainer:
             out["agents"][a] = row
         out["plots"] = [str(p) for p in plots or []]
         return out
-
-
-def _moved(obj: Any, device: Any) -> Any:
-    """A copy of the dataclass ``obj`` with its tensors on ``device``."""
-    tensors = {
-        f.name: getattr(obj, f.name).to(device)
-        for f in dataclasses.fields(obj)
-        if isinstance(getattr(obj, f.name), torch.Tensor)
-    }
-    return dataclasses.replace(obj, **tensors)
 
 
 class _NoSink:
