@@ -92,3 +92,20 @@ def test_debate_check_writes_one_step_gsm8k_problems_the_debate_env_loads(tmp_pa
 
     cfg = load_config(None, [*TRAIN_OVERRIDES, f"task.kwargs.source={folder}"])
     assert cfg.task.env == "gsm8k-debate-v0" and cfg.task.rounds == 2
+
+
+def test_throughput_measures_a_baseline_revision_in_the_same_run():
+    """--baseline REV runs each seqmarl row on REV's exported code too, and tabulates the ratio."""
+    cmd = [sys.executable, "benchmarks/throughput.py", "--models", "tiny", "--algos"]
+    cmd += ["--cory-modes", "shared", "--steps", "1", "--warmup", "1", "--batch", "2"]
+    cmd += ["--group", "2", "--new-tokens", "4", "--pairs", "1", "--baseline", "HEAD"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("  ... on HEAD:") == 2  # both rows ran on the exported revision
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny | ppo |")]
+    paired = [r for r in rows if r.count("|") == 10]  # the now/before table's rows
+    assert [r.split("|")[3].strip() for r in paired] == ["single", "cory"], proc.stdout
+    for row in paired:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        now, before, ratio = float(cells[5]), float(cells[6]), cells[7]
+        assert abs(float(ratio.rstrip("x")) - now / before) < 0.02  # of the printed rounding
