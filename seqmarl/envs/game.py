@@ -66,6 +66,7 @@ __all__ = [
     "TaskGame",
     "TextGame",
     "fit_observation",
+    "observation_text",
     "seed_prompts",
 ]
 
@@ -133,6 +134,22 @@ class TextGame(Protocol):
 
     def result(self) -> GameResult:
         """The rows' raw rewards, once every row is over."""
+
+
+def observation_text(obs: Any, where: str) -> str:
+    """A PettingZoo observation as text: a string, or a mapping's ``"text"`` string.
+
+    Raises:
+        EnvError: Anything else (``where`` names the env, and the agent and turn if known).
+    """
+    if isinstance(obs, str):
+        return obs
+    if isinstance(obs, Mapping) and isinstance(obs.get("text"), str):
+        return obs["text"]
+    raise EnvError(
+        f"{where}: an observation must be a string or a mapping with a 'text' string to be "
+        f"read by a language model, got {type(obs).__name__}"
+    )
 
 
 def seed_prompts(n: int, rng: Any = None) -> list[Prompt]:
@@ -453,11 +470,4 @@ class AECGame:
                 )
 
     def _text(self, obs: Any, r: int, agent: str) -> str:
-        if isinstance(obs, str):
-            return obs
-        if isinstance(obs, Mapping) and isinstance(obs.get("text"), str):
-            return obs["text"]
-        raise EnvError(
-            f"{self._where(r, agent)}: an observation must be a string or a mapping with a "
-            f"'text' string to be read by a language model, got {type(obs).__name__}"
-        )
+        return observation_text(obs, self._where(r, agent))

@@ -36,7 +36,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv
 
-from seqmarl.envs.game import DEFAULT_MAX_TURNS, AECGame, seed_prompts
+from seqmarl.envs.game import DEFAULT_MAX_TURNS, AECGame, observation_text, seed_prompts
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt
 from seqmarl.errors import ConfigError
@@ -181,7 +181,8 @@ class TextAECWrapper(AECEnv):
 
     def observe(self, agent: str) -> dict[str, Any]:
         """``{"text": ...}``: the env's observation as text."""
-        return {"text": _text(self.env.observe(self._to_env[agent]), self.env_id)}
+        obs = self.env.observe(self._to_env[agent])
+        return {"text": observation_text(obs, f"env {self.env_id!r} (agent {agent})")}
 
     def step(self, action: str | None) -> None:
         """Step the env; this step's rewards, mixed by C, land in :attr:`rewards`."""
@@ -204,17 +205,6 @@ class TextAECWrapper(AECEnv):
                 self.rewards[a] = float(mixed[i])
                 cumulative[a] = cumulative.get(a, 0.0) + float(mixed[i])
         self._cumulative_rewards = cumulative
-
-
-def _text(obs: Any, env_id: str) -> str:
-    if isinstance(obs, str):
-        return obs
-    if isinstance(obs, Mapping) and isinstance(obs.get("text"), str):
-        return obs["text"]
-    raise ConfigError(
-        f"env {env_id!r}: an observation must be a string or a mapping with a 'text' string "
-        f"to be read by a language model, got {type(obs).__name__}"
-    )
 
 
 def wrap(env_fn: Callable[[], Any], **kwargs: Any) -> TextAECWrapper:

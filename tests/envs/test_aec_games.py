@@ -75,6 +75,10 @@ class Moves(AECEnv):
     def reward(self, agent, action):
         return 1.0 if any(c.isdigit() for c in action) else 0.0
 
+    def hand_out(self, agent, action):
+        """This move's rewards (its mover's by default)."""
+        self.rewards[agent] = self.reward(agent, action)
+
     def step(self, action):
         agent = self.agent_selection
         if self.terminations[agent] or self.truncations[agent]:
@@ -83,7 +87,7 @@ class Moves(AECEnv):
         self._cumulative_rewards[agent] = 0.0
         self._clear_rewards()
         self.log.append(f"{agent}: {action[:20]}")
-        self.rewards[agent] = self.reward(agent, action)
+        self.hand_out(agent, action)
         if len(self.log) >= self.moves:
             self.terminations = dict.fromkeys(self.agents, True)
         self.agent_selection = self._selector.next()
@@ -147,18 +151,10 @@ def test_the_rollout_uses_only_pettingzoos_public_api(tmp_path, register):
 class Forfeit(Moves):
     """The second role forfeits before it ever acts: the first move ends the game."""
 
-    def step(self, action):
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
-            return
-        self._cumulative_rewards[agent] = 0.0
-        self._clear_rewards()
-        self.log.append(f"{agent}: {action[:20]}")
+    moves = 1
+
+    def hand_out(self, agent, action):
         self.rewards = {"white": 0.5, "black": -0.5}  # a win by forfeit
-        self.terminations = dict.fromkeys(self.agents, True)
-        self.agent_selection = self._selector.next()
-        self._accumulate_rewards()
 
 
 def _strip(records):
