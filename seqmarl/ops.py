@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["entropy_from_logits", "full_kl"]
+__all__ = ["draw_length", "entropy_from_logits", "full_kl"]
 
 
 def full_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
@@ -23,3 +23,9 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of ``softmax(logits)`` per position: ``(..., V) -> (...)``."""
     logp = F.log_softmax(logits.float(), dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def draw_length(low: int, high: int, generator: torch.Generator | None = None) -> int:
+    """A response length drawn uniformly from ``low..high`` (the paper's length sampler)."""
+    device = generator.device if generator is not None else None
+    return low + int(torch.randint(high - low + 1, (1,), generator=generator, device=device))

@@ -32,7 +32,6 @@ import yaml
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.agents.sampling import draw_length
 from seqmarl.algos import ALGORITHMS
 from seqmarl.checkpoint import (
     CheckpointError,
@@ -288,12 +287,8 @@ class Trainer:
         prompts = self.game.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
         first = self.dist.rank * self.local_batch  # this rank's prompts, with their K copies
         prompts = prompts[first : first + self.local_batch]
-        g = self.cfg.agents.generation
-        length = None
-        if g.length_cycle:  # a replayed schedule of lengths
-            length = g.length_cycle[self.iteration % len(g.length_cycle)]
-        elif g.shared_length and g.min_new_tokens is not None:  # one draw for every seat
-            length = draw_length(g.min_new_tokens, g.max_new_tokens, self.generator)
+        # every seat's length this iteration, or None: each batch draws its own
+        length = self.cfg.agents.generation.iteration_length(self.iteration, self.generator)
         engine = self.pool.engine
         pushed = engine.push_seconds if engine is not None else 0.0
         roll = play(

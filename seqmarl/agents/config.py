@@ -2,14 +2,20 @@
 
 Kept apart from :mod:`seqmarl.config` (which re-exports them) so that the agents import their
 settings without the env, setting and algorithm registries a run config validates against.
+The length rules live here, next to their fields: :meth:`GenerationConfig.iteration_length`
+(the trainer, once per iteration) and :meth:`GenerationConfig.batch_length` (a policy, per
+batch) are the one channel of a response's length, and :meth:`GenerationConfig.stops` the
+one merge of the configured and the task's stop strings.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from seqmarl.ops import draw_length
 from seqmarl.schema import Strict as _Strict
 
 __all__ = ["AgentConfig", "GenerationConfig", "LoraSettings", "VllmSettings"]
@@ -44,6 +50,36 @@ class GenerationConfig(_Strict):
         default_factory=list,
         description="End a response once its text contains one of these (added to the task's).",
     )
+
+    def iteration_length(self, iteration: int, generator: Any = None) -> int | None:
+        """Every seat's length limit at ``iteration``, or None: each batch draws its own.
+
+        ``length_cycle`` replays a schedule; ``shared_length`` draws once per iteration (from
+        ``generator``, before any batch). With neither, :meth:`batch_length` decides per batch.
+        """
+        if self.length_cycle:
+            return self.length_cycle[iteration % len(self.length_cycle)]
+        if self.shared_length and self.min_new_tokens is not None:
+            return draw_length(self.min_new_tokens, self.max_new_tokens, generator)
+        return None
+
+    def batch_length(self, max_new_tokens: int | None, generator: Any = None) -> int:
+        """One batch's length limit: ``max_new_tokens`` (the iteration's), else drawn or fixed.
+
+        With ``min_new_tokens`` set it is drawn uniformly from ``min..max`` using ``generator``.
+        """
+        if max_new_tokens is not None:
+            return max_new_tokens
+        if self.min_new_tokens is not None:
+            return draw_length(self.min_new_tokens, self.max_new_tokens, generator)
+        return self.max_new_tokens
+
+    def stops(self, task_strings: Sequence[str] = ()) -> tuple[str, ...]:
+        """Where a response ends: these ``stop_strings``, then the task's (empty ones dropped).
+
+        The one merge of the two sources; every policy (HF and vLLM) samples with it.
+        """
+        return tuple(s for s in (*self.stop_strings, *task_strings) if s)
 
     @model_validator(mode="after")
     def _lengths(self) -> GenerationConfig:

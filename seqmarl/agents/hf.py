@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from seqmarl.agents.config import GenerationConfig
-from seqmarl.agents.sampling import Completions, draw_length, response_forward, sample
+from seqmarl.agents.sampling import Completions, response_forward, sample
 from seqmarl.ops import entropy_from_logits, full_kl
 from seqmarl.types import PolicyOutput
 
@@ -109,12 +109,7 @@ class HFPolicy(abc.ABC):
         With ``generation.min_new_tokens`` set it is drawn uniformly from ``min..max`` (the
         paper's length sampler) using ``generator``; every process agrees on it.
         """
-        g = self.generation
-        if max_new_tokens is None:
-            max_new_tokens = g.max_new_tokens
-            if g.min_new_tokens is not None:
-                max_new_tokens = draw_length(g.min_new_tokens, g.max_new_tokens, generator)
-        return self._agree_length(max_new_tokens)
+        return self._agree_length(self.generation.batch_length(max_new_tokens, generator))
 
     def clip_grad_norm(self, max_norm: float) -> float:
         """Clip the gradients' global norm to ``max_norm``; the norm before clipping."""
@@ -163,7 +158,7 @@ class HFPolicy(abc.ABC):
                 top_p=g.top_p,
                 repetition_penalty=g.repetition_penalty,
                 stop_at_eos=g.stop_at_eos,
-                stop_strings=(*g.stop_strings, *stop_strings),
+                stop_strings=g.stops(stop_strings),
                 generator=generator,
                 value_head=self.value_head,
                 all_done=self._all_done,

@@ -31,6 +31,7 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from seqmarl.errors import ConfigError
+from seqmarl.ops import draw_length
 
 __all__ = [
     "Completions",
@@ -254,12 +255,6 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     tok = torch.searchsorted(cdf, u, right=True).squeeze(1)  # first index with cdf > u
     # u can round up to the total: fall back to the most likely token (a 2^-24 event)
     return torch.where(tok >= probs.shape[1], probs.argmax(-1), tok)
-
-
-def draw_length(low: int, high: int, generator: torch.Generator | None = None) -> int:
-    """A response length drawn uniformly from ``low..high`` (the paper's length sampler)."""
-    device = generator.device if generator is not None else None
-    return low + int(torch.randint(high - low + 1, (1,), generator=generator, device=device))
 
 
 @torch.no_grad()

@@ -401,7 +401,7 @@ class VllmPolicy:
 
     def _stops(self, stop_strings: Sequence[str]) -> list[str]:
         """The task's stop strings added to ``generation.stop_strings`` (empty ones dropped)."""
-        return [s for s in (*self.generation.stop_strings, *stop_strings) if s]
+        return list(self.generation.stops(stop_strings))
 
     def requests(
         self,
