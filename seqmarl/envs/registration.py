@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pettingzoo import AECEnv
+
 from seqmarl.envs.game import DEFAULT_MAX_TURNS, TextGame
 from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.task import TextTask
@@ -95,7 +97,7 @@ def make(
     setting: Setting | str | None = None,
     context: dict[str, Any] | None = None,
     **kwargs: Any,
-) -> Any:
+) -> AECEnv:
     """Build a registered env's PettingZoo face for ``num_agents`` agents.
 
     Args:
