@@ -370,6 +370,14 @@ class RunConfig(_Strict):
                 "distributed.strategy: fsdp shards full copies; it needs agents.mode=separate "
                 "(with agents.mode=shared use distributed.strategy=data_parallel)"
             )
+        spec = ENVS.get(self.task.env)
+        if strategy == "fsdp" and getattr(spec, "aec_factory", None) is not None:
+            raise ValueError(
+                f"distributed.strategy: fsdp needs every process to generate with every agent "
+                f"in lockstep, and the rows of a PettingZoo env ({self.task.env}) drift apart "
+                "by rank (an agent may act on one rank and not on another); use "
+                "distributed.strategy=data_parallel"
+            )
         if strategy == "fsdp" and world == 1:
             raise ValueError(
                 "distributed.strategy: fsdp shards over several processes, and this is one: "

@@ -251,3 +251,24 @@ def test_the_policy_contract_holds_for_fsdp_sharded_copies(monkeypatch):
     counts = re.findall(r"^(\d+) passed", proc.stdout, re.M)
     assert len(counts) == 2 and all(int(n) >= 20 for n in counts), proc.stdout[-2000:]
     assert "skipped" not in proc.stdout and "failed" not in proc.stdout
+
+
+def test_fsdp_refuses_a_pettingzoo_game_whose_rows_drift_by_rank(monkeypatch):
+    """An agent that acts on one rank only would leave fsdp's collectives waiting: refused."""
+    from even_seed_game import ENV_ID, EvenSeedGame
+
+    from seqmarl.config import load_config
+    from seqmarl.envs import ENVS, register_pettingzoo
+    from seqmarl.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    register_pettingzoo(ENV_ID, EvenSeedGame, overwrite=True)
+    try:
+        tr = [x for x in TRAIN if x not in ("env=arithmetic-v0",)]
+        over = [*tr, f"env={ENV_ID}", "distributed.strategy=fsdp", "agents.mode=separate"]
+        with pytest.raises(ConfigError, match="fsdp needs every process to generate") as info:
+            load_config(None, over)
+        assert "use distributed.strategy=data_parallel" in str(info.value)
+        load_config(None, [*tr, f"env={ENV_ID}"])  # data_parallel takes it
+    finally:
+        ENVS._items.pop(ENV_ID, None)
