@@ -156,7 +156,7 @@ def _play_and_score(
                 ref, _ = agents[a].reference(comp)
                 kls[a] += ((comp.logprobs - ref) * comp.response_mask).sum(1).tolist()
         for j in range(min(NUM_SAMPLES, n) if done == 0 else 0):
-            samples.append(_sample(roll, j, ids, names))
+            samples.append(roll.sample(j, ids, names))
         done += n
     stats = {
         names[a]: {
@@ -169,28 +169,6 @@ def _play_and_score(
         for a in ids
     }
     return stats, samples
-
-
-def _sample(roll: Any, j: int, ids: Sequence[str], names: Mapping[str, str]) -> dict[str, Any]:
-    """Row ``j``: each agent's seat, first observation, last answer and rewards (+ turns)."""
-    played = roll.transcripts[j]
-    mine = {a: [t for t in played if t["agent"] == a] for a in ids}
-    row: dict[str, Any] = {
-        "prompt": roll.prompts[j].text,
-        "agents": {
-            names[a]: {
-                "seat": roll.seats.index(a),
-                "observation": mine[a][0]["observation"] if mine[a] else None,
-                "response": mine[a][-1]["response"] if mine[a] else None,
-                "task_reward": float(roll.task_rewards[j, i]),
-                "reward": float(roll.trained_rewards[j, i]),
-            }
-            for i, a in enumerate(ids)
-        },
-    }
-    if any(len(t) > 1 for t in mine.values()):  # a game: the whole transcript
-        row["turns"] = [{**t, "agent": names[t["agent"]]} for t in played]
-    return row
 
 
 @torch.no_grad()

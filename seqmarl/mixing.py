@@ -85,8 +85,11 @@ class RewardMixer:
         self.coef = np.array(coef, dtype=np.float64)
         self.coef.setflags(write=False)
         self.agents = tuple(agents)
+        if credit not in CREDIT_RULES:
+            raise ConfigError(
+                f"credit: unknown rule {credit!r}; use one of {', '.join(CREDIT_RULES)}"
+            )
         self.credit = credit
-        credit_matrix(self.coef, list(range(len(self.agents))), credit)
         self._cache: dict[tuple[str, ...], np.ndarray] = {}
 
     def matrix(self, seats: Sequence[str]) -> np.ndarray:

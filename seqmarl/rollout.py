@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,34 @@ class Rollout:
     turns: np.ndarray | None = None
     truncated: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+    def sample(
+        self, j: int, ids: Sequence[str], names: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Row ``j`` as ``samples.jsonl`` and ``eval.json`` hold it.
+
+        Per agent of ``ids`` (reported as ``names[id]``): its seat, first observation, last
+        answer and rewards; with several turns, the whole transcript.
+        """
+        names = names or {a: a for a in ids}
+        played = self.transcripts[j]
+        mine = {a: [t for t in played if t["agent"] == a] for a in ids}
+        row: dict[str, Any] = {
+            "prompt": self.prompts[j].text,
+            "agents": {
+                names[a]: {
+                    "seat": self.seats.index(a),
+                    "observation": mine[a][0]["observation"] if mine[a] else None,
+                    "response": mine[a][-1]["response"] if mine[a] else None,
+                    "task_reward": float(self.task_rewards[j, i]),
+                    "reward": float(self.trained_rewards[j, i]),
+                }
+                for i, a in enumerate(ids)
+            },
+        }
+        if any(len(t) > 1 for t in mine.values()):  # a game: the whole transcript
+            row["turns"] = [{**t, "agent": names[t["agent"]]} for t in played]
+        return row
 
 
 def play(

@@ -321,8 +321,7 @@ class Trainer:
         tokens = 0
         bad = False
         # one gather: every rank's rewards, for the logged means (rank order = global row
-        # order), and which agents had a turn there
-        acted_here = [a in roll.completions for a in self.ids]
+        # order), and its turns (which agents had one there)
         mine = (
             roll.task_rewards,
             roll.trained_rewards,
@@ -330,7 +329,6 @@ class Trainer:
             roll.uncredited,
             roll.turns,
             roll.truncated,
-            acted_here,
         )
         ranks = self.dist.gather_objects(mine)
         task_rewards, trained_rewards, episode_returns, uncredited, turns, truncated = (
@@ -354,7 +352,7 @@ class Trainer:
             corr = _others_correlation(task_rewards, i)
             if corr is not None:
                 record[p + "others_reward_corr"] = corr
-            acted = [r[-1][i] for r in ranks]  # on each rank
+            acted = [bool(r[4][:, i].any()) for r in ranks]  # a turn on each rank
             if not any(acted):  # no turn anywhere: nothing to learn from, no KL to log
                 continue
             # each turn's (mixed) reward-to-go; one round: the episode's trained reward. A
@@ -537,27 +535,7 @@ class Trainer:
 
     def _samples(self, roll: Rollout) -> dict[str, Any]:
         n = min(self.cfg.train.samples_logged, len(roll.prompts) // self.copies)
-        rows = []
-        for j in range(0, n * self.copies, self.copies):
-            turns = roll.transcripts[j]
-            mine = {a: [t for t in turns if t["agent"] == a] for a in self.ids}
-            row: dict[str, Any] = {
-                "prompt": roll.prompts[j].text,
-                "agents": {
-                    a: {
-                        "seat": roll.seats.index(a),
-                        # its first observation and its last (final) answer
-                        "observation": mine[a][0]["observation"] if mine[a] else None,
-                        "response": mine[a][-1]["response"] if mine[a] else None,
-                        "task_reward": float(roll.task_rewards[j, i]),
-                        "reward": float(roll.trained_rewards[j, i]),
-                    }
-                    for i, a in enumerate(self.ids)
-                },
-            }
-            if any(len(t) > 1 for t in mine.values()):  # a game: the whole transcript
-                row["turns"] = turns
-            rows.append(row)
+        rows = [roll.sample(j, self.ids) for j in range(0, n * self.copies, self.copies)]
         return {"iteration": self.iteration, "samples": rows}
 
     def summary(self, plots: list[Path] | None = None) -> dict[str, Any]:

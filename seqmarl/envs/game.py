@@ -345,9 +345,7 @@ class AECGame:
         while len(self._envs) < len(rows):
             self._envs.append(self._fn())
         n = len(self.possible_agents)
-        self._live = list(range(len(rows)))
         self._iters, self._pending = [], {}
-        self.actors: list[list[str]] = [[] for _ in rows]
         self.turn_rewards: list[list[np.ndarray]] = [[] for _ in rows]
         self._early = np.zeros((len(rows), n))
         self._truncated = np.zeros(len(rows), dtype=bool)
@@ -387,7 +385,6 @@ class AECGame:
             pending = self._pending.pop(r, None)
             if pending is None or pending[0] != agent:
                 raise EnvError(f"env {self.env_id!r}: row {r} does not wait on {agent}")
-            self.actors[r].append(agent)
             self.turn_rewards[r].append(np.zeros(n))
             env = self._envs[r]
             self._call(r, "step", lambda env=env, text=text: env.step(text), agent)
@@ -415,7 +412,7 @@ class AECGame:
         who = ""
         if agent is not None:
             who = f", agent {agent} (the env's {self._to_env[agent]!r})"
-        return f"env {self.env_id!r} (row {r}, turn {len(self.actors[r])}{who})"
+        return f"env {self.env_id!r} (row {r}, turn {len(self.turn_rewards[r])}{who})"
 
     def _call(self, r: int, what: str, fn: Callable[[], Any], agent: str | None = None) -> Any:
         try:
