@@ -1,7 +1,9 @@
 """One small registry type used for envs, settings and algorithms.
 
 Names are looked up exactly; a name of the form ``"package.module:attribute"`` that is not
-registered is imported instead, so user code plugs in without registering anything. A registry
+registered is imported instead, so user code plugs in without registering anything. A
+*namespace* (``"textarena/..."``) resolves every name under its prefix on first use, so a whole
+game suite is registered without listing it (:meth:`Registry.add_namespace`). A registry
 with an entry-point group also loads the installed plugins of that group the first time a name
 is missing and before it lists its names (:mod:`seqmarl.plugins`).
 """
@@ -32,6 +34,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._items: dict[str, T] = {}
+        self._namespaces: dict[str, tuple[Callable[[str], T], str]] = {}
 
     @overload
     def register(self, name: str, obj: T, *, overwrite: bool = ...) -> T: ...
@@ -55,6 +58,23 @@ class Registry(Generic[T]):
 
         return add if obj is None else add(obj)
 
+    def add_namespace(self, prefix: str, resolve: Callable[[str], T], *, pattern: str) -> None:
+        """Resolve every name ``"<prefix>/..."`` with ``resolve(name)`` on first use.
+
+        Args:
+            prefix: The namespace, e.g. ``"textarena"``.
+            resolve: Builds the entry for a full name; raises
+                :class:`~seqmarl.errors.SeqmarlError` (one line) for a name it cannot serve.
+            pattern: How names look there, for listings and errors
+                (``"textarena/<Game>-v0"``).
+        """
+        self._namespaces[prefix] = (resolve, pattern)
+
+    @property
+    def namespaces(self) -> dict[str, str]:
+        """Namespace prefix -> the pattern of its names."""
+        return {k: v[1] for k, v in self._namespaces.items()}
+
     def get(self, name: str) -> T:
         """Return the object registered as ``name`` (or imported from ``"pkg.mod:attr"``).
 
@@ -66,6 +86,11 @@ class Registry(Generic[T]):
         """
         if name in self._items:
             return self._items[name]
+        prefix = name.partition("/")[0]
+        if "/" in name and prefix in self._namespaces:
+            item = self._namespaces[prefix][0](name)
+            self._items[name] = item
+            return item
         if ":" in name:
             return plugins.resolve(name, origin=f"{self.kind} {name!r}")
         self._load_plugins()
@@ -77,6 +102,9 @@ class Registry(Generic[T]):
                 f"If a module of yours registers this {self.kind}, import it first: --import "
                 "MODULE, or `imports: [MODULE]` in the config"
             )
+        if self._namespaces:
+            suites = ", ".join(p for _, p in self._namespaces.values())
+            hint = f"Suites: {suites}" + (f". {hint}" if hint else "")
         raise UnknownNameError(self.kind, name, self._items, hint)
 
     def names(self) -> list[str]:
