@@ -34,6 +34,22 @@ register_env("gsm8k-v0", GSM8KTask)
 register_env("gsm8k-debate-v0", GSM8KDebateTask)
 register_env("imdb-duel-v0", make_imdb_duel)
 register_env("sentiment-duel-v0", make_sentiment_duel)
+
+
+def _textarena(env_id: str) -> EnvSpec:
+    from seqmarl.envs.suites.textarena import resolve  # the games extra, on first use
+
+    return resolve(env_id)
+
+
+def _openspiel(env_id: str) -> EnvSpec:
+    from seqmarl.envs.suites.openspiel import resolve  # the games extra, on first use
+
+    return resolve(env_id)
+
+
+ENVS.add_namespace("textarena", _textarena, pattern="textarena/<TextArena id>")
+ENVS.add_namespace("openspiel", _openspiel, pattern="openspiel/<game>-v0")
 register_env(
     "number-guess-v0",
     NumberGuessTask,
