@@ -50,6 +50,7 @@ __all__ = [
     "AgentConfig",
     "AlgoSelection",
     "DistributedConfig",
+    "LeagueConfig",
     "GenerationConfig",
     "LoraSettings",
     "RunConfig",
@@ -105,6 +106,13 @@ class TaskConfig(_Strict):
         "visible turns (the prompt stays); then any text still longer keeps its first quarter "
         "and its end, joined by '[...]' (every game path). None: no limit.",
     )
+    observation_template: str | None = Field(
+        None,
+        description="A PettingZoo game's observation as the model reads it: this text with the "
+        "env's observation at {observation} (an instruction, or a chat format such as "
+        "'<|im_start|>user\\n{observation}<|im_end|>\\n<|im_start|>assistant\\n'). None: "
+        "the observation alone.",
+    )
     max_turns: int = Field(
         256,
         ge=1,
@@ -117,6 +125,13 @@ class TaskConfig(_Strict):
     @classmethod
     def _env_known(cls, v: str) -> str:
         return _registered(ENVS, v)
+
+    @field_validator("observation_template")
+    @classmethod
+    def _has_slot(cls, v: str | None) -> str | None:
+        if v is not None and "{observation}" not in v:
+            raise ValueError("must contain {observation}, where the env's text goes")
+        return v
 
 
 class SettingConfig(_Strict):
@@ -259,6 +274,52 @@ class TrainConfig(_Strict):
         return self
 
 
+class LeagueConfig(_Strict):
+    """Opponents from a league: frozen snapshots, the base model and scripted players.
+
+    The agents in ``opponents`` never learn: each iteration the league draws who plays them
+    (one draw per iteration, the same on every process) from the snapshots of ``learner`` and
+    the ``fixed`` opponents (docs/games.md).
+    """
+
+    opponents: list[str] = Field(
+        default_factory=list,
+        description="Agent ids played by league opponents (they generate, never learn); "
+        "empty: no league.",
+    )
+    learner: str | None = Field(
+        None,
+        description="The agent whose frozen snapshots join the league; None: the first agent "
+        "not in opponents.",
+    )
+    snapshot_every: int = Field(
+        0,
+        ge=0,
+        description="Take a frozen snapshot of the learner every K iterations, iteration 0 "
+        "(the initial model) included; 0: no snapshots.",
+    )
+    max_snapshots: int = Field(
+        32, ge=1, description="Snapshots kept; beyond this the oldest is dropped."
+    )
+    fixed: list[str] = Field(
+        default_factory=list,
+        description="Fixed opponents: base (the initial model), random (a random listed move), "
+        "or a scripted player's name or module:factory.",
+    )
+    sampling: Literal["latest", "uniform", "prioritized"] = Field(
+        "latest",
+        description="latest: the newest snapshot (the last fixed opponent while there is none); "
+        "uniform: any opponent alike; prioritized: weight (1 - the learner's win rate)^power "
+        "(AlphaStar's PFSP), so the opponents it beats least come most.",
+    )
+    power: float = Field(1.0, gt=0, description="Exponent of prioritized sampling.")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the run has a league."""
+        return bool(self.opponents)
+
+
 class DistributedConfig(_Strict):
     """How many processes train one run (launched by torchrun: see docs/distributed.md)."""
 
@@ -300,6 +361,7 @@ class RunConfig(_Strict):
         description="Per-agent algorithm overrides, keyed by agent id (llm_0, llm_1, ...).",
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    league: LeagueConfig = Field(default_factory=LeagueConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @model_validator(mode="before")
@@ -393,6 +455,68 @@ class RunConfig(_Strict):
                 f"train.batch_size: {self.train.batch_size} prompts do not split over {world} "
                 f"processes; use a multiple of {world}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _league_agents(self) -> RunConfig:
+        """League opponents and learner are agents of the setting; someone still learns."""
+        if not self.league.enabled:
+            return self
+        ids = self.setting.build().agent_ids
+        bad = [a for a in self.league.opponents if a not in ids]
+        if bad:
+            raise ValueError(
+                f"league.opponents: unknown agent id(s) {bad}; this setting has {', '.join(ids)}"
+            )
+        learners = [a for a in ids if a not in self.league.opponents]
+        if not learners:
+            raise ValueError(
+                "league.opponents: every agent is an opponent and none would learn; leave at "
+                f"least one of {', '.join(ids)} out"
+            )
+        if self.league.learner is not None and self.league.learner not in learners:
+            raise ValueError(
+                f"league.learner: {self.league.learner!r} must be a learning agent: one of "
+                f"{', '.join(learners)}"
+            )
+        if not self.league.fixed and not self.league.snapshot_every:
+            raise ValueError(
+                "league: no opponent to draw; set league.snapshot_every=K (snapshots of the "
+                "learner) and/or league.fixed=[base] / [random]"
+            )
+        if self.distributed.strategy == "fsdp":
+            raise ValueError(
+                "league: a snapshot swaps an agent's weights, which fsdp shards; use "
+                "distributed.strategy=data_parallel"
+            )
+        if self.agents.mode != "shared" and self.league.snapshot_every:
+            log.info("league: each snapshot of a separate copy holds a whole model (CPU memory)")
+        return self
+
+    @model_validator(mode="after")
+    def _zero_sum_reward(self) -> RunConfig:
+        """Refuse a matrix that makes a learner's reward identically zero on a zero-sum game."""
+        spec = ENVS.get(self.task.env)
+        factory = getattr(spec, "aec_factory", None)
+        if factory is None:
+            return self
+        try:
+            zero_sum = bool(getattr(factory(), "metadata", {}).get("zero_sum", False))
+        except Exception:  # the game's own fault is reported, in one line, when it is played
+            return self
+        if not zero_sum:
+            return self
+        setting = self.setting.build()
+        coef = setting.mixer.coef
+        for i, a in enumerate(setting.agent_ids):
+            row = coef[i]
+            if a not in self.league.opponents and all(abs(c - row[0]) < 1e-12 for c in row):
+                raise ValueError(
+                    f"setting.reward_matrix: {self.task.env} is zero-sum (every game's rewards "
+                    f"sum to 0), and agent {a}'s row {[float(c) for c in row]} weighs everyone "
+                    "alike, so its trained reward is always 0 and it would learn nothing; use "
+                    "setting.reward_matrix=independent (each its own) or competitive"
+                )
         return self
 
     def algo_for(self, agent_id: str) -> AlgoSelection:

@@ -34,6 +34,7 @@ import torch
 
 from seqmarl.agents.base import Policy
 from seqmarl.agents.sampling import Completions, ContextLengthError
+from seqmarl.agents.scripted import ScriptedPlayer
 from seqmarl.envs.game import TextGame
 from seqmarl.envs.task import Prompt
 
@@ -67,6 +68,9 @@ class Rollout:
         uncredited: ``(B * K, N)`` mixed rewards that reached an agent before its first turn.
         turns: ``(B * K, N)`` each agent's turns in each row.
         truncated: ``(B * K,)`` rows cut at the game's turn bound.
+        infos: Per row, each agent's last info from the game (a PettingZoo env's
+            ``infos``: e.g. ``invalid_moves`` and ``forfeit`` of the game suites); empty
+            dicts for a task.
         timings: Seconds spent generating and scoring.
     """
 
@@ -84,6 +88,7 @@ class Rollout:
     uncredited: np.ndarray | None = None
     turns: np.ndarray | None = None
     truncated: np.ndarray | None = None
+    infos: list[dict[str, dict[str, Any]]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
     def sample(
@@ -117,7 +122,7 @@ class Rollout:
 
 def play(
     game: TextGame | Sequence,
-    agents: Mapping[str, Policy],
+    agents: Mapping[str, Policy | ScriptedPlayer],
     prompts: Sequence[Prompt],
     seats: Sequence[str],
     *,
@@ -133,7 +138,9 @@ def play(
         game: The game (:func:`seqmarl.envs.build_game`); a list of PettingZoo faces
             (:class:`~seqmarl.envs.sequential.SequentialTextEnv`, ``TextAECWrapper``) plays
             their game, and must hold at least ``len(prompts) * copies`` of them.
-        agents: Agent id -> agent.
+        agents: Agent id -> agent: a model (:class:`~seqmarl.agents.base.Policy`) or a
+            :class:`~seqmarl.agents.scripted.ScriptedPlayer`, whose turns are played but
+            carry no tokens (it is in no ``completions`` and has no ``returns``).
         prompts: The B prompts.
         seats: Agent id in each seat (a permutation of the game's agents).
         copies: K, rows per prompt.
@@ -168,8 +175,15 @@ def play(
             j = ids.index(agent_id)
             obs = game.observe(agent_id, rows)
             t0 = time.perf_counter()
+            agent = agents[agent_id]
+            if isinstance(agent, ScriptedPlayer):  # a rule, no tokens: nothing to learn from
+                texts = [str(t) for t in agent.act(obs)]
+                _record(agent_id, rows, obs, texts, turns, j, rows_of, actors, transcripts)
+                observations.setdefault(agent_id, obs)
+                game.act(agent_id, rows, texts)
+                continue
             try:
-                comp = agents[agent_id].sample(
+                comp = agent.sample(
                     obs,
                     generator=generator,
                     max_new_tokens=max_new_tokens,
@@ -183,11 +197,7 @@ def play(
             t_gen += time.perf_counter() - t0
             parts[agent_id].append(comp)
             observations.setdefault(agent_id, obs)
-            for r, o, text in zip(rows, obs, comp.texts, strict=True):
-                rows_of[agent_id].append((r, int(turns[r, j])))
-                turns[r, j] += 1
-                actors[r].append(agent_id)
-                transcripts[r].append({"agent": agent_id, "observation": o, "response": text})
+            _record(agent_id, rows, obs, comp.texts, turns, j, rows_of, actors, transcripts)
             game.act(agent_id, rows, comp.texts)
     t0 = time.perf_counter()
     result = game.result()  # a task scores every row in one batched call
@@ -197,8 +207,8 @@ def play(
         actors, result.turn_rewards, seats, early=result.early, final=result.final
     )
     trained = mixer.mix(np.reshape(result.outcome, (n_rows, len(ids))), seats)
-    pad = next(iter(agents.values())).tokenizer.pad_token_id
     acted = [a for a in ids if parts[a]]
+    pad = agents[acted[0]].tokenizer.pad_token_id if acted else 0
     completions = {a: Completions.concat(parts[a], pad_id=pad) for a in acted}
     group_ids = torch.arange(len(prompts)).repeat_interleave(copies) + first_prompt
     returns, turn_groups = {}, {}
@@ -222,8 +232,18 @@ def play(
         uncredited=credited.uncredited,
         turns=turns,
         truncated=np.asarray(result.truncated, dtype=bool),
+        infos=list(result.infos) if result.infos is not None else [{} for _ in range(n_rows)],
         timings={"generate": t_gen, "score": t_score},
     )
+
+
+def _record(agent_id, rows, obs, texts, turns, j, rows_of, actors, transcripts) -> None:
+    """Note one batch of turns of ``agent_id`` (column ``j``) in the rows' bookkeeping."""
+    for r, o, text in zip(rows, obs, texts, strict=True):
+        rows_of[agent_id].append((r, int(turns[r, j])))
+        turns[r, j] += 1
+        actors[r].append(agent_id)
+        transcripts[r].append({"agent": agent_id, "observation": o, "response": text})
 
 
 def _reward_to_go(rewards: list[float], gamma: float) -> list[float]:

@@ -45,6 +45,7 @@ from seqmarl.config import RunConfig
 from seqmarl.distributed import setup
 from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
+from seqmarl.league import League
 from seqmarl.learner import Learner
 from seqmarl.rollout import Rollout, play
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
@@ -105,13 +106,15 @@ class Trainer:
         self._overwrite = overwrite and not resume
         self.setting = cfg.setting.build()
         self.ids = self.setting.agent_ids
+        #: the agents that learn (league opponents generate only)
+        self.learning = tuple(a for a in self.ids if a not in cfg.league.opponents)
         self.algos = {a: ALGORITHMS.get(cfg.algo_for(a).name) for a in self.ids}
         self.algo_cfgs = {a: cfg.algo_for(a).build() for a in self.ids}
         sizes = {c.group_size for c in self.algo_cfgs.values()} - {1}  # one, or none (config)
         self.copies = sizes.pop() if sizes else 1
         seed = cfg.train.seed
         if pool is None:
-            needs_value = [a for a in self.ids if self.algos[a].uses_value_head]
+            needs_value = [a for a in self.learning if self.algos[a].uses_value_head]
             agents = cfg.agents
             if self.dist.enabled and agents.device == "auto" and torch.cuda.is_available():
                 agents = agents.model_copy(update={"device": f"cuda:{self.dist.local_rank}"})
@@ -134,7 +137,13 @@ class Trainer:
                 tis_cap=cfg.agents.vllm.tis_cap if pool.engine is not None else None,
             )
             for i, a in enumerate(self.ids)
+            if a in self.learning
         }
+        self.league = (
+            League(cfg.league, pool.agents, self.ids, seed=seed, rank=self.dist.rank)
+            if cfg.league.enabled
+            else None
+        )
         self.prompt_rng = np.random.default_rng(seed)  # the same on every rank
         # sampling differs per rank (rank 0's stream is the one-process stream)
         self.generator = torch.Generator(device=pool.device).manual_seed(seed + self.dist.rank)
@@ -160,6 +169,7 @@ class Trainer:
             "bad_iterations": self.bad_iterations,
             "learners": {a: lr.state_dict() for a, lr in self.learners.items()},
             "prompt_rng": self.prompt_rng.bit_generator.state,
+            "league": self.league.state_dict() if self.league is not None else None,
             "world_size": self.dist.world_size,
             "ranks": self.dist.gather_objects(mine),
         }
@@ -173,6 +183,10 @@ class Trainer:
         for a, lr in self.learners.items():
             lr.load_state_dict(state["learners"][a])
         self.prompt_rng.bit_generator.state = state["prompt_rng"]
+        if self.league is not None:
+            if state.get("league") is None:
+                raise KeyError("league: the checkpoint was written by a run without a league")
+            self.league.load_state_dict(state["league"])
         mine = ranks[self.dist.rank]
         self.generator.set_state(mine["generator"])
         torch.set_rng_state(mine["torch_rng"])
@@ -291,9 +305,13 @@ class Trainer:
         length = self.cfg.agents.generation.iteration_length(self.iteration, self.generator)
         engine = self.pool.engine
         pushed = engine.push_seconds if engine is not None else 0.0
+        agents: dict[str, Any] = dict(self.pool.agents)
+        if self.league is not None:  # this iteration's opponents, loaded into their slots
+            self.league.prepare(self.iteration)
+            agents = self.league.players()
         roll = play(
             self.game,
-            self.pool.agents,
+            agents,
             prompts,
             seats,
             copies=self.copies,
@@ -329,12 +347,23 @@ class Trainer:
             roll.uncredited,
             roll.turns,
             roll.truncated,
+            *_game_infos(roll, self.ids),
         )
         ranks = self.dist.gather_objects(mine)
-        task_rewards, trained_rewards, episode_returns, uncredited, turns, truncated = (
-            np.concatenate([r[k] for r in ranks]) for k in range(6)
-        )
+        (
+            task_rewards,
+            trained_rewards,
+            episode_returns,
+            uncredited,
+            turns,
+            truncated,
+            invalid,
+            forfeit,
+        ) = (np.concatenate([r[k] for r in ranks]) for k in range(8))
         record["episodes/truncated"] = float(truncated.mean())
+        record["episodes/turns"] = float(turns.sum(1).mean())
+        if self.league is not None:
+            record.update(self.league.record(task_rewards))
         for i, a in enumerate(self.ids):
             task_reward = float(task_rewards[:, i].mean())
             p = f"agent/{a}/"
@@ -349,10 +378,18 @@ class Trainer:
                     p + "algo": self.algos[a].name,
                 }
             )
+            if not np.isnan(invalid[:, i]).all():  # the game reports moves it refused
+                record[p + "invalid_moves"] = float(np.nanmean(invalid[:, i]))
+                moves = float(turns[:, i].sum())
+                if moves:  # a refused move is a turn of its own (the game lets it retry)
+                    record[p + "legal_move_rate"] = 1.0 - float(np.nansum(invalid[:, i])) / moves
+                record[p + "forfeit_rate"] = float(np.nanmean(forfeit[:, i]))
             corr = _others_correlation(task_rewards, i)
             if corr is not None:
                 record[p + "others_reward_corr"] = corr
             acted = [bool(r[4][:, i].any()) for r in ranks]  # a turn on each rank
+            if a not in self.learners:  # a league opponent: it played, it does not learn
+                continue
             if not any(acted):  # no turn anywhere: nothing to learn from, no KL to log
                 continue
             # each turn's (mixed) reward-to-go; one round: the episode's trained reward. A
@@ -476,7 +513,7 @@ class Trainer:
         """The final agents, loadable alone (sharded copies gather on every rank)."""
         sharded = self.pool.mode == "fsdp"
         if self.dist.is_main or sharded:
-            for a in self.ids:
+            for a in self.learning:
                 self.pool[a].save_pretrained(self.out / "agents" / a)
 
     def _stopping(self, stop: StopSignals) -> bool:
@@ -530,6 +567,8 @@ class Trainer:
             p = f"agent/{a}/"
             kl = record.get(p + "kl")
             kl_text = "no turn" if kl is None else f"kl={kl:.2f}"
+            if a not in self.learners and self.league is not None:
+                kl_text = self.league.current.get(a, "opponent")
             parts.append(f"{a} r={record[p + 'task_reward']:+.2f} {kl_text}")
         return " | ".join(parts)
 
@@ -566,6 +605,20 @@ class _NoSink:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+def _game_infos(roll: Rollout, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, N)`` invalid moves and forfeits per row and agent from the game's infos (NaN:
+    the game does not report them; the game suites do)."""
+    invalid = np.full((len(roll.infos), len(ids)), np.nan)
+    forfeit = np.full((len(roll.infos), len(ids)), np.nan)
+    for r, infos in enumerate(roll.infos):
+        for i, a in enumerate(ids):
+            info = infos.get(a, {})
+            if "invalid_moves" in info:
+                invalid[r, i] = float(info["invalid_moves"])
+                forfeit[r, i] = float(bool(info.get("forfeit", False)))
+    return invalid, forfeit
 
 
 def _others_correlation(task_rewards: np.ndarray, i: int) -> float | None:

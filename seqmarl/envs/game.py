@@ -99,6 +99,8 @@ class GameResult:
         final: ``(R, N)`` raw rewards handed out after the last turn (a task's final score).
         early: ``(R, N)`` raw rewards handed out before a row's first turn.
         truncated: ``(R,)`` whether the row was cut at the turn bound.
+        infos: Per row, each agent's last ``info`` from a PettingZoo env (what ``last()``
+            returned on its final turn or dead step); ``None`` for a task.
     """
 
     outcome: np.ndarray
@@ -106,6 +108,7 @@ class GameResult:
     final: np.ndarray
     early: np.ndarray
     truncated: np.ndarray
+    infos: list[dict[str, dict[str, Any]]] | None = None
 
 
 @runtime_checkable
@@ -307,6 +310,9 @@ class AECGame:
         env_id: Named in messages.
         max_turns: The turn bound (see the module docstring).
         max_observation_chars: The observation limit.
+        observation_template: What the model reads, with the env's text (within the limit)
+            at ``{observation}``: an instruction or a chat format around every observation
+            (``task.observation_template``); None: the text alone.
     """
 
     def __init__(
@@ -317,8 +323,10 @@ class AECGame:
         env_id: str | None = None,
         max_turns: int = DEFAULT_MAX_TURNS,
         max_observation_chars: int | None = None,
+        observation_template: str | None = None,
     ):
         self._fn = env_fn
+        self.observation_template = observation_template
         first = env_fn()
         self._envs = [first]
         self.roles = tuple(first.possible_agents)
@@ -328,6 +336,8 @@ class AECGame:
             mixer = RewardMixer(coef, self.possible_agents)
         self.mixer = mixer
         self.env_id = env_id or getattr(first, "metadata", {}).get("name", "pettingzoo")
+        #: The env's ``metadata["zero_sum"]``: every episode's rewards sum to zero.
+        self.zero_sum = bool(getattr(first, "metadata", {}).get("zero_sum", False))
         self.max_turns = max_turns
         self.max_observation_chars = max_observation_chars
         self.stop_strings: tuple[str, ...] = ()
@@ -349,6 +359,7 @@ class AECGame:
         self.turn_rewards: list[list[np.ndarray]] = [[] for _ in rows]
         self._early = np.zeros((len(rows), n))
         self._truncated = np.zeros(len(rows), dtype=bool)
+        self._infos: list[dict[str, dict[str, Any]]] = [{} for _ in rows]
         for r, prompt in enumerate(rows):
             env = self._envs[r]
             seed = prompt.meta.get("seed") if isinstance(prompt, Prompt) else None
@@ -375,7 +386,10 @@ class AECGame:
             else:
                 role = self._to_env[agent]
                 obs = self._call(r, "observe", lambda r=r, role=role: self._envs[r].observe(role))
-            out.append(fit_observation(self._text(obs, r, agent), self.max_observation_chars))
+            text = fit_observation(self._text(obs, r, agent), self.max_observation_chars)
+            if self.observation_template is not None:
+                text = self.observation_template.replace("{observation}", text)
+            out.append(text)
         return out
 
     def act(self, agent: str, rows: Sequence[int], texts: Sequence[str]) -> None:
@@ -405,6 +419,7 @@ class AECGame:
             final=np.zeros_like(outcome),
             early=self._early,
             truncated=self._truncated.copy(),
+            infos=self._infos,
         )
 
     # ------------------------------------------------------------------ internals
@@ -454,7 +469,9 @@ class AECGame:
                     f"which is not among the env's live agents {list(env.agents)}"
                 )
             agent = self._to_llm[role]
-            obs, _, term, trunc, _ = self._call(r, "last", env.last, agent)
+            obs, _, term, trunc, info = self._call(r, "last", env.last, agent)
+            if isinstance(info, Mapping):
+                self._infos[r][agent] = dict(info)
             if not (term or trunc):
                 self._pending[r] = (agent, obs)
                 return

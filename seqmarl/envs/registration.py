@@ -39,6 +39,7 @@ _ENV_KWARGS = (
     "rounds",
     "max_observation_chars",
     "max_turns",
+    "observation_template",
 )
 
 
@@ -155,6 +156,11 @@ def make(
     except TypeError as exc:
         raise ConfigError(_bad_arguments(env_id, spec.task_factory, kwargs, exc)) from exc
     env_kwargs.pop("max_turns", None)  # a task's episodes end by themselves
+    if env_kwargs.pop("observation_template", None) is not None:
+        raise ConfigError(
+            f"env {spec.id!r}: task.observation_template frames a PettingZoo game's "
+            "observations; a task writes its own (its prompt and observer templates)"
+        )
     return SequentialTextEnv(
         task, num_agents=2 if num_agents is None else num_agents, env_id=spec.id, **env_kwargs
     )
@@ -172,6 +178,7 @@ def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
         env_id=spec.id,
         max_turns=env_kwargs.get("max_turns", DEFAULT_MAX_TURNS),
         max_observation_chars=env_kwargs.get("max_observation_chars"),
+        observation_template=env_kwargs.get("observation_template"),
     )
     n = len(wrapped.possible_agents)
     if num_agents is not None and num_agents != n:
@@ -206,9 +213,16 @@ def build_game(
         rounds=task.rounds,
         max_observation_chars=task.max_observation_chars,
         max_turns=getattr(task, "max_turns", DEFAULT_MAX_TURNS),
+        **_template(task),
         **task.kwargs,
     )
     return face.as_game()
+
+
+def _template(task: Any) -> dict[str, str]:
+    """``observation_template`` when the task config sets one (PettingZoo games only)."""
+    template = getattr(task, "observation_template", None)
+    return {} if template is None else {"observation_template": template}
 
 
 def _describe(env_id: str, factory: Callable[..., Any], description: str, default: str) -> str:

@@ -56,6 +56,7 @@ class TextAECWrapper(AECEnv):
         env_id: Registered id, for messages.
         max_turns: The game's turn bound (:mod:`seqmarl.envs.game`).
         max_observation_chars: The game's observation limit.
+        observation_template: The game's frame around each observation (``{observation}``).
     """
 
     metadata = {"name": "pettingzoo_text_v0", "is_parallelizable": False}  # noqa: RUF012
@@ -68,8 +69,10 @@ class TextAECWrapper(AECEnv):
         env_id: str | None = None,
         max_turns: int = DEFAULT_MAX_TURNS,
         max_observation_chars: int | None = None,
+        observation_template: str | None = None,
     ):
         super().__init__()
+        self.observation_template = observation_template
         self._fn = env_fn
         self.env = env_fn()
         self._roles = list(self.env.possible_agents)
@@ -108,6 +111,7 @@ class TextAECWrapper(AECEnv):
             env_id=self.env_id,
             max_turns=self.max_turns,
             max_observation_chars=self.max_observation_chars,
+            observation_template=self.observation_template,
         )
 
     def as_game(self) -> AECGame:
@@ -119,6 +123,7 @@ class TextAECWrapper(AECEnv):
                 env_id=self.env_id,
                 max_turns=self.max_turns,
                 max_observation_chars=self.max_observation_chars,
+                observation_template=self.observation_template,
             )
         return self._game
 
