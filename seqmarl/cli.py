@@ -275,11 +275,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         # --model: that model untrained, in the run's own task, setting and generation settings
         cfg = load_config(run / "config.yaml", [*model, *overrides], run_dir=run)
         _check_run_trust(cfg, overrides, run)
+        if args.opponent or args.round_robin:
+            return _eval_matches(args, cfg, run)
         alone = select_agents(cfg, args.agent) if args.agent else None
         pool = untrained_pool(cfg) if args.model else load_trained_pool(run, cfg)
         out = Path(args.out) if args.out else run / "eval"
         what = f"{args.model} untrained in {run}'s config" if args.model else f"run {run}"
     else:
+        if args.opponent or args.round_robin:
+            raise ConfigError(
+                "--opponent and --round-robin play a run's agents: give the run folder first, "
+                "e.g. seqmarl eval runs/x --opponent random"
+            )
         if args.agent:
             raise ConfigError(
                 "--agent picks agents of a run: give the run folder first, "
@@ -317,6 +324,54 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"wrote {write_eval(result, out)}")
         args.deps.attach(out)
     return 0
+
+
+def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
+    """``eval RUN --opponent NAME`` or ``--round-robin``: games, rates with SEs, ratings."""
+    from seqmarl.agents.pool import AgentPool
+    from seqmarl.evaluate import free_stem, select_agents
+    from seqmarl.matches import Contenders, play_match, round_robin, summarize
+
+    if args.pass_k or args.model:
+        raise ConfigError("--opponent/--round-robin: not with --pass-k or --model; use base")
+    ids = cfg.setting.build().agent_ids
+    pool = AgentPool.from_config(cfg.agents, ids, seed=cfg.train.seed)
+    contenders = Contenders(run, cfg, pool)
+    out = Path(args.out) if args.out else run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    games = args.prompts
+    if args.round_robin:
+        names = contenders.names()
+        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out)
+        print(f"round robin of {len(names)} contenders, {games} games a pair ({cfg.task.env})")
+        for r in result["ratings"]["players"].items():
+            name, row = r
+            print(f"  {name:<16} mu {row['mu']:6.2f} ± {row['sigma']:.2f}  ({row['games']} games)")
+        stem = free_stem(out, "ratings", [".json"])
+    else:
+        agents = select_agents(cfg, args.agent) if args.agent else [contenders.learner]
+        contenders.check(args.opponent)
+        result = {"env": cfg.task.env, "opponent": args.opponent, "games": games, "agents": {}}
+        for a in agents:
+            rows = play_match(contenders, a, args.opponent, games=games, seed=args.seed)
+            result["agents"][a] = summarize(rows)
+            print(f"{a} vs {args.opponent}: {games} games on {cfg.task.env}, both seat orders")
+            for seat, row in result["agents"][a].items():
+                print(
+                    f"  {seat:<7} win {_pm(row['win'])}  draw {_pm(row['draw'])}  loss "
+                    f"{_pm(row['loss'])}  illegal/move {_pm(row['illegal_move_rate'])}  "
+                    f"forfeit {_pm(row['forfeit'])}  length {_pm(row['length'], 1)}"
+                )
+        stem = free_stem(out, "match", [".json"])
+    path = out / f"{stem}.json"
+    with path.open("x") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {path}" + (f" and {result['plot']}" if result.get("plot") else ""))
+    return 0
+
+
+def _pm(stat: dict, digits: int = 3) -> str:
+    return f"{stat['mean']:.{digits}f}±{stat['se']:.{digits}f}"
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -395,7 +450,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate this agent of the run alone (setting single, its own weights); "
         "repeat or give a comma list",
     )
-    p.add_argument("--prompts", type=int, default=64)
+    p.add_argument("--prompts", type=int, default=64, help="prompts (games) to play")
+    p.add_argument(
+        "--opponent",
+        metavar="NAME",
+        help="play a run's agent (--agent, default the learner) against NAME in both seat "
+        "orders: base, random, snapshot:<i>, another agent id, or module:factory",
+    )
+    p.add_argument(
+        "--round-robin",
+        action="store_true",
+        help="every pair of the run's agents, league snapshots, base and random plays "
+        "--prompts games; openskill ratings and a plot of rating over training",
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument(
         "--pass-k", type=int, metavar="N", help="sample N answers per question; pass@1..N"

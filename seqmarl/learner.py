@@ -100,6 +100,7 @@ class Learner:
         completions: Completions,
         rewards: torch.Tensor,
         group_ids: torch.Tensor | None = None,
+        roles: torch.Tensor | None = None,
     ) -> RolloutBatch:
         """Reference log-probs and per-token KL for ``completions``; ``rewards`` is ``(B,)``."""
         ref_logprobs, ref_logits = self.agent.reference(
@@ -118,6 +119,7 @@ class Learner:
             values=completions.values,
             kl=kl,
             group_ids=None if group_ids is None else group_ids.to(device),
+            roles=None if roles is None else roles.to(device),
         )
 
     def learn(
@@ -126,6 +128,7 @@ class Learner:
         returns: torch.Tensor | None,
         group_ids: torch.Tensor | None = None,
         *,
+        roles: torch.Tensor | None = None,
         src: int | None = None,
     ) -> dict[str, float]:
         """One iteration's update from this rank's rows: the batch is built here, then used.
@@ -134,13 +137,14 @@ class Learner:
             completions: This rank's turns of the agent; None where it had none.
             returns: ``(rows,)`` each turn's (mixed) reward-to-go.
             group_ids: ``(rows,)`` which rows RLOO/GRPO compare.
+            roles: ``(rows,)`` the agent's seat in each row (a role-conditioned baseline).
             src: With several processes, a rank where the agent had turns, when some rank had
                 none: the update is a chain of collectives, so every rank takes part, the ones
                 without turns with no rows (``src`` sends their widths, dtypes and parts).
         """
         batch = None
         if completions is not None:
-            batch = self.make_batch(completions, returns, group_ids)
+            batch = self.make_batch(completions, returns, group_ids, roles)
         if src is not None:
             completions, batch = self._rows_everywhere(completions, batch, src)
         return self.update(completions, batch)
@@ -279,7 +283,12 @@ class Learner:
         if not dist.enabled:
             return batch, 0
         # one gather of the shapes (and of which optional tensors exist) for every tensor
-        has = (batch.values is not None, batch.kl is not None, batch.group_ids is not None)
+        has = (
+            batch.values is not None,
+            batch.kl is not None,
+            batch.group_ids is not None,
+            batch.roles is not None,
+        )
         shapes = dist.gather_objects((*batch.mask.shape, has))
         rows, width = [s[0] for s in shapes], max(s[1] for s in shapes)
         if len({s[2] for s in shapes}) > 1:
@@ -297,6 +306,7 @@ class Learner:
             values=gather(batch.values),
             kl=gather(batch.kl),
             group_ids=gather(batch.group_ids),
+            roles=gather(batch.roles),
         )
         return whole, offset
 

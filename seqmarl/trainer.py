@@ -395,10 +395,12 @@ class Trainer:
             # each turn's (mixed) reward-to-go; one round: the episode's trained reward. A
             # rank where the agent had no turn takes part with no rows (src sends their form)
             comp = roll.completions.get(a)
+            roles = None if comp is None else torch.full((len(comp.texts),), seats.index(a))
             metrics = self.learners[a].learn(
                 comp,
                 roll.returns.get(a),
                 roll.turn_groups.get(a),
+                roles=roles,
                 src=None if all(acted) else acted.index(True),
             )
             kl = metrics.pop("rollout_kl")

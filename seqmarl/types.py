@@ -26,6 +26,8 @@ class RolloutBatch:
         kl: ``(B, T)`` per-token KL to the reference measured at sampling time; ``None`` means
             "estimate it from ``logprobs - ref_logprobs``" with the configured estimator.
         group_ids: ``(B,)`` integer id of the prompt each response answers (RLOO/GRPO groups).
+        roles: ``(B,)`` the seat the agent played in each response's game (the role of a
+            role-conditioned baseline); ``None`` where not known.
     """
 
     logprobs: torch.Tensor
@@ -35,6 +37,7 @@ class RolloutBatch:
     values: torch.Tensor | None = None
     kl: torch.Tensor | None = None
     group_ids: torch.Tensor | None = None
+    roles: torch.Tensor | None = None
 
     def __post_init__(self):
         b, t = self.logprobs.shape
@@ -63,6 +66,7 @@ class RolloutBatch:
             values=pick(self.values),
             kl=pick(self.kl),
             group_ids=pick(self.group_ids),
+            roles=pick(self.roles),
         )
 
 

@@ -95,6 +95,8 @@ class AlgoState:
     kl: FixedKLController | AdaptiveKLController
     reward_moments: RunningMoments = field(default_factory=RunningMoments)
     baseline: float | None = None
+    #: role (seat) -> its running baseline (REINFORCE with ``baseline=role``)
+    role_baselines: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: AlgoConfig) -> AlgoState:
@@ -112,6 +114,7 @@ class AlgoState:
             "kl": self.kl.state_dict(),
             "reward_moments": self.reward_moments.state_dict(),
             "baseline": self.baseline,
+            "role_baselines": dict(self.role_baselines),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -119,6 +122,7 @@ class AlgoState:
         self.kl.load_state_dict(state["kl"])
         self.reward_moments.load_state_dict(state["reward_moments"])
         self.baseline = state["baseline"]
+        self.role_baselines = {int(k): v for k, v in state.get("role_baselines", {}).items()}
 
 
 @dataclass(frozen=True)

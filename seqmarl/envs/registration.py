@@ -11,6 +11,7 @@ trainer, ``seqmarl eval`` and pass@k use. Register your own with :func:`register
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import re
 from collections.abc import Callable, Sequence
@@ -167,13 +168,19 @@ def make(
 
 
 def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
-    if kwargs:
-        raise ConfigError(
-            f"env {spec.id!r} is a PettingZoo env built by its factory; it takes no task "
-            f"arguments (got {sorted(kwargs)})"
-        )
+    factory = spec.aec_factory
+    if kwargs:  # task.kwargs go to the env's factory, when it takes them
+        params = _parameters(factory)
+        unknown = [k for k in kwargs if k not in params]
+        if unknown:
+            takes = f"it takes: {', '.join(params)}" if params else "it takes none"
+            raise ConfigError(
+                f"env {spec.id!r} is a PettingZoo env built by its factory; unknown argument(s) "
+                f"{sorted(unknown)} ({takes})"
+            )
+        factory = functools.partial(factory, **kwargs)
     wrapped = TextAECWrapper(
-        spec.aec_factory,
+        factory,
         reward_matrix=env_kwargs.get("reward_matrix", "independent"),
         env_id=spec.id,
         max_turns=env_kwargs.get("max_turns", DEFAULT_MAX_TURNS),

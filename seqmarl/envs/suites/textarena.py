@@ -80,11 +80,16 @@ class TextArenaEnv(AECEnv):
     Args:
         game_id: TextArena's id (``"TicTacToe-v0"``).
         num_players: Players; default the smallest count the game takes (2, 3, ...).
+        invalid_move_penalty: Added to a player's reward for every move the game refuses
+            (shaping, off by default: then the game's own rules alone decide; ``task.kwargs``).
     """
 
-    def __init__(self, game_id: str, *, num_players: int | None = None):
+    def __init__(
+        self, game_id: str, *, num_players: int | None = None, invalid_move_penalty: float = 0.0
+    ):
         super().__init__()
         self.game_id = game_id
+        self.invalid_move_penalty = float(invalid_move_penalty)
         self._random = random.Random(0).getstate()
         self.num_players = num_players or players_of(game_id)
         self.possible_agents = [f"player_{k}" for k in range(self.num_players)]
@@ -139,15 +144,16 @@ class TextArenaEnv(AECEnv):
         with _own_random(self):
             done, _ = self.game.step("" if action is None else str(action))
         info = state.game_info[pid]
-        if info["turn_count"] == turns_before or info.get("invalid_move"):
-            self._invalid[agent] += 1
+        refused = info["turn_count"] == turns_before or bool(info.get("invalid_move"))
+        self._invalid[agent] += refused
         self._cumulative_rewards[agent] = 0.0
         self.rewards = dict.fromkeys(self.agents, 0.0)
+        self.rewards[agent] = self.invalid_move_penalty if refused else 0.0
         if done:
             with _own_random(self):
                 rewards, _ = _closed(self.game.close())
             for a in self.agents:
-                self.rewards[a] = float(rewards.get(int(a.rpartition("_")[2]), 0.0))
+                self.rewards[a] += float(rewards.get(int(a.rpartition("_")[2]), 0.0))
                 self.terminations[a] = True
         self.infos = {a: self._info(a) for a in self.agents}
         self._accumulate_rewards()
@@ -253,6 +259,8 @@ def resolve(env_id: str) -> EnvSpec:
     n = players_of(game_id)
     doc = inspect.getdoc(TextArenaEnv) or ""
     description = f"TextArena {game_id}, {n} players ({doc.splitlines()[0].rstrip('.')})"
-    return EnvSpec(
-        env_id, None, description, aec_factory=lambda: TextArenaEnv(game_id, num_players=n)
-    )
+
+    def factory(invalid_move_penalty: float = 0.0) -> TextArenaEnv:
+        return TextArenaEnv(game_id, num_players=n, invalid_move_penalty=invalid_move_penalty)
+
+    return EnvSpec(env_id, None, description, aec_factory=factory)
