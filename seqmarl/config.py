@@ -50,8 +50,8 @@ __all__ = [
     "AgentConfig",
     "AlgoSelection",
     "DistributedConfig",
-    "LeagueConfig",
     "GenerationConfig",
+    "LeagueConfig",
     "LoraSettings",
     "RunConfig",
     "SettingConfig",
@@ -112,6 +112,11 @@ class TaskConfig(_Strict):
         "env's observation at {observation} (an instruction, or a chat format such as "
         "'<|im_start|>user\\n{observation}<|im_end|>\\n<|im_start|>assistant\\n'). None: "
         "the observation alone.",
+    )
+    action_prefix: str = Field(
+        "",
+        description="Put before every response when a PettingZoo game reads it: the start of "
+        "the answer that observation_template ends with (e.g. '[' for a bracketed move).",
     )
     max_turns: int = Field(
         256,
@@ -313,6 +318,16 @@ class LeagueConfig(_Strict):
         "(AlphaStar's PFSP), so the opponents it beats least come most.",
     )
     power: float = Field(1.0, gt=0, description="Exponent of prioritized sampling.")
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixed_known(cls, v: list[str]) -> list[str]:
+        from seqmarl.agents.scripted import SCRIPTED
+
+        for name in v:
+            if name != "base":
+                _registered(SCRIPTED, name)
+        return v
 
     @property
     def enabled(self) -> bool:

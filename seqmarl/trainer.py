@@ -610,8 +610,10 @@ class _NoSink:
 
 
 def _game_infos(roll: Rollout, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """``(R, N)`` invalid moves and forfeits per row and agent from the game's infos (NaN:
-    the game does not report them; the game suites do)."""
+    """``(R, N)`` invalid moves and forfeits per row and agent, from the game's infos.
+
+    NaN where the game does not report them (the game suites do).
+    """
     invalid = np.full((len(roll.infos), len(ids)), np.nan)
     forfeit = np.full((len(roll.infos), len(ids)), np.nan)
     for r, infos in enumerate(roll.infos):

@@ -70,7 +70,7 @@ def test_check_env_with_an_unknown_task_argument_is_one_line_and_exit_2():
         "seqmarl: error: env 'arithmetic-v0' (task ArithmeticTask): unknown task argument "
         "'max_operands' (did you mean 'max_operand'?); it accepts: max_operand, ops; env options: "
         "reward_matrix, knowledge_transfer, credit, max_text_length, render_mode, rounds, "
-        "max_observation_chars, max_turns"
+        "max_observation_chars, max_turns, observation_template, action_prefix"
     ]
     proc = run_cli("check-env", "arithmetic-v0", "num_agents=3")
     assert proc.returncode == 2

