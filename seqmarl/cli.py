@@ -52,6 +52,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "envs": ENVS.names(),
+                    "env_suites": ENVS.namespaces,
                     "settings": SETTINGS.names(),
                     "algorithms": ALGORITHMS.names(),
                 }
@@ -62,6 +63,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"{title}:")
         for name in reg.names():
             print(f"  {name:<20} {reg.get(name).description}")
+        if reg is ENVS:  # whole suites, resolved by name on first use (the games extra)
+            for pattern in ENVS.namespaces.values():
+                print(f"  {pattern:<20} any such game (suite; pip install 'seqmarl[games]')")
     return 0
 
 
@@ -329,7 +333,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     """``eval RUN --opponent NAME`` or ``--round-robin``: games, rates with SEs, ratings."""
     from seqmarl.agents.pool import AgentPool
-    from seqmarl.evaluate import free_stem, select_agents
+    from seqmarl.evaluate import free_stem
     from seqmarl.matches import Contenders, play_match, round_robin, summarize
 
     if args.pass_k or args.model:
@@ -349,8 +353,11 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
             print(f"  {name:<16} mu {row['mu']:6.2f} ± {row['sigma']:.2f}  ({row['games']} games)")
         stem = free_stem(out, "ratings", [".json"])
     else:
-        agents = select_agents(cfg, args.agent) if args.agent else [contenders.learner]
-        contenders.check(args.opponent)
+        # --agent: any contender (an agent id, base, snapshot:<i>, ...); default the learner
+        agents = [x.strip() for a in args.agent or [] for x in a.split(",") if x.strip()]
+        agents = agents or [contenders.learner]
+        for name in [*agents, args.opponent]:
+            contenders.check(name)
         result = {"env": cfg.task.env, "opponent": args.opponent, "games": games, "agents": {}}
         for a in agents:
             rows = play_match(contenders, a, args.opponent, games=games, seed=args.seed)
@@ -448,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ID",
         help="evaluate this agent of the run alone (setting single, its own weights); "
-        "repeat or give a comma list",
+        "repeat or give a comma list. With --opponent: who plays it (an agent id, base, "
+        "snapshot:<i>; default the league's learner)",
     )
     p.add_argument("--prompts", type=int, default=64, help="prompts (games) to play")
     p.add_argument(

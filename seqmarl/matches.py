@@ -81,12 +81,12 @@ class Contenders:
             if it.isdigit() and int(it) in self.snapshots:
                 return
             have = ", ".join(f"snapshot:{i}" for i in sorted(self.snapshots)) or "none"
-            raise ConfigError(f"--opponent {name!r}: the run has no such snapshot ({have})")
+            raise ConfigError(f"{name!r}: the run has no such snapshot ({have})")
         if ":" in name:
             SCRIPTED.get(name)  # module:factory, imported (a bad one is one line)
             return
         raise ConfigError(
-            f"--opponent {name!r}: not a contender of this run; use one of "
+            f"{name!r}: not a contender of this run; use one of "
             f"{', '.join(self.names())} or a scripted player's module:factory"
         )
 

@@ -163,3 +163,68 @@ def test_the_cooperative_default_on_a_zero_sum_game_is_refused_before_training()
         ]
     )
     assert np.asarray(ok.setting.build().mixer.coef)[1].tolist() == [1.0, 1.0]
+
+
+def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from seqmarl.cli import main
+    from seqmarl.sinks import read_jsonl
+
+    run = tmp_path / "ttt"
+    args = [
+        "train",
+        "model=embedded:tiny-llama",
+        "env=textarena/TicTacToe-v0-train",
+        "setting.reward_matrix=independent",
+        "setting.exchange_every=1",
+        "algo=reinforce",
+        "algo.params.baseline=role",
+        "batch_size=4",
+        "iterations=3",
+        "agents.generation.max_new_tokens=3",
+        "task.observation_template=Move? {observation}\n[",
+        "task.action_prefix=[",
+        "task.kwargs.invalid_move_penalty=-0.5",
+        "league.opponents=[llm_1]",
+        "league.fixed=[random]",
+        "league.snapshot_every=2",
+        "league.sampling=uniform",
+        "train.progress=false",
+        "train.tensorboard=false",
+        "--out",
+        str(run),
+    ]
+    assert main(args) == 0
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert len(rows) == 3
+    for r in rows:
+        assert "agent/llm_1/kl" not in r  # the opponent never learns
+        assert r["agent/llm_0/seat"] == r["iteration"] % 2  # seats swap every iteration
+        if r["agent/llm_0/turns"]:  # (a model opponent moving first may forfeit at once)
+            assert 0.0 <= r["agent/llm_0/legal_move_rate"] <= 1.0
+            assert f"agent/llm_0/adv_baseline_role{r['iteration'] % 2}" in r
+    assert any(r["agent/llm_0/turns"] for r in rows)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--opponent", "random", "--prompts", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "llm_0 vs random: 4 games" in out and "seat_0" in out and "seat_1" in out
+    match = json.loads((run / "eval" / "match.json").read_text())
+    both = match["agents"]["llm_0"]["both"]
+    assert both["games"] == 4
+    assert match["agents"]["llm_0"]["seat_0"]["games"] == 2
+    assert math_close(both["win"]["mean"] + both["draw"]["mean"] + both["loss"]["mean"], 1.0)
+    assert main(["eval", str(run), "--round-robin", "--prompts", "2"]) == 0
+    out = capsys.readouterr().out
+    ratings = json.loads((run / "eval" / "ratings.json").read_text())
+    names = set(ratings["ratings"]["players"])
+    assert names == {"llm_0", "snapshot:0", "snapshot:2", "base", "random"}
+    assert (run / "eval" / "ratings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "round robin of 5 contenders" in out
+    # an opponent the run does not have: one line, exit 2
+    assert main(["eval", str(run), "--opponent", "snapshot:7"]) == 2
+    assert "no such snapshot" in capsys.readouterr().err
+
+
+def math_close(a, b):
+    return abs(a - b) < 1e-9
