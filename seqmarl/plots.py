@@ -18,6 +18,8 @@ import numpy as np
 from seqmarl.sinks import read_jsonl
 
 __all__ = [
+    "game_curves_figure",
+    "has_game_metrics",
     "plot_runs",
     "reward_vs_kl_figure",
     "seat_exchanges",
@@ -231,10 +233,81 @@ def reward_vs_kl_figure(runs: Sequence[Run]):
     return fig
 
 
+GAME_PANELS = (
+    ("legal_move_rate", "legal-move rate (moves the game accepted / turns)"),
+    ("forfeit_rate", "forfeit rate (games lost by invalid moves)"),
+)
+
+
+def has_game_metrics(runs: Sequence[Run]) -> bool:
+    """Whether any run logged a game suite's metrics (moves refused, league results)."""
+    return any(
+        k.endswith("/legal_move_rate") or k.startswith("league/")
+        for _, records in runs
+        for r in records
+        for k in r
+    )
+
+
+def game_curves_figure(runs: Sequence[Run]):
+    """A game's own curves: legal-move and forfeit rates per agent, league win/draw rates."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(15, 4.5))
+    axes = fig.subplots(1, 3, sharex=True)
+    for r_i, (label, records) in enumerate(runs):
+        window = smoothing_window(len(records))
+        prefix = "" if len(runs) == 1 else f"{label} "
+        for ax, (key, title) in zip(axes[:2], GAME_PANELS, strict=True):
+            ax.set_title(title, fontsize=10)
+            for agent in _agents(records):
+                it, val = _series(records, agent, key)
+                if len(it):
+                    ax.plot(
+                        it,
+                        smooth(val, window),
+                        marker="o" if window == 1 else None,
+                        markersize=3,
+                        label=f"{prefix}{agent}",
+                    )
+        slots = sorted({k.split("/")[1] for r in records for k in r if k.endswith("/win_rate")})
+        axes[2].set_title(
+            "league: the learner's win / draw rate against the drawn opponent", fontsize=10
+        )
+        for slot in slots:
+            for what, style in (("win_rate", "-"), ("draw_rate", ":")):
+                pts = [
+                    (r["iteration"], r[f"league/{slot}/{what}"])
+                    for r in records
+                    if f"league/{slot}/{what}" in r
+                ]
+                if pts:
+                    it, val = (np.asarray(x, dtype=float) for x in zip(*pts, strict=True))
+                    axes[2].plot(
+                        it,
+                        smooth(val, window),
+                        style,
+                        color=f"C{r_i}",
+                        label=f"{prefix}vs {slot}: {what.split('_')[0]}",
+                    )
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    note = _smoothing_note(runs)
+    fig.suptitle("game curves" + (f" ({note})" if note else ""))
+    fig.tight_layout()
+    return fig
+
+
 def plot_runs(
     run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Sequence[str] | None = None
 ) -> list[Path]:
-    """Write ``training_curves.png`` and ``reward_vs_kl.png`` for the given runs.
+    """Write ``training_curves.png`` and ``reward_vs_kl.png`` (and ``game_curves.png``).
 
     Returns:
         The written files.
@@ -250,4 +323,8 @@ def plot_runs(
         fig = build(runs)
         fig.savefig(out / name, dpi=110, bbox_inches="tight")  # "tight" keeps outside legends
         written.append(out / name)
+    if has_game_metrics(runs):  # a game suite's run: its own curves too
+        fig = game_curves_figure(runs)
+        fig.savefig(out / "game_curves.png", dpi=110, bbox_inches="tight")
+        written.append(out / "game_curves.png")
     return written

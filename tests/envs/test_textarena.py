@@ -205,6 +205,7 @@ def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_pat
             assert 0.0 <= r["agent/llm_0/legal_move_rate"] <= 1.0
             assert f"agent/llm_0/adv_baseline_role{r['iteration'] % 2}" in r
     assert any(r["agent/llm_0/turns"] for r in rows)
+    assert (run / "plots" / "game_curves.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
     assert main(["eval", str(run), "--opponent", "random", "--prompts", "4"]) == 0
     out = capsys.readouterr().out

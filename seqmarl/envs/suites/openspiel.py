@@ -324,4 +324,8 @@ def resolve(env_id: str) -> EnvSpec:
     game = match.group(1)
     probe = OpenSpielTextEnv(game)
     description = f"{probe.long_name} (OpenSpiel via Shimmy)"
-    return EnvSpec(env_id, None, description, aec_factory=lambda: OpenSpielTextEnv(game))
+
+    def factory(illegal_penalty: float = -1.0) -> OpenSpielTextEnv:
+        return OpenSpielTextEnv(game, illegal_penalty=illegal_penalty)
+
+    return EnvSpec(env_id, None, description, aec_factory=factory)
