@@ -57,6 +57,9 @@ def _value_heads(cfg: RunConfig, ids: Sequence[str]) -> list[str]:
 def load_trained_pool(run_dir: Path, cfg: RunConfig) -> AgentPool:
     """The run's agents with the weights of its newest usable checkpoint.
 
+    A league opponent (``league.opponents``) has no weights of its own: it plays as the initial
+    model here (``seqmarl eval RUN --opponent`` picks its opponents).
+
     A damaged checkpoint is reported in one line and the previous one is used (left in place).
     """
     try:
@@ -68,7 +71,8 @@ def load_trained_pool(run_dir: Path, cfg: RunConfig) -> AgentPool:
         cfg.agents, ids, value_heads=_value_heads(cfg, ids), seed=cfg.train.seed
     )
     for a in ids:
-        pool[a].load_state_dict(state["learners"][a]["agent"])
+        if a in state["learners"]:  # a league opponent never learned: it keeps the initial model
+            pool[a].load_state_dict(state["learners"][a]["agent"])
     return pool
 
 

@@ -207,6 +207,9 @@ def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_pat
     assert any(r["agent/llm_0/turns"] for r in rows)
     assert (run / "plots" / "game_curves.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
+    # the plain eval plays the league opponent's slot as the initial model
+    assert main(["eval", str(run), "--prompts", "2"]) == 0
+    capsys.readouterr()
     assert main(["eval", str(run), "--opponent", "random", "--prompts", "4"]) == 0
     out = capsys.readouterr().out
     assert "llm_0 vs random: 4 games" in out and "seat_0" in out and "seat_1" in out
@@ -222,6 +225,11 @@ def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_pat
     assert names == {"llm_0", "snapshot:0", "snapshot:2", "base", "random"}
     assert (run / "eval" / "ratings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "round robin of 5 contenders" in out
+    # base against random: --agent takes any contender
+    assert (
+        main(["eval", str(run), "--agent", "base", "--opponent", "random", "--prompts", "2"]) == 0
+    )
+    assert "base vs random: 2 games" in capsys.readouterr().out
     # an opponent the run does not have: one line, exit 2
     assert main(["eval", str(run), "--opponent", "snapshot:7"]) == 2
     assert "no such snapshot" in capsys.readouterr().err
