@@ -219,3 +219,32 @@ def test_a_league_without_opponents_to_draw_is_one_line():
         load_config(None, [*RUN, "league.opponents=[llm_0,llm_1]", "league.fixed=[random]"])
     with pytest.raises(ConfigError, match="unknown scripted player|Registered scripted"):
         load_config(None, [*RUN, "league.fixed=[rnadom]"])
+
+
+def test_a_league_on_vllm_serves_each_drawn_snapshot_as_an_adapter(vllm_tiny_dir, tmp_path):
+    from tests.conftest import VLLM_TEST_SETTINGS, require_vllm
+
+    require_vllm()
+    cfg = load_config(
+        None,
+        [
+            *(o for o in RUN if not o.startswith("model=")),
+            f"model={vllm_tiny_dir}",
+            "agents.generator=vllm",
+            *(f"agents.vllm.{k}={v}" for k, v in VLLM_TEST_SETTINGS.items()),
+            "league.snapshot_every=1",
+            "iterations=2",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.fit()
+    opponent = trainer.pool["llm_1"]
+    # each iteration's snapshot was loaded into the slot and pushed (adapter only) before it
+    # generated: the engine serves the version the slot holds
+    assert opponent.version >= 2 and opponent._served == opponent.version
+    theirs = {k.replace(".llm_1.", ".llm_0."): v for k, v in opponent.state_dict().items()}
+    snap = trainer.league.snapshots[1]
+    assert all(torch.equal(theirs[k], snap[k]) for k in snap)
+    rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["league/llm_1/snapshot"] for r in rows] == [0.0, 1.0]
+    assert all(r["agent/llm_0/sampler/mismatch_max"] < 1e-2 for r in rows)
