@@ -35,6 +35,7 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self._items: dict[str, T] = {}
         self._namespaces: dict[str, tuple[Callable[[str], T], str]] = {}
+        self._resolved: dict[str, T] = {}
 
     @overload
     def register(self, name: str, obj: T, *, overwrite: bool = ...) -> T: ...
@@ -87,10 +88,10 @@ class Registry(Generic[T]):
         if name in self._items:
             return self._items[name]
         prefix = name.partition("/")[0]
-        if "/" in name and prefix in self._namespaces:
-            item = self._namespaces[prefix][0](name)
-            self._items[name] = item
-            return item
+        if "/" in name and prefix in self._namespaces:  # resolved once, never listed
+            if name not in self._resolved:
+                self._resolved[name] = self._namespaces[prefix][0](name)
+            return self._resolved[name]
         if ":" in name:
             return plugins.resolve(name, origin=f"{self.kind} {name!r}")
         self._load_plugins()

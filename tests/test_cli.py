@@ -19,7 +19,11 @@ def run_cli(*args):
 def test_list_json(capsys):
     assert main(["list", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"envs", "settings", "algorithms"}
+    assert set(data) == {"envs", "env_suites", "settings", "algorithms"}
+    assert data["env_suites"] == {
+        "textarena": "textarena/<TextArena id>",
+        "openspiel": "openspiel/<game>-v0",
+    }
     assert "arithmetic-v0" in data["envs"]
     assert {"single", "cory", "cory-no-transfer", "cory-no-exchange", "cory-causal"} <= set(
         data["settings"]
