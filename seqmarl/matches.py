@@ -216,19 +216,24 @@ def round_robin(
         the plot (``out_dir/ratings.png``) is the learner's snapshots' and final agent's
         rating over training.
     """
+    from tqdm.auto import tqdm
+
     from seqmarl.ratings import Ratings, plot_rating_history
 
     for n in names:
         contenders.check(n)
     ratings = Ratings()
     pairs = {}
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if a in SCRIPTED and b in SCRIPTED:
-                continue  # two rules: nothing about the run
-            rows = play_match(contenders, a, b, games=games, batch_size=batch_size, seed=seed)
-            ratings.record_many((a, b, r["score"]) for r in rows)
-            pairs[f"{a} vs {b}"] = summarize(rows)["both"]
+    todo = [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if not (a in SCRIPTED and b in SCRIPTED)  # two rules: nothing about the run
+    ]
+    for a, b in tqdm(todo, desc="round robin", unit="pair", dynamic_ncols=True):
+        rows = play_match(contenders, a, b, games=games, batch_size=batch_size, seed=seed)
+        ratings.record_many((a, b, r["score"]) for r in rows)
+        pairs[f"{a} vs {b}"] = summarize(rows)["both"]
     result: dict[str, Any] = {
         "contenders": list(names),
         "games_per_pair": games,
