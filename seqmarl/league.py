@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from seqmarl.agents.base import Policy
-from seqmarl.agents.scripted import SCRIPTED, ScriptedPlayer, make_scripted
+from seqmarl.agents.scripted import ScriptedPlayer, make_scripted
 
 __all__ = ["League", "game_outcomes", "slot_state"]
 
@@ -96,9 +96,6 @@ class League:
         self.stats: dict[str, list[float]] = {}
         self.current: dict[str, str] = {}
         self._scripted: dict[str, ScriptedPlayer] = {}
-        for name in cfg.fixed:
-            if name != "base":
-                SCRIPTED.get(name)  # an unknown name: one line, before training
 
     # ------------------------------------------------------------------ candidates
     @property
@@ -134,10 +131,10 @@ class League:
             while len(self.snapshots) > self.cfg.max_snapshots:
                 del self.snapshots[min(self.snapshots)]
         rng = np.random.default_rng([self.seed, iteration, 7919])
-        names = self.candidates
+        names, p = self.candidates, self.weights()
         drawn = {}
         for slot in self.opponents:
-            drawn[slot] = names[int(rng.choice(len(names), p=self.weights()))]
+            drawn[slot] = names[int(rng.choice(len(names), p=p))]
             self._load(slot, drawn[slot], iteration)
         self.current = drawn
         return drawn

@@ -178,27 +178,29 @@ def play(
             agent = agents[agent_id]
             if isinstance(agent, ScriptedPlayer):  # a rule, no tokens: nothing to learn from
                 texts = [str(t) for t in agent.act(obs)]
-                _record(agent_id, rows, obs, texts, turns, j, rows_of, actors, transcripts)
-                observations.setdefault(agent_id, obs)
-                game.act(agent_id, rows, texts)
-                continue
-            try:
-                comp = agent.sample(
-                    obs,
-                    generator=generator,
-                    max_new_tokens=max_new_tokens,
-                    stop_strings=game.stop_strings,
-                )
-            except ContextLengthError as exc:
-                turn = int(turns[rows, j].max())
-                raise ContextLengthError(
-                    f"env {game.env_id!r}, agent {agent_id} (its turn {turn}): {exc}"
-                ) from None
-            t_gen += time.perf_counter() - t0
-            parts[agent_id].append(comp)
+            else:
+                try:
+                    comp = agent.sample(
+                        obs,
+                        generator=generator,
+                        max_new_tokens=max_new_tokens,
+                        stop_strings=game.stop_strings,
+                    )
+                except ContextLengthError as exc:
+                    turn = int(turns[rows, j].max())
+                    raise ContextLengthError(
+                        f"env {game.env_id!r}, agent {agent_id} (its turn {turn}): {exc}"
+                    ) from None
+                t_gen += time.perf_counter() - t0
+                parts[agent_id].append(comp)
+                texts = comp.texts
             observations.setdefault(agent_id, obs)
-            _record(agent_id, rows, obs, comp.texts, turns, j, rows_of, actors, transcripts)
-            game.act(agent_id, rows, comp.texts)
+            for r, o, text in zip(rows, obs, texts, strict=True):
+                rows_of[agent_id].append((r, int(turns[r, j])))
+                turns[r, j] += 1
+                actors[r].append(agent_id)
+                transcripts[r].append({"agent": agent_id, "observation": o, "response": text})
+            game.act(agent_id, rows, texts)
     t0 = time.perf_counter()
     result = game.result()  # a task scores every row in one batched call
     t_score = time.perf_counter() - t0
@@ -235,15 +237,6 @@ def play(
         infos=list(result.infos) if result.infos is not None else [{} for _ in range(n_rows)],
         timings={"generate": t_gen, "score": t_score},
     )
-
-
-def _record(agent_id, rows, obs, texts, turns, j, rows_of, actors, transcripts) -> None:
-    """Note one batch of turns of ``agent_id`` (column ``j``) in the rows' bookkeeping."""
-    for r, o, text in zip(rows, obs, texts, strict=True):
-        rows_of[agent_id].append((r, int(turns[r, j])))
-        turns[r, j] += 1
-        actors[r].append(agent_id)
-        transcripts[r].append({"agent": agent_id, "observation": o, "response": text})
 
 
 def _reward_to_go(rewards: list[float], gamma: float) -> list[float]:

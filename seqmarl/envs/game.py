@@ -340,8 +340,6 @@ class AECGame:
             mixer = RewardMixer(coef, self.possible_agents)
         self.mixer = mixer
         self.env_id = env_id or getattr(first, "metadata", {}).get("name", "pettingzoo")
-        #: The env's ``metadata["zero_sum"]``: every episode's rewards sum to zero.
-        self.zero_sum = bool(getattr(first, "metadata", {}).get("zero_sum", False))
         self.max_turns = max_turns
         self.max_observation_chars = max_observation_chars
         self.stop_strings: tuple[str, ...] = ()
