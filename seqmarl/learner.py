@@ -254,6 +254,7 @@ class Learner:
         metrics.update({f"adv/{k}": v for k, v in adv.stats.items()})
         metrics.update(sampler.metrics())
         metrics["kl_coef"] = self.kl_coef  # after the controller's step: the next update's
+        metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])  # the step size it used
         metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch
         metrics["response_length"] = float(whole.mask.sum(1).mean())
         # the observation's length: what every forward pass of this agent reads before the response
