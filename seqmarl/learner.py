@@ -318,7 +318,7 @@ class Learner:
         rows for an algorithm whose loss is a mean over responses. ``minibatch_mask`` is the
         ``(rows, T)`` response mask of the whole minibatch.
         """
-        if self.algorithm.loss_reduction == "token":
+        if self.algorithm.reduction(self.config) == "token":
             mask = completions.response_mask
             total = float(minibatch_mask.sum())
             if total > 0:

@@ -33,6 +33,7 @@ import yaml
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.algos import ALGORITHMS
+from seqmarl.algos.base import with_response_limit
 from seqmarl.checkpoint import (
     CheckpointError,
     latest_checkpoint,
@@ -109,7 +110,8 @@ class Trainer:
         #: the agents that learn (league opponents generate only)
         self.learning = tuple(a for a in self.ids if a not in cfg.league.opponents)
         self.algos = {a: ALGORITHMS.get(cfg.algo_for(a).name) for a in self.ids}
-        self.algo_cfgs = {a: cfg.algo_for(a).build() for a in self.ids}
+        limit = cfg.agents.generation.max_new_tokens  # Dr. GRPO's constant, typed once
+        self.algo_cfgs = {a: with_response_limit(cfg.algo_for(a).build(), limit) for a in self.ids}
         sizes = {c.group_size for c in self.algo_cfgs.values()} - {1}  # one, or none (config)
         self.copies = sizes.pop() if sizes else 1
         seed = cfg.train.seed

@@ -169,7 +169,9 @@ def mismatches(got: list[dict], want: list[dict]) -> list[str]:
                 summed = w.get(f"{agent}/response_length", 1.0) * w.get(f"{agent}/entropy", 1.0)
                 scale = max(scale, summed)
             if not abs(g[key] - v) <= TOL * scale:
-                bad.append(f"iteration {i}: {key} = {g[key]!r}, stored {v!r} (tol {TOL * scale:.1e})")
+                bad.append(
+                    f"iteration {i}: {key} = {g[key]!r}, stored {v!r} (tol {TOL * scale:.1e})"
+                )
     return bad
 
 

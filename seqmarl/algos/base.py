@@ -37,9 +37,11 @@ __all__ = [
     "Algorithm",
     "entropy_term",
     "kl_loss_term",
+    "kl_tokens",
     "normalize_rewards",
     "rollout_kl",
     "sequence_returns",
+    "with_response_limit",
 ]
 
 
@@ -139,11 +141,26 @@ class Algorithm:
     #: built-in algorithm) or ``"sequence"`` (mean over responses). The learner splits a
     #: minibatch into chunks and weights each chunk's loss by its share of tokens or rows, so
     #: the summed gradient equals the whole minibatch's.
-    loss_reduction: Literal["token", "sequence"] = "token"
+    #: A callable takes the algorithm's config (an aggregation chosen per run).
+    loss_reduction: (
+        Literal["token", "sequence"] | Callable[[AlgoConfig], Literal["token", "sequence"]]
+    ) = "token"
+
+    def reduction(self, cfg: AlgoConfig) -> Literal["token", "sequence"]:
+        """How ``loss`` averages a minibatch under ``cfg`` (see ``loss_reduction``)."""
+        r = self.loss_reduction
+        return r if isinstance(r, str) else r(cfg)
 
     def make_config(self, **params) -> AlgoConfig:
         """Validate ``params`` into this algorithm's config."""
         return self.config_cls(**params)
+
+
+def with_response_limit(cfg: AlgoConfig, limit: int) -> AlgoConfig:
+    """``cfg`` with an unset ``response_limit`` field set to ``limit`` (the generation's)."""
+    if getattr(cfg, "response_limit", 0) is None:
+        return cfg.model_copy(update={"response_limit": limit})
+    return cfg
 
 
 ALGORITHMS: Registry[Algorithm] = Registry("algorithm")
@@ -185,6 +202,20 @@ def sequence_returns(
     return rewards - penalty, stats
 
 
+def kl_tokens(out: PolicyOutput, batch: RolloutBatch, cfg: AlgoConfig) -> torch.Tensor:
+    """``(B, T)`` per-token KL of the current policy to the reference.
+
+    The configured estimator on the sampled tokens, or the exact KL when ``out.kl`` is given.
+    """
+    if out.kl is not None:
+        return out.kl
+    if cfg.kl_estimator == "full" and cfg.kl_mode == "loss":
+        raise ValueError("kl_estimator=full with kl_mode=loss needs PolicyOutput.kl (exact KL)")
+    # In reward mode the value is only logged; k3 stands in for the exact KL.
+    estimator = "k3" if cfg.kl_estimator == "full" else cfg.kl_estimator
+    return kl_estimate(out.logprobs, batch.ref_logprobs, estimator)
+
+
 def kl_loss_term(
     out: PolicyOutput, batch: RolloutBatch, cfg: AlgoConfig, kl_coef: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,15 +224,7 @@ def kl_loss_term(
     ``kl_to_ref`` is the token-mean KL of the current policy to the reference, with the
     configured estimator (exact KL when ``out.kl`` is given).
     """
-    if out.kl is not None:
-        kl = out.kl
-    elif cfg.kl_estimator == "full" and cfg.kl_mode == "loss":
-        raise ValueError("kl_estimator=full with kl_mode=loss needs PolicyOutput.kl (exact KL)")
-    else:
-        # In reward mode the value is only logged; k3 stands in for the exact KL.
-        estimator = "k3" if cfg.kl_estimator == "full" else cfg.kl_estimator
-        kl = kl_estimate(out.logprobs, batch.ref_logprobs, estimator)
-    kl_mean = masked_mean(kl, batch.mask)
+    kl_mean = masked_mean(kl_tokens(out, batch, cfg), batch.mask)
     term = kl_coef * kl_mean if cfg.kl_mode == "loss" else torch.zeros_like(kl_mean)
     return term, kl_mean.detach()
 

@@ -108,10 +108,21 @@ def _ragged(pool, agent="llm_0", n=12):
     return c
 
 
-@pytest.mark.parametrize("name", ["ppo", "grpo"])
-def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, monkeypatch):
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("ppo", {}),
+        ("grpo", {}),
+        ("grpo", {"loss_aggregation": "sequence"}),
+        ("grpo", {"loss_aggregation": "constant", "response_limit": 8}),
+        ("grpo", {"importance_sampling": "sequence", "loss_aggregation": "sequence"}),
+        ("grpo", {"surrogate": "cispo", "clip_high": 0.28}),
+    ],
+)
+def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, params, monkeypatch):
     """Splitting a minibatch into length-sorted chunks (and grad accumulation) sums to the
-    whole minibatch's gradient: each chunk's token-mean loss is weighted by its token share."""
+    whole minibatch's gradient: each chunk's loss is weighted by its share of the tokens (a
+    token mean) or of the rows (a mean over responses, Dr. GRPO's constant)."""
     import seqmarl.learner as learner_mod
 
     algo = ALGORITHMS.get(name)
@@ -122,7 +133,9 @@ def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, m
     real = learner_mod.length_chunks
 
     def gradient(accum: int, chunked: bool):
-        cfg = algo.make_config(lr=1e-3, epochs=1, max_grad_norm=None, grad_accum_steps=accum)
+        cfg = algo.make_config(
+            lr=1e-3, epochs=1, max_grad_norm=None, grad_accum_steps=accum, **params
+        )
         if name == "grpo":
             cfg.group_size = 3
         learner = Learner(pool["llm_0"], algo, cfg, seed=0)

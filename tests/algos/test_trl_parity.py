@@ -1,0 +1,189 @@
+"""seqmarl's GRPO variants compute TRL's own loss and gradient on one fixed batch.
+
+TRL's ``GRPOTrainer._compute_loss`` (trl 1.16, the lock's) runs unchanged on a prepared inputs
+dict, on a stand-in for the trainer that holds only the attributes the method reads; its
+``_get_per_token_logps_and_entropies`` hands back the batch's current log-probs, a leaf
+tensor. seqmarl's ``grpo_loss`` gets the same tensor. Both gradients are taken with respect to
+it, so the comparison is of the losses' arithmetic, nothing else.
+
+The batch is off-policy (old log-probs 0.3 nats of noise away, so both clip regions are hit),
+with responses of different lengths and a KL to a reference. Bounds: relative loss difference
+<= 1e-5, gradient cosine >= 0.99999 (the issue's), and the gradients' norms within 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from seqmarl.algos import ALGORITHMS, AlgoState
+from seqmarl.types import PolicyOutput, RolloutBatch
+
+trl_grpo = pytest.importorskip(
+    "trl.trainer.grpo_trainer", reason="TRL is not installed (pip install -e '.[dev]')"
+)
+trl_utils = pytest.importorskip("trl.trainer.utils")
+
+B, T, G, LIMIT = 8, 7, 4, 10  # rows, response width, group size, max_completion_length
+
+
+def fixed_batch(seed: int = 16):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(B, T)
+    for row, length in enumerate([7, 3, 5, 7, 1, 6, 4, 7]):
+        mask[row, length:] = 0
+    current = (-torch.rand(B, T, generator=g) * 3 - 0.05) * mask
+    old = (current + 0.3 * torch.randn(B, T, generator=g)) * mask
+    ref = (current + 0.2 * torch.randn(B, T, generator=g)) * mask
+    rewards = torch.rand(B, generator=g)
+    return current, old, ref, mask, rewards
+
+
+def trl_advantages(rewards: torch.Tensor, scale: str) -> torch.Tensor:
+    """TRL's ``sum_then_normalize`` advantages (grpo_trainer.py), with TRL's own ``nanstd``."""
+    grouped = rewards.view(-1, G)
+    mean = torch.nanmean(grouped, dim=1).repeat_interleave(G)
+    if scale == "batch":
+        std = trl_utils.nanstd(rewards).expand_as(rewards)
+    else:
+        std = trl_utils.nanstd(grouped, dim=1).repeat_interleave(G)
+    adv = rewards - mean
+    return adv / (std + 1e-4) if scale != "none" else adv
+
+
+def trl_loss(current, old, ref, mask, advantages, *, loss_type, beta, eps_low, eps_high, level):
+    """TRL's ``_compute_loss`` on a stand-in trainer: (loss, grad wrt current log-probs)."""
+    logps = current.clone().requires_grad_(True)
+    accelerator = SimpleNamespace(
+        num_processes=1,
+        sync_gradients=True,
+        gather=lambda x: x,
+        gather_for_metrics=lambda x: x,
+        reduce=lambda x, reduction="sum": x,
+    )
+    trainer = SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logps, torch.zeros_like(logps), None),
+        aux_loss_enabled=False,
+        top_entropy_quantile=1.0,
+        off_policy_mask_threshold=None,
+        importance_sampling_level=level,
+        beta=beta,
+        loss_type=loss_type,
+        epsilon_low=eps_low,
+        epsilon_high=eps_high,
+        use_vllm=False,
+        vllm_importance_sampling_correction=False,
+        model=SimpleNamespace(training=True),
+        current_gradient_accumulation_steps=1,
+        max_completion_length=LIMIT,
+        accelerator=accelerator,
+        _entropy_bonus_enabled=False,
+        _metrics={"train": defaultdict(list)},
+        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+    )
+    inputs = {
+        "prompt_ids": torch.zeros(B, 2, dtype=torch.long),
+        "prompt_mask": torch.ones(B, 2, dtype=torch.long),
+        "completion_ids": torch.zeros(B, T, dtype=torch.long),
+        "completion_mask": mask.long(),
+        "advantages": advantages,
+        "old_per_token_logps": old,
+        "ref_per_token_logps": ref,
+        "num_items_in_batch": mask.sum(),
+    }
+    loss = trl_grpo.GRPOTrainer._compute_loss(trainer, None, inputs)
+    loss.backward()
+    return loss.detach(), logps.grad
+
+
+def seqmarl_loss(current, old, ref, mask, rewards, params):
+    algo = ALGORITHMS.get("grpo")
+    cfg = algo.make_config(group_size=G, response_limit=LIMIT, **params)
+    batch = RolloutBatch(
+        logprobs=old,
+        ref_logprobs=ref,
+        mask=mask,
+        rewards=rewards,
+        group_ids=torch.arange(B) // G,
+    )
+    adv = algo.advantages(batch, cfg, AlgoState.from_config(cfg))
+    logps = current.clone().requires_grad_(True)
+    loss = algo.loss(PolicyOutput(logprobs=logps), batch, adv, cfg, cfg.kl_coef)
+    loss.loss.backward()
+    return loss, logps.grad, adv.advantages[:, 0]
+
+
+#: variant -> (seqmarl's grpo params, TRL's settings)
+VARIANTS = {
+    "token_mean (bnpo)": (
+        {},
+        dict(loss_type="bnpo", eps_low=0.2, eps_high=0.2, level="token"),
+    ),
+    "sequence_mean (grpo, DeepSeekMath)": (
+        {"loss_aggregation": "sequence"},
+        dict(loss_type="grpo", eps_low=0.2, eps_high=0.2, level="token"),
+    ),
+    "dr_grpo": (
+        {"loss_aggregation": "constant", "scale_rewards": "none"},
+        dict(loss_type="dr_grpo", eps_low=0.2, eps_high=0.2, level="token", scale="none"),
+    ),
+    "dapo (clip-higher, token sum over the batch's tokens)": (
+        {"clip_high": 0.28},
+        dict(loss_type="dapo", eps_low=0.2, eps_high=0.28, level="token"),
+    ),
+    "gspo (sequence-level ratio)": (
+        {
+            "importance_sampling": "sequence",
+            "loss_aggregation": "sequence",
+            "clip_coef": 3e-4,
+            "clip_high": 4e-4,
+        },
+        dict(loss_type="grpo", eps_low=3e-4, eps_high=4e-4, level="sequence"),
+    ),
+    "cispo": (
+        {"surrogate": "cispo", "cispo_max": 1.2},
+        dict(loss_type="cispo", eps_low=0.2, eps_high=1.2, level="token"),
+    ),
+    "batch-std scaling": (
+        {"scale_rewards": "batch"},
+        dict(loss_type="bnpo", eps_low=0.2, eps_high=0.2, level="token", scale="batch"),
+    ),
+}
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_loss_and_gradient_equal_trls(variant, beta):
+    params, trl = VARIANTS[variant]
+    trl = dict(trl)
+    scale = trl.pop("scale", "group")
+    current, old, ref, mask, rewards = fixed_batch()
+    ours, our_grad, our_adv = seqmarl_loss(
+        current, old, ref, mask, rewards, {**params, "kl_coef": beta}
+    )
+    advantages = trl_advantages(rewards, scale)
+    torch.testing.assert_close(our_adv, advantages, rtol=1e-6, atol=1e-7)
+    theirs, their_grad = trl_loss(current, old, ref, mask, advantages, beta=beta, **trl)
+    assert float(ours.terms["clip_fraction"]) > 0  # the batch exercises the clip
+    assert math.isclose(float(ours.loss.detach()), float(theirs), rel_tol=1e-5, abs_tol=1e-8), (
+        float(ours.loss.detach()),
+        float(theirs),
+    )
+    cosine = torch.nn.functional.cosine_similarity(our_grad.flatten(), their_grad.flatten(), dim=0)
+    assert float(cosine) >= 0.99999, float(cosine)
+    assert math.isclose(float(our_grad.norm()), float(their_grad.norm()), rel_tol=1e-5)
+
+
+def test_the_variants_really_differ():
+    """Each variant's gradient differs from token-mean GRPO's on the batch: none is a no-op."""
+    current, old, ref, mask, rewards = fixed_batch()
+    _, base, _ = seqmarl_loss(current, old, ref, mask, rewards, {})
+    for variant, (params, _) in VARIANTS.items():
+        if not params:
+            continue
+        _, grad, _ = seqmarl_loss(current, old, ref, mask, rewards, params)
+        assert not torch.allclose(grad, base, rtol=1e-3, atol=1e-6), variant
