@@ -222,7 +222,7 @@ def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: in
             use_cpu=True,
             bf16=False,
             fp16=False,
-            activation_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
+            gradient_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
             disable_dropout=True,  # seqmarl trains in eval mode (no dropout)
             model_init_kwargs={"dtype": "float32"},
             report_to=[],

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -112,3 +114,16 @@ def test_throughput_measures_a_baseline_revision_in_the_same_run():
         # (on a slow machine the figures are small and the rounding is a large share of them)
         low, high = (now - 0.05) / (before + 0.05), (now + 0.05) / max(before - 0.05, 1e-9)
         assert low - 0.005 <= ratio <= high + 0.005, row
+
+
+def test_a_trl_row_runs_on_the_lock():
+    """benchmarks/throughput.py's TRL rows run on the locked TRL (a GRPO row, one step)."""
+    pytest.importorskip("trl", reason="TRL is not installed (pip install -e '.[dev]')")
+    cmd = [sys.executable, "benchmarks/throughput.py", "--models", "tiny", "--algos", "grpo"]
+    cmd += ["--cory-modes", "--steps", "1", "--warmup", "1", "--batch", "2", "--group", "2"]
+    cmd += ["--new-tokens", "4"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("| tiny | grpo |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[2]) > 0 and float(cells[3]) > 0, row  # seqmarl's and TRL's samples/s
