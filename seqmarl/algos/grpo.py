@@ -29,7 +29,13 @@ from seqmarl.algos.base import (
     sequence_returns,
 )
 from seqmarl.algos.core import group_normalize, masked_mean
-from seqmarl.algos.objectives import AGGREGATIONS, RATIOS, SURROGATES, reduction
+from seqmarl.algos.objectives import (
+    AGGREGATIONS,
+    RATIOS,
+    SURROGATES,
+    overlong_penalty,
+    reduction,
+)
 from seqmarl.types import Advantages, LossOutput, PolicyOutput, RolloutBatch
 
 __all__ = ["GRPO", "GRPOConfig", "grpo_advantages", "grpo_loss"]
@@ -60,12 +66,25 @@ class GRPOConfig(AlgoConfig):
     importance_sampling: Literal["token", "sequence"] = Field(
         "token", description="Importance weight per token, or per response (GSPO)."
     )
-    surrogate: Literal["clip", "cispo"] = Field(
+    surrogate: Literal["clip", "cispo", "sapo"] = Field(
         "clip",
         description="clip: PPO's clipped ratio; cispo: the clipped importance weight, without "
-        "gradient, times log pi (CISPO).",
+        "gradient, times log pi (CISPO); sapo: a soft sigmoid gate instead of the clip (SAPO).",
     )
     cispo_max: float = Field(5.0, gt=0, description="CISPO's cap on the importance weight.")
+    sapo_tau_pos: float = Field(1.0, gt=0, description="SAPO's gate temperature for A > 0.")
+    sapo_tau_neg: float = Field(1.05, gt=0, description="SAPO's gate temperature for A <= 0.")
+    kl_importance_weight: bool = Field(
+        False,
+        description="Weight the KL loss per token by the importance weight w (TRL's "
+        "use_bias_correction_kl, its default): unbiased when the batch is off-policy.",
+    )
+    overlong_buffer: int | None = Field(
+        None,
+        ge=1,
+        description="DAPO's soft overlong punishment: from response_limit - this tokens on, "
+        "the reward falls linearly to -1 at response_limit; None = off.",
+    )
     response_limit: int | None = Field(
         None,
         ge=1,
@@ -84,12 +103,22 @@ def grpo_advantages(batch: RolloutBatch, cfg: GRPOConfig, state: AlgoState) -> A
     if batch.group_ids is None:
         raise ValueError("grpo needs group_ids in the rollout batch (k samples per prompt)")
     returns, stats = sequence_returns(batch, cfg, state)  # (B,)
+    if cfg.overlong_buffer is not None:
+        penalty = overlong_penalty(batch.mask.sum(1), _limit(cfg), cfg.overlong_buffer)
+        returns = returns + penalty.to(returns.dtype)
+        stats["overlong_penalty"] = float(penalty.mean())
     if cfg.scale_rewards == "batch":  # centred by group, scaled by the whole batch's std
         centred = group_normalize(returns, batch.group_ids, scale=False)
         adv = centred / (returns.std() + 1e-4)
     else:
         adv = group_normalize(returns, batch.group_ids, scale=cfg.scale_rewards == "group")
     return Advantages((adv[:, None] * batch.mask).detach(), None, stats)
+
+
+def _limit(cfg: GRPOConfig) -> int:
+    if cfg.response_limit is None:
+        raise ValueError("grpo: overlong_buffer needs the response length limit (response_limit)")
+    return cfg.response_limit
 
 
 def grpo_loss(
@@ -100,13 +129,13 @@ def grpo_loss(
     aggregate = AGGREGATIONS[cfg.loss_aggregation]
     log_ratio = out.logprobs - batch.logprobs
     weight = torch.exp(RATIOS[cfg.importance_sampling](log_ratio, mask))
-    eps_high = cfg.clip_coef if cfg.clip_high is None else cfg.clip_high
-    per_token, clipped = SURROGATES[cfg.surrogate](
-        weight, adv.advantages, out.logprobs, cfg.clip_coef, eps_high, cfg.cispo_max
-    )
+    per_token, clipped = SURROGATES[cfg.surrogate](weight, adv.advantages, out.logprobs, cfg)
     pg = aggregate(per_token, mask, cfg.response_limit)
     kl = kl_tokens(out, batch, cfg)
-    kl_term = kl_coef * aggregate(kl, mask, cfg.response_limit) if cfg.kl_mode == "loss" else 0.0
+    weighted = kl * weight if cfg.kl_importance_weight else kl
+    kl_term = (
+        kl_coef * aggregate(weighted, mask, cfg.response_limit) if cfg.kl_mode == "loss" else 0.0
+    )
     bonus, ent_terms = entropy_term(out, batch, cfg)
     with torch.no_grad():
         terms = {

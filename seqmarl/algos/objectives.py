@@ -16,7 +16,9 @@ GRPO's family of losses (``grpo`` and its variants) is one formula with three ch
   - ``clip``: ``-min(w A, clip(w, 1 - eps_low, 1 + eps_high) A)``; ``eps_high > eps_low`` is
     DAPO's clip-higher (Yu et al. 2025, arXiv 2503.14476);
   - ``cispo``: ``-sg(min(w, w_max)) A log pi``: the importance weight is clipped and carries no
-    gradient, so no token's gradient is dropped (CISPO, MiniMax-M1, arXiv 2506.13585).
+    gradient, so no token's gradient is dropped (CISPO, MiniMax-M1, arXiv 2506.13585);
+  - ``sapo``: ``-(4 / tau) sigmoid(tau (w - 1)) A``, a soft gate in place of the clip, with
+    its own temperature for positive and negative advantages (SAPO, arXiv 2511.20347).
 
 * ``AGG``, over the response tokens ``m`` of ``B`` responses (:data:`AGGREGATIONS`,
   ``loss_aggregation``):
@@ -43,7 +45,7 @@ import torch
 
 from seqmarl.algos.core import masked_mean, masked_sum
 
-__all__ = ["AGGREGATIONS", "RATIOS", "SURROGATES", "reduction"]
+__all__ = ["AGGREGATIONS", "RATIOS", "SURROGATES", "overlong_penalty", "reduction"]
 
 
 def token_log_weights(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -57,30 +59,36 @@ def sequence_log_weights(log_ratio: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def clipped_surrogate(
-    weight: torch.Tensor,
-    advantages: torch.Tensor,
-    logprobs: torch.Tensor,
-    eps_low: float,
-    eps_high: float,
-    weight_max: float,
+    weight: torch.Tensor, advantages: torch.Tensor, logprobs: torch.Tensor, cfg
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(per-token loss, clipped)``: ``-min(w A, clip(w, 1-eps_low, 1+eps_high) A)``."""
+    eps_high = cfg.clip_coef if cfg.clip_high is None else cfg.clip_high
     unclipped = -advantages * weight
-    clipped = -advantages * torch.clamp(weight, 1.0 - eps_low, 1.0 + eps_high)
+    clipped = -advantages * torch.clamp(weight, 1.0 - cfg.clip_coef, 1.0 + eps_high)
     return torch.maximum(unclipped, clipped), (clipped > unclipped)
 
 
 def cispo_surrogate(
-    weight: torch.Tensor,
-    advantages: torch.Tensor,
-    logprobs: torch.Tensor,
-    eps_low: float,
-    eps_high: float,
-    weight_max: float,
+    weight: torch.Tensor, advantages: torch.Tensor, logprobs: torch.Tensor, cfg
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(per-token loss, clipped)``: ``-sg(min(w, w_max)) A log pi`` (CISPO)."""
-    capped = torch.clamp(weight, max=weight_max).detach()
-    return -capped * advantages * logprobs, (weight > weight_max).expand_as(logprobs)
+    capped = torch.clamp(weight, max=cfg.cispo_max).detach()
+    return -capped * advantages * logprobs, (weight > cfg.cispo_max).expand_as(logprobs)
+
+
+def sapo_surrogate(
+    weight: torch.Tensor, advantages: torch.Tensor, logprobs: torch.Tensor, cfg
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(per-token loss, clipped)``: SAPO's soft gate ``-(4 / tau) sigmoid(tau (w - 1)) A``.
+
+    ``tau`` is ``sapo_tau_pos`` where ``A > 0`` and ``sapo_tau_neg`` elsewhere; the gate's
+    slope is 1 at ``w = 1`` and fades smoothly away from it instead of a hard clip (Gao et al.
+    2025, arXiv 2511.20347). Nothing is clipped, so the second value is all false.
+    """
+    tau = torch.where(advantages > 0, cfg.sapo_tau_pos, cfg.sapo_tau_neg)
+    gate = torch.sigmoid(tau * (weight - 1.0)) * 4.0 / tau
+    loss = -gate * advantages
+    return loss, torch.zeros_like(loss, dtype=torch.bool)
 
 
 def token_mean(x: torch.Tensor, mask: torch.Tensor, limit: int | None) -> torch.Tensor:
@@ -101,11 +109,15 @@ def constant_norm(x: torch.Tensor, mask: torch.Tensor, limit: int | None) -> tor
 
 
 LogWeights = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Surrogate = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+Surrogate = Callable[..., tuple[torch.Tensor, torch.Tensor]]  # (w, A, log pi, cfg)
 Aggregation = Callable[[torch.Tensor, torch.Tensor, "int | None"], torch.Tensor]
 
 RATIOS: dict[str, LogWeights] = {"token": token_log_weights, "sequence": sequence_log_weights}
-SURROGATES: dict[str, Surrogate] = {"clip": clipped_surrogate, "cispo": cispo_surrogate}
+SURROGATES: dict[str, Surrogate] = {
+    "clip": clipped_surrogate,
+    "cispo": cispo_surrogate,
+    "sapo": sapo_surrogate,
+}
 AGGREGATIONS: dict[str, Aggregation] = {
     "token": token_mean,
     "sequence": sequence_mean,
@@ -116,3 +128,14 @@ AGGREGATIONS: dict[str, Aggregation] = {
 def reduction(aggregation: str) -> Literal["token", "sequence"]:
     """How the learner weights a chunk of a minibatch: by its tokens or by its rows."""
     return "token" if aggregation == "token" else "sequence"
+
+
+def overlong_penalty(lengths: torch.Tensor, limit: int, buffer: int) -> torch.Tensor:
+    """DAPO's soft overlong punishment (Yu et al. 2025, Eq. 13), added to the reward.
+
+    0 up to ``limit - buffer`` tokens, then falling linearly to -1 at ``limit``, and -1 beyond
+    it: ``clamp(((limit - buffer) - |y|) / buffer, -1, 0)``.
+    """
+    if buffer <= 0:
+        return torch.zeros_like(lengths, dtype=torch.float32)
+    return (((limit - buffer) - lengths.float()) / buffer).clamp(-1.0, 0.0)

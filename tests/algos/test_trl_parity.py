@@ -55,7 +55,9 @@ def trl_advantages(rewards: torch.Tensor, scale: str) -> torch.Tensor:
     return adv / (std + 1e-4) if scale != "none" else adv
 
 
-def trl_loss(current, old, ref, mask, advantages, *, loss_type, beta, eps_low, eps_high, level):
+def trl_loss(
+    current, old, ref, mask, advantages, *, loss_type, beta, eps_low, eps_high, level, bias_kl=False
+):
     """TRL's ``_compute_loss`` on a stand-in trainer: (loss, grad wrt current log-probs)."""
     logps = current.clone().requires_grad_(True)
     accelerator = SimpleNamespace(
@@ -83,7 +85,13 @@ def trl_loss(current, old, ref, mask, advantages, *, loss_type, beta, eps_low, e
         accelerator=accelerator,
         _entropy_bonus_enabled=False,
         _metrics={"train": defaultdict(list)},
-        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
+        args=SimpleNamespace(
+            use_bias_correction_kl=bias_kl,
+            delta=None,
+            steps_per_generation=1,
+            sapo_temperature_pos=1.0,
+            sapo_temperature_neg=1.05,
+        ),
     )
     inputs = {
         "prompt_ids": torch.zeros(B, 2, dtype=torch.long),
@@ -148,6 +156,14 @@ VARIANTS = {
         {"surrogate": "cispo", "cispo_max": 1.2},
         dict(loss_type="cispo", eps_low=0.2, eps_high=1.2, level="token"),
     ),
+    "sapo": (
+        {"surrogate": "sapo", "loss_aggregation": "sequence"},
+        dict(loss_type="sapo", eps_low=0.2, eps_high=0.2, level="token"),
+    ),
+    "bias-corrected KL (TRL's default)": (
+        {"kl_importance_weight": True},
+        dict(loss_type="bnpo", eps_low=0.2, eps_high=0.2, level="token", bias_kl=True),
+    ),
     "batch-std scaling": (
         {"scale_rewards": "batch"},
         dict(loss_type="bnpo", eps_low=0.2, eps_high=0.2, level="token", scale="batch"),
@@ -168,7 +184,8 @@ def test_loss_and_gradient_equal_trls(variant, beta):
     advantages = trl_advantages(rewards, scale)
     torch.testing.assert_close(our_adv, advantages, rtol=1e-6, atol=1e-7)
     theirs, their_grad = trl_loss(current, old, ref, mask, advantages, beta=beta, **trl)
-    assert float(ours.terms["clip_fraction"]) > 0  # the batch exercises the clip
+    if params.get("surrogate") != "sapo":  # SAPO's gate is soft: nothing is clipped
+        assert float(ours.terms["clip_fraction"]) > 0  # the batch exercises the clip
     assert math.isclose(float(ours.loss.detach()), float(theirs), rel_tol=1e-5, abs_tol=1e-8), (
         float(ours.loss.detach()),
         float(theirs),
@@ -183,7 +200,39 @@ def test_the_variants_really_differ():
     current, old, ref, mask, rewards = fixed_batch()
     _, base, _ = seqmarl_loss(current, old, ref, mask, rewards, {})
     for variant, (params, _) in VARIANTS.items():
-        if not params:
+        if not params or "kl_importance_weight" in params:  # that one acts on the KL alone
             continue
         _, grad, _ = seqmarl_loss(current, old, ref, mask, rewards, params)
         assert not torch.allclose(grad, base, rtol=1e-3, atol=1e-6), variant
+
+
+def test_overlong_penalty_equals_trls_reward():
+    """DAPO's soft overlong punishment: TRL's own reward function, token counts 0..limit+3."""
+    from trl.rewards import get_soft_overlong_punishment
+
+    from seqmarl.algos.objectives import overlong_penalty
+
+    limit, buffer = 20, 6
+    lengths = torch.arange(limit + 4)
+    theirs = get_soft_overlong_punishment(limit, buffer)([[1] * int(n) for n in lengths])
+    ours = overlong_penalty(lengths, limit, buffer)
+    assert ours.tolist() == pytest.approx(theirs, abs=1e-7)
+    assert min(theirs) == -1.0 and max(theirs) == 0.0  # the range covers every branch
+
+
+def test_overlong_penalty_enters_the_advantages():
+    """A full-length response is pushed below its equal-reward, shorter group mates."""
+    algo = ALGORITHMS.get("grpo")
+    cfg = algo.make_config(group_size=4, response_limit=T, overlong_buffer=3, kl_coef=0.0)
+    mask = torch.ones(4, T)
+    for row, length in enumerate([2, 3, 5, 7]):
+        mask[row, length:] = 0
+    batch = RolloutBatch(
+        logprobs=-mask,
+        ref_logprobs=-mask,
+        mask=mask,
+        rewards=torch.ones(4),
+        group_ids=torch.zeros(4, dtype=torch.long),
+    )
+    adv = algo.advantages(batch, cfg, AlgoState.from_config(cfg)).advantages[:, 0]
+    assert adv[0] == adv[1] > adv[2] > adv[3]  # 2 and 3 tokens are within T - 3 = 4
