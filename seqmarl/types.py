@@ -114,8 +114,10 @@ class LossOutput:
 
     Attributes:
         loss: Scalar to minimise.
-        terms: Detached scalars for logging, named ``loss_policy``, ``loss_value``,
-            ``kl_to_ref``, ``clip_fraction``, ``entropy``, ``approx_kl`` (as applicable).
+        terms: Detached scalars for logging: the loss's parts as they enter it
+            (``loss_policy``, ``loss_value``, ``loss_kl``, ``loss_entropy``; they add up to
+            ``loss``) and diagnostics (``kl_to_ref``, ``clip_fraction``, ``entropy``,
+            ``approx_kl``), as applicable.
     """
 
     loss: torch.Tensor

@@ -38,6 +38,7 @@ __all__ = [
     "entropy_term",
     "kl_loss_term",
     "kl_tokens",
+    "loss_parts",
     "normalize_rewards",
     "rollout_kl",
     "sequence_returns",
@@ -237,3 +238,27 @@ def entropy_term(
         return 0.0, {}
     ent = masked_mean(out.entropy, batch.mask)
     return cfg.entropy_coef * ent, {"entropy": ent.detach()}
+
+
+def loss_parts(
+    cfg: AlgoConfig,
+    policy: torch.Tensor,
+    kl: torch.Tensor | float,
+    bonus: torch.Tensor | float,
+    **more: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss, terms)``: the loss as the sum of its weighted parts, each logged as ``loss_<part>``.
+
+    ``policy`` and each of ``more`` (``value=vf_coef * vf``) enter as given; ``kl`` (already
+    times its coefficient) only with ``kl_mode=loss``; ``bonus`` (entropy times its
+    coefficient) is subtracted, and logged as the negative ``loss_entropy``, only with
+    ``entropy_coef > 0``. The logged ``loss_*`` terms add up to the loss.
+    """
+    parts = {"policy": policy, **more}
+    if cfg.kl_mode == "loss":
+        parts["kl"] = kl
+    if cfg.entropy_coef > 0 and isinstance(bonus, torch.Tensor):
+        parts["entropy"] = -bonus
+    total = sum(parts.values())
+    terms = {f"loss_{k}": torch.as_tensor(v).detach() for k, v in parts.items()}
+    return total, terms

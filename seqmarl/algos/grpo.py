@@ -26,6 +26,7 @@ from seqmarl.algos.base import (
     AlgoState,
     entropy_term,
     kl_tokens,
+    loss_parts,
     sequence_returns,
 )
 from seqmarl.algos.core import group_normalize, masked_mean
@@ -137,15 +138,16 @@ def grpo_loss(
         kl_coef * aggregate(weighted, mask, cfg.response_limit) if cfg.kl_mode == "loss" else 0.0
     )
     bonus, ent_terms = entropy_term(out, batch, cfg)
+    loss, parts = loss_parts(cfg, pg, kl_term, bonus)
     with torch.no_grad():
         terms = {
-            "loss_policy": pg.detach(),
+            **parts,
             "kl_to_ref": masked_mean(kl, mask).detach(),
             "clip_fraction": masked_mean(clipped.to(log_ratio.dtype), mask),
             "approx_kl": masked_mean(torch.expm1(log_ratio) - log_ratio, mask),
             **ent_terms,
         }
-    return LossOutput(pg + kl_term - bonus, terms)
+    return LossOutput(loss, terms)
 
 
 GRPO = Algorithm(

@@ -21,6 +21,7 @@ from seqmarl.algos.base import (
     AlgoState,
     entropy_term,
     kl_loss_term,
+    loss_parts,
     normalize_rewards,
     rollout_kl,
 )
@@ -93,10 +94,9 @@ def ppo_loss(
     )
     kl_term, kl_now = kl_loss_term(out, batch, cfg, kl_coef)
     bonus, ent_terms = entropy_term(out, batch, cfg)
-    loss = pg + cfg.vf_coef * vf + kl_term - bonus
+    loss, parts = loss_parts(cfg, pg, kl_term, bonus, value=cfg.vf_coef * vf)
     terms = {
-        "loss_policy": pg.detach(),
-        "loss_value": vf.detach(),
+        **parts,
         "kl_to_ref": kl_now,
         "clip_fraction": clip_frac,
         "value_clip_fraction": vf_clip_frac,

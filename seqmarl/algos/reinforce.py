@@ -34,6 +34,7 @@ from seqmarl.algos.base import (
     AlgoState,
     entropy_term,
     kl_loss_term,
+    loss_parts,
     sequence_returns,
 )
 from seqmarl.algos.core import clipped_surrogate
@@ -104,14 +105,15 @@ def policy_gradient_loss(
     )
     kl_term, kl_now = kl_loss_term(out, batch, cfg, kl_coef)
     bonus, ent_terms = entropy_term(out, batch, cfg)
+    loss, parts = loss_parts(cfg, pg, kl_term, bonus)
     terms = {
-        "loss_policy": pg.detach(),
+        **parts,
         "kl_to_ref": kl_now,
         "clip_fraction": clip_frac,
         "approx_kl": approx_kl,
         **ent_terms,
     }
-    return LossOutput(pg + kl_term - bonus, terms)
+    return LossOutput(loss, terms)
 
 
 REINFORCE = Algorithm(

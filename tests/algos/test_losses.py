@@ -186,3 +186,26 @@ def test_masked_mean_is_the_token_mean():
     empty = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     assert torch.allclose(masked_mean(x, empty, dim=1), torch.tensor([1.5, 0.0]))
     assert float(masked_mean(x, empty)) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("name", ["ppo", "reinforce", "rloo", "grpo"])
+@pytest.mark.parametrize("kl_mode", ["reward", "loss"])
+def test_the_logged_loss_terms_add_up_to_the_loss(name, kl_mode):
+    """Every ``loss_*`` term enters the total as logged (PPO's value loss times vf_coef, the KL
+    term times its coefficient, the entropy bonus negative): their sum is the loss."""
+    algo = ALGORITHMS.get(name)
+    cfg = algo.make_config(kl_mode=kl_mode, entropy_coef=0.01)
+    if name == "ppo":
+        cfg.vf_coef = 0.37  # not 1: an unweighted value loss would not add up
+    batch = make_batch(groups=torch.tensor([0, 0, 1, 1]))
+    new_lp = (batch.logprobs + 0.1 * batch.mask).requires_grad_(True)
+    values = batch.values.clone().requires_grad_(True) if algo.uses_value_head else None
+    out = PolicyOutput(logprobs=new_lp, values=values, entropy=torch.rand(4, 5) * batch.mask)
+    adv = Advantages(
+        torch.randn(4, 5) * batch.mask, torch.rand(4, 5) if values is not None else None
+    )
+    loss = algo.loss(out, batch, adv, cfg, 0.1)
+    parts = {k: float(v) for k, v in loss.terms.items() if k.startswith("loss_")}
+    assert "loss_entropy" in parts and ("loss_kl" in parts) == (kl_mode == "loss")
+    assert ("loss_value" in parts) == algo.uses_value_head
+    assert sum(parts.values()) == pytest.approx(float(loss.loss.detach()), rel=1e-6, abs=1e-7)
