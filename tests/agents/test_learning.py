@@ -117,6 +117,7 @@ def _ragged(pool, agent="llm_0", n=12):
         ("grpo", {"loss_aggregation": "constant", "response_limit": 8}),
         ("grpo", {"importance_sampling": "sequence", "loss_aggregation": "sequence"}),
         ("grpo", {"surrogate": "cispo", "clip_high": 0.28}),
+        ("rloo", {"ratio_level": "sequence"}),
     ],
 )
 def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, params, monkeypatch):

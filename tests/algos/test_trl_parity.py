@@ -236,3 +236,84 @@ def test_overlong_penalty_enters_the_advantages():
     )
     adv = algo.advantages(batch, cfg, AlgoState.from_config(cfg)).advantages[:, 0]
     assert adv[0] == adv[1] > adv[2] > adv[3]  # 2 and 3 tokens are within T - 3 = 4
+
+
+# ---- RLOO: TRL's RLOOTrainer._compute_loss and its advantages -----------------------------
+
+
+def trl_rloo_advantages(rewards, old, ref, mask, beta, normalize):
+    """TRL's RLOO advantages (rloo_trainer.py): k1 KL summed into the reward, leave-one-out."""
+    kl = ((old - ref) * mask).sum(-1)
+    rewards = rewards - beta * kl
+    grouped = rewards.view(-1, G)
+    baselines = ((grouped.sum(dim=1, keepdim=True) - grouped) / (G - 1)).view(-1)
+    adv = rewards - baselines
+    if normalize:
+        adv = (adv - torch.nanmean(adv)) / (trl_utils.nanstd(adv) + 1e-4)
+    return adv
+
+
+def trl_rloo_loss(current, old, mask, advantages, eps=0.2):
+    from trl.trainer.rloo_trainer import RLOOTrainer
+
+    logps = current.clone().requires_grad_(True)
+    trainer = SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logps, torch.zeros_like(logps), None),
+        aux_loss_enabled=False,
+        epsilon_low=eps,
+        epsilon_high=eps,
+        model=SimpleNamespace(training=True),
+        accelerator=SimpleNamespace(
+            reduce=lambda x, reduction="sum": x, gather=lambda x: x, gather_for_metrics=lambda x: x
+        ),
+        _metrics={"train": defaultdict(list)},
+    )
+    inputs = {
+        "prompt_ids": torch.zeros(B, 2, dtype=torch.long),
+        "prompt_mask": torch.ones(B, 2, dtype=torch.long),
+        "completion_ids": torch.zeros(B, T, dtype=torch.long),
+        "completion_mask": mask,
+        "old_logps": (old * mask).sum(1),
+        "advantages": advantages,
+    }
+    loss = RLOOTrainer._compute_loss(trainer, None, inputs)
+    loss.backward()
+    return loss.detach(), logps.grad
+
+
+def seqmarl_rloo(current, old, ref, mask, rewards, params):
+    algo = ALGORITHMS.get("rloo")
+    cfg = algo.make_config(group_size=G, entropy_coef=0.0, **params)
+    batch = RolloutBatch(
+        logprobs=old, ref_logprobs=ref, mask=mask, rewards=rewards, group_ids=torch.arange(B) // G
+    )
+    adv = algo.advantages(batch, cfg, AlgoState.from_config(cfg))
+    logps = current.clone().requires_grad_(True)
+    loss = algo.loss(PolicyOutput(logprobs=logps), batch, adv, cfg, cfg.kl_coef)
+    loss.loss.backward()
+    return loss, logps.grad, adv.advantages[:, 0]
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("beta", [0.0, 0.05])
+def test_rloo_sequence_level_equals_trls(beta, normalize):
+    """``ratio_level=sequence`` is TRL's RLOO loss; the advantages are TRL's, KL and whitening too."""
+    current, old, ref, mask, rewards = fixed_batch()
+    params = {"ratio_level": "sequence", "kl_coef": beta, "normalize_advantages": normalize}
+    ours, our_grad, our_adv = seqmarl_rloo(current, old, ref, mask, rewards, params)
+    advantages = trl_rloo_advantages(rewards, old, ref, mask, beta, normalize)
+    torch.testing.assert_close(our_adv, advantages, rtol=1e-6, atol=1e-6)
+    theirs, their_grad = trl_rloo_loss(current, old, mask, advantages)
+    assert float(ours.terms["clip_fraction"]) > 0  # sequence ratios of a 0.3-nat noise do clip
+    assert math.isclose(float(ours.loss.detach()), float(theirs), rel_tol=1e-5, abs_tol=1e-8)
+    cosine = torch.nn.functional.cosine_similarity(our_grad.flatten(), their_grad.flatten(), dim=0)
+    assert float(cosine) >= 0.99999, float(cosine)
+
+
+def test_rloo_token_level_is_trls_gradient_times_responses_over_tokens():
+    """seqmarl's default RLOO (a token mean) differs from TRL's by a pinned factor on-policy."""
+    current, _, ref, mask, rewards = fixed_batch()
+    _, our_grad, our_adv = seqmarl_rloo(current, current, ref, mask, rewards, {"kl_coef": 0.0})
+    _, their_grad = trl_rloo_loss(current, current, mask, our_adv)
+    factor = B / float(mask.sum())  # responses / tokens: 8 / 40 on this batch
+    torch.testing.assert_close(our_grad, their_grad * factor, rtol=1e-6, atol=1e-8)
