@@ -174,7 +174,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from seqmarl.runs import check_no_links
 
         check_no_links(run)  # before anything is read: the run rewrites these files
-        cfg = load_config(run / "config.yaml", overrides, run_dir=run)
+        cfg = load_config(run / "config.yaml", overrides, run_dir=run, allow=args.imports)
         _check_run_trust(cfg, overrides, run)
         out = run
     else:
@@ -223,6 +223,17 @@ def _check_run_trust(cfg: RunConfig, overrides: Sequence[str], run: Path) -> Non
             "cannot turn on running a model's own code by itself; review the model's code, then "
             "give agents.trust_remote_code=true on the command line"
         )
+
+
+def _run_folder(args: argparse.Namespace) -> Path | None:
+    """The run folder a command loads again (``train --resume RUN``, ``eval RUN``), else None."""
+    if getattr(args, "resume", None):
+        return Path(args.resume)
+    if getattr(args, "fn", None) is _cmd_eval:
+        first = _split_config(args.items)[0]
+        if first is not None and Path(first).is_dir():
+            return Path(first)
+    return None
 
 
 def _rank() -> int:
@@ -277,7 +288,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
             check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
-        cfg = load_config(run / "config.yaml", [*model, *overrides], run_dir=run)
+        cfg = load_config(
+            run / "config.yaml", [*model, *overrides], run_dir=run, allow=args.imports
+        )
         _check_run_trust(cfg, overrides, run)
         if args.opponent or args.round_robin:
             return _eval_matches(args, cfg, run)
@@ -591,8 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     code: int | None = None  # set once the command has an exit status
     try:
-        plugins.import_modules(getattr(args, "imports", []), origin="--import")
-        code = args.fn(args)
+        run = _run_folder(args)  # its config may import from a recorded file: see plugins
+        asked = getattr(args, "imports", [])
+        plugins.import_modules(asked, origin="--import", skip_missing=run is not None)
+        with plugins.outside(run):  # a .py shipped in a run folder is never imported
+            code = args.fn(args)
         settle()
         return code
     except SeqmarlError as exc:

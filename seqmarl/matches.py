@@ -53,7 +53,7 @@ class Contenders:
 
     def __init__(self, run_dir: Path, cfg: RunConfig, pool: AgentPool):
         try:
-            _, state = load_latest(Path(run_dir) / "checkpoints", move_damaged=False)
+            path, state = load_latest(Path(run_dir) / "checkpoints", move_damaged=False)
         except CheckpointError as exc:
             raise CheckpointError(f"eval: {exc}") from None
         self.cfg = cfg
@@ -61,7 +61,7 @@ class Contenders:
         self.iteration = int(state["iteration"])
         self.learners = {a: s["agent"] for a, s in state["learners"].items()}
         league = state.get("league") or {}
-        self.snapshots = {int(k): v for k, v in league.get("snapshots", {}).items()}
+        self.snapshots = {_snapshot_key(k, path): v for k, v in league.get("snapshots", {}).items()}
         ids = cfg.setting.build().agent_ids
         self.learner = cfg.league.learner or next(a for a in ids if a in self.learners)
         self.initial = {s: slot_state(pool[s].state_dict(), s, s) for s in _SLOTS}
@@ -106,6 +106,23 @@ class Contenders:
         agent.load_state_dict(state)
         agent.sync()
         return agent
+
+
+def _snapshot_key(key: Any, checkpoint: Path) -> int:
+    """A league snapshot's key in a checkpoint: the iteration it was taken at.
+
+    Raises:
+        CheckpointError: Anything else (the checkpoint is not one seqmarl's league wrote).
+    """
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if isinstance(key, str) and key.isdigit() and key.isascii():
+        return int(key)
+    raise CheckpointError(
+        f"eval: checkpoint {checkpoint}: league snapshot key {str(key)[:80]!r} is not an "
+        "iteration (a checkpoint written by seqmarl's league keys its snapshots by iteration); "
+        "this checkpoint does not load here"
+    )
 
 
 def play_match(
