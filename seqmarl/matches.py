@@ -33,7 +33,7 @@ from seqmarl.agents.scripted import SCRIPTED, make_scripted
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
-from seqmarl.league import game_outcomes, slot_state
+from seqmarl.league import game_outcomes, slot_state, snapshot_iteration
 from seqmarl.rollout import play
 
 __all__ = ["Contenders", "play_match", "round_robin", "summarize"]
@@ -109,20 +109,13 @@ class Contenders:
 
 
 def _snapshot_key(key: Any, checkpoint: Path) -> int:
-    """A league snapshot's key in a checkpoint: the iteration it was taken at.
-
-    Raises:
-        CheckpointError: Anything else (the checkpoint is not one seqmarl's league wrote).
-    """
-    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
-        return key
-    if isinstance(key, str) and key.isdigit() and key.isascii():
-        return int(key)
-    raise CheckpointError(
-        f"eval: checkpoint {checkpoint}: league snapshot key {str(key)[:80]!r} is not an "
-        "iteration (a checkpoint written by seqmarl's league keys its snapshots by iteration); "
-        "this checkpoint does not load here"
-    )
+    """:func:`~seqmarl.league.snapshot_iteration`, a bad key as one line naming the checkpoint."""
+    try:
+        return snapshot_iteration(key)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"eval: checkpoint {checkpoint}: {exc}; it does not load here"
+        ) from None
 
 
 def play_match(

@@ -211,8 +211,12 @@ def league_run(tmp_path):
     ENVS._items.pop("digit-duel-v0", None)
 
 
-def test_a_snapshot_key_that_is_no_iteration_is_one_line(league_run, capsys):
+@pytest.mark.parametrize("command", ["round-robin", "resume"])
+def test_a_snapshot_key_that_is_no_iteration_is_one_line(league_run, command, capsys):
     capsys.readouterr()
-    line = one_line(main(["eval", str(league_run), "--round-robin", "--prompts", "2"]), capsys)
+    argv = ["eval", str(league_run), "--round-robin", "--prompts", "2"]
+    if command == "resume":
+        argv = ["train", "--resume", str(league_run), "iterations=3"]
+    line = one_line(main(argv), capsys)
     assert "league snapshot key '../../../outside' is not an iteration" in line, line
     assert not (league_run / "eval" / "ratings.png").exists()
