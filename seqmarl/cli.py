@@ -17,9 +17,9 @@ Errors caused by input (unknown names, bad configs) print one line and exit with
 User envs: the current folder is on the import path (as with ``python -m``), ``--import
 MODULE`` (train, eval, list, check-env, env-demo) imports a module that registers envs before
 the command runs, and ``module:TaskClass`` works wherever an env id does; see
-``docs/environments.md``. ``train --resume RUN`` and ``eval RUN`` import the run's recorded
-modules without searching RUN itself (``docs/training.md``, "Loading someone else's run
-folder").
+``docs/environments.md``. ``train --resume RUN`` and ``eval RUN`` import only the modules of
+the run's config that ``--import`` names, never from RUN itself (``docs/training.md``, "Loading
+someone else's run folder").
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def _record_imports(cfg: RunConfig, modules: Sequence[str]) -> RunConfig:
     """``cfg`` with the ``--import`` modules first in its ``imports`` list.
 
     config.yaml then records them (and in ``import_files`` the file and SHA-256 of each), so
-    ``--resume`` and ``eval`` of the run need no flags, from any folder.
+    ``--resume`` and ``eval`` of the run find them from any folder once ``--import`` names them.
     """
     merged = list(dict.fromkeys([*modules, *cfg.imports]))
     if merged == cfg.imports:

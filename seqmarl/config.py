@@ -309,7 +309,8 @@ class LeagueConfig(_Strict):
     fixed: list[str] = Field(
         default_factory=list,
         description="Fixed opponents: base (the initial model), random (a random listed move), "
-        "or a scripted player's name or module:factory.",
+        "or a scripted player's name or module:factory (snapshots join through "
+        "snapshot_every).",
     )
     sampling: Literal["latest", "uniform", "prioritized"] = Field(
         "latest",
@@ -371,7 +372,8 @@ class RunConfig(_Strict):
         default_factory=dict,
         description="Written by seqmarl: the file (`path`) and `sha256` of each module of "
         "`imports` as imported. Loading the run again (`--resume`, `eval`) imports a module "
-        "from this path when it is found nowhere else, and warns when the module found differs.",
+        "that the command line names (`--import`) from this path when it is found nowhere "
+        "else, and warns when the module found differs.",
     )
     task: TaskConfig = Field(default_factory=TaskConfig)
     setting: SettingConfig = Field(default_factory=SettingConfig)

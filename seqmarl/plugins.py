@@ -141,7 +141,7 @@ def _import(name: str, origin: str = "") -> ModuleType:
                 fix = f"give the module name {_module_hint(name)!r}, not the file name"
             where = f"the current folder ({os.getcwd()}) or on sys.path"
             if _LEFT_OUT:  # a run folder is being read: it is not where code comes from
-                where = f"on sys.path (the run folder {_LEFT_OUT[-1]} is not searched)"
+                where = f"on sys.path (the run folder {_LEFT_OUT[-1].resolve()} is not searched)"
                 fix = (
                     "put a reviewed copy outside the run folder, on PYTHONPATH, and pass "
                     f"--import {name}"
