@@ -383,7 +383,7 @@ def outside(run_dir: str | Path | None) -> Iterator[None]:
         yield
         return
     saved = list(sys.path)
-    sys.path[:] = [p for p in saved if not _inside(p or os.getcwd(), Path(run_dir))]
+    sys.path[:] = [p for p in saved if not _run_folder_path(p or os.getcwd(), Path(run_dir))]
     _LEFT_OUT.append(Path(run_dir))
     try:
         yield
@@ -391,6 +391,20 @@ def outside(run_dir: str | Path | None) -> Iterator[None]:
         _LEFT_OUT.pop()
         added = [p for p in sys.path if p not in saved]  # e.g. a recorded module's folder
         sys.path[:] = saved + added
+
+
+def _run_folder_path(entry: str, run_dir: Path) -> bool:
+    """Whether ``sys.path`` entry ``entry`` serves code from ``run_dir``.
+
+    The Python environment that runs seqmarl (a virtual environment inside a project folder
+    used as a run folder) and the folder seqmarl itself comes from run already: kept.
+    """
+    if not _inside(entry, run_dir):
+        return False
+    for env in {sys.prefix, sys.base_prefix}:
+        if _inside(entry, Path(env)) and not _inside(run_dir, Path(env)):
+            return False
+    return Path(entry).resolve() != Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager

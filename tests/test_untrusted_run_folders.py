@@ -220,3 +220,15 @@ def test_a_snapshot_key_that_is_no_iteration_is_one_line(league_run, command, ca
     line = one_line(main(argv), capsys)
     assert "league snapshot key '../../../outside' is not an iteration" in line, line
     assert not (league_run / "eval" / "ratings.png").exists()
+
+
+def test_a_run_folder_around_the_python_environment_keeps_the_environment(tmp_path, monkeypatch):
+    """``--out .`` in a project that holds its venv: the venv stays importable, the rest not."""
+    from seqmarl import plugins
+
+    site = tmp_path / ".venv" / "lib" / "site-packages"
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), str(tmp_path / "src"), str(site), "/x"])
+    with plugins.outside(tmp_path):
+        assert sys.path == [str(site), "/x"]
+    assert sys.path == [str(tmp_path), str(tmp_path / "src"), str(site), "/x"]
