@@ -17,9 +17,9 @@ Errors caused by input (unknown names, bad configs) print one line and exit with
 User envs: the current folder is on the import path (as with ``python -m``), ``--import
 MODULE`` (train, eval, list, check-env, env-demo) imports a module that registers envs before
 the command runs, and ``module:TaskClass`` works wherever an env id does; see
-``docs/environments.md``. ``train --resume RUN`` and ``eval RUN`` import the run's recorded
-modules without searching RUN itself (``docs/training.md``, "Loading someone else's run
-folder").
+``docs/environments.md``. ``train --resume RUN`` and ``eval RUN`` import only the modules of
+the run's config that ``--import`` names, never from RUN itself (``docs/training.md``, "Loading
+someone else's run folder").
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from seqmarl.runs import check_no_links
 
         check_no_links(run)  # before anything is read: the run rewrites these files
-        cfg = load_config(run / "config.yaml", overrides, run_dir=run)
+        cfg = load_config(run / "config.yaml", overrides, run_dir=run, allow=args.imports)
         _check_run_trust(cfg, overrides, run)
         out = run
     else:
@@ -225,6 +225,17 @@ def _check_run_trust(cfg: RunConfig, overrides: Sequence[str], run: Path) -> Non
         )
 
 
+def _run_folder(args: argparse.Namespace) -> Path | None:
+    """The run folder a command loads again (``train --resume RUN``, ``eval RUN``), else None."""
+    if getattr(args, "resume", None):
+        return Path(args.resume)
+    if getattr(args, "fn", None) is _cmd_eval:
+        first = _split_config(args.items)[0]
+        if first is not None and Path(first).is_dir():
+            return Path(first)
+    return None
+
+
 def _rank() -> int:
     import os
 
@@ -238,7 +249,7 @@ def _record_imports(cfg: RunConfig, modules: Sequence[str]) -> RunConfig:
     """``cfg`` with the ``--import`` modules first in its ``imports`` list.
 
     config.yaml then records them (and in ``import_files`` the file and SHA-256 of each), so
-    ``--resume`` and ``eval`` of the run need no flags, from any folder.
+    ``--resume`` and ``eval`` of the run find them from any folder once ``--import`` names them.
     """
     merged = list(dict.fromkeys([*modules, *cfg.imports]))
     if merged == cfg.imports:
@@ -277,7 +288,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
             check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
-        cfg = load_config(run / "config.yaml", [*model, *overrides], run_dir=run)
+        cfg = load_config(
+            run / "config.yaml", [*model, *overrides], run_dir=run, allow=args.imports
+        )
         _check_run_trust(cfg, overrides, run)
         if args.opponent or args.round_robin:
             return _eval_matches(args, cfg, run)
@@ -591,8 +604,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     code: int | None = None  # set once the command has an exit status
     try:
-        plugins.import_modules(getattr(args, "imports", []), origin="--import")
-        code = args.fn(args)
+        run = _run_folder(args)  # its config may import from a recorded file: see plugins
+        asked = getattr(args, "imports", [])
+        plugins.import_modules(asked, origin="--import", skip_missing=run is not None)
+        with plugins.outside(run):  # a .py shipped in a run folder is never imported
+            code = args.fn(args)
         settle()
         return code
     except SeqmarlError as exc:

@@ -309,7 +309,8 @@ class LeagueConfig(_Strict):
     fixed: list[str] = Field(
         default_factory=list,
         description="Fixed opponents: base (the initial model), random (a random listed move), "
-        "or a scripted player's name or module:factory.",
+        "or a scripted player's name or module:factory (snapshots join through "
+        "snapshot_every).",
     )
     sampling: Literal["latest", "uniform", "prioritized"] = Field(
         "latest",
@@ -325,6 +326,12 @@ class LeagueConfig(_Strict):
         from seqmarl.agents.scripted import SCRIPTED
 
         for name in v:
+            if name.startswith("snapshot:"):
+                raise ValueError(
+                    f"{name!r} is a snapshot of the learner: snapshots join the league through "
+                    "league.snapshot_every; league.fixed takes base, random or a scripted "
+                    "player's module:factory"
+                )
             if name != "base":
                 _registered(SCRIPTED, name)
         return v
@@ -365,7 +372,8 @@ class RunConfig(_Strict):
         default_factory=dict,
         description="Written by seqmarl: the file (`path`) and `sha256` of each module of "
         "`imports` as imported. Loading the run again (`--resume`, `eval`) imports a module "
-        "from this path when it is found nowhere else, and warns when the module found differs.",
+        "that the command line names (`--import`) from this path when it is found nowhere "
+        "else, and warns when the module found differs.",
     )
     task: TaskConfig = Field(default_factory=TaskConfig)
     setting: SettingConfig = Field(default_factory=SettingConfig)
@@ -392,12 +400,15 @@ class RunConfig(_Strict):
             env = task.get("env") if isinstance(task, dict) else None
             run_dir = (info.context or {}).get("run_dir")
             imports = _with_sink_modules(data.get("imports"), data.get("train"))
+            own = data.get("imports") if isinstance(data.get("imports"), list) else []
+            added = imports[len(own) :] if isinstance(imports, list) else []
             imports = plugins.config_imports(
                 imports,
                 env,
                 recorded=data.get("import_files"),
                 run_dir=run_dir,
                 resolve_env=ENVS.get,
+                origins=dict.fromkeys(added, "train.sinks"),
             )
             data = {**data, "imports": imports}
             if isinstance(imports, list):
@@ -700,6 +711,7 @@ def load_config(
     overrides: Iterable[str] = (),
     *,
     run_dir: str | Path | None = None,
+    allow: Iterable[str] = (),
 ) -> RunConfig:
     """Load a YAML config (or the defaults), apply overrides, and validate.
 
@@ -707,8 +719,12 @@ def load_config(
         path: The YAML file (``None``: the defaults).
         overrides: ``key=value`` strings.
         run_dir: The run folder whose ``config.yaml`` this is, when a run is loaded again
-            (``--resume``, ``eval``): its ``imports`` are not looked for inside that folder,
-            and come from their recorded ``import_files`` paths when found nowhere else.
+            (``--resume``, ``eval``): the config runs no code by itself
+            (:func:`seqmarl.plugins.run_folder`). Only the modules of ``allow`` are imported
+            (from any field: ``imports``, or a ``module:attr`` env, sink, scripted player,
+            algorithm or setting), never from inside that folder, and from their recorded
+            ``import_files`` paths when found nowhere else.
+        allow: The modules the command line names (``--import``).
 
     Raises:
         ConfigError: Missing file, bad YAML, or an invalid field (named, with what is allowed).
@@ -733,7 +749,8 @@ def load_config(
         data = loaded or {}
     data = apply_overrides(data, parse_overrides(overrides))
     try:
-        return RunConfig.model_validate(data, context={"run_dir": run_dir})
+        with plugins.run_folder(run_dir, allow):
+            return RunConfig.model_validate(data, context={"run_dir": run_dir})
     except ValidationError as exc:
         raise ConfigError("config error: " + _format_errors(exc, RunConfig)) from None
 

@@ -35,7 +35,24 @@ import torch
 from seqmarl.agents.base import Policy
 from seqmarl.agents.scripted import ScriptedPlayer, make_scripted
 
-__all__ = ["League", "game_outcomes", "slot_state"]
+__all__ = ["League", "game_outcomes", "slot_state", "snapshot_iteration"]
+
+
+def snapshot_iteration(key: Any) -> int:
+    """A snapshot's key in a checkpoint's league state: the iteration it was taken at.
+
+    Raises:
+        ValueError: Anything but an iteration (a checkpoint that seqmarl's league did not
+            write, such as a key ``"../../../outside"``).
+    """
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    raise ValueError(
+        f"league snapshot key {str(key)[:80]!r} is not an iteration (seqmarl's league keys "
+        "its snapshots by the iteration they were taken at)"
+    )
 
 
 def slot_state(state: Mapping[str, torch.Tensor], src: str, dst: str) -> dict[str, torch.Tensor]:
@@ -190,5 +207,5 @@ class League:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-        self.snapshots = {int(k): dict(v) for k, v in state["snapshots"].items()}
+        self.snapshots = {snapshot_iteration(k): dict(v) for k, v in state["snapshots"].items()}
         self.stats = {k: list(v) for k, v in state["stats"].items()}

@@ -33,7 +33,7 @@ from seqmarl.agents.scripted import SCRIPTED, make_scripted
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
-from seqmarl.league import game_outcomes, slot_state
+from seqmarl.league import game_outcomes, slot_state, snapshot_iteration
 from seqmarl.rollout import play
 
 __all__ = ["Contenders", "play_match", "round_robin", "summarize"]
@@ -53,7 +53,7 @@ class Contenders:
 
     def __init__(self, run_dir: Path, cfg: RunConfig, pool: AgentPool):
         try:
-            _, state = load_latest(Path(run_dir) / "checkpoints", move_damaged=False)
+            path, state = load_latest(Path(run_dir) / "checkpoints", move_damaged=False)
         except CheckpointError as exc:
             raise CheckpointError(f"eval: {exc}") from None
         self.cfg = cfg
@@ -61,7 +61,7 @@ class Contenders:
         self.iteration = int(state["iteration"])
         self.learners = {a: s["agent"] for a, s in state["learners"].items()}
         league = state.get("league") or {}
-        self.snapshots = {int(k): v for k, v in league.get("snapshots", {}).items()}
+        self.snapshots = {_snapshot_key(k, path): v for k, v in league.get("snapshots", {}).items()}
         ids = cfg.setting.build().agent_ids
         self.learner = cfg.league.learner or next(a for a in ids if a in self.learners)
         self.initial = {s: slot_state(pool[s].state_dict(), s, s) for s in _SLOTS}
@@ -106,6 +106,16 @@ class Contenders:
         agent.load_state_dict(state)
         agent.sync()
         return agent
+
+
+def _snapshot_key(key: Any, checkpoint: Path) -> int:
+    """:func:`~seqmarl.league.snapshot_iteration`, a bad key as one line naming the checkpoint."""
+    try:
+        return snapshot_iteration(key)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"eval: checkpoint {checkpoint}: {exc}; it does not load here"
+        ) from None
 
 
 def play_match(

@@ -14,17 +14,22 @@ command line"):
   time an id is not found and when the registered ids are listed.
 
 A run records the file and SHA-256 of every module it imported (``import_files`` in its
-``config.yaml``, :func:`import_records`). Loading a run folder again (``--resume``, ``eval``)
-imports its modules with :func:`config_imports` given that record and the run folder: the
-folder itself is never searched (a downloaded run cannot bring code in by shipping a ``.py``);
-a module not importable otherwise comes from its recorded file (unless that file is inside the
-run folder); a module whose file differs from the recorded one is imported with a one-line
-warning.
+``config.yaml``, :func:`import_records`). A run folder's config is read again (``--resume``,
+``eval``) under :func:`run_folder`, the one guard every import from a config goes through
+(:func:`import_module`): it imports only the modules the command line names with ``--import``
+(whether the config names them in ``imports``, in a ``module:attr`` env, sink, scripted player,
+algorithm or setting), so a config someone else wrote runs no code by itself; every other module
+it names is refused in one line that says which ``--import`` allows it. The folder itself is
+never searched (:func:`outside`: a downloaded run cannot bring code in by shipping a ``.py``,
+nor shadow a library that is imported later); an allowed module not importable otherwise comes
+from its recorded file (unless that file is inside the run folder); a module whose file differs
+from the recorded one is imported with a one-line warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import importlib
 import importlib.metadata
@@ -49,7 +54,9 @@ __all__ = [
     "import_modules",
     "import_records",
     "load_entry_points",
+    "outside",
     "resolve",
+    "run_folder",
 ]
 
 #: Entry-point group whose members register envs when imported (or, for ``module:callable``
@@ -58,6 +65,10 @@ ENTRY_POINT_GROUP = "seqmarl.envs"
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _loaded_entry_points: set[tuple[str, str, str]] = set()
+#: While a run folder's config is read: (the run folder, the modules --import names).
+_GUARD: contextvars.ContextVar[tuple[Path, frozenset[str]] | None] = contextvars.ContextVar(
+    "seqmarl_run_folder", default=None
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +94,37 @@ def add_cwd_to_path() -> None:
         sys.path.insert(0, cwd)
 
 
-def import_module(name: str, *, origin: str = "") -> ModuleType:
+def import_module(name: str, *, origin: str = "", recorded: str | None = None) -> ModuleType:
     """Import ``name``; failures become one-line :class:`PluginError` messages.
+
+    Under :func:`run_folder` (a run folder's config being read) only a module the command line
+    names with ``--import`` is imported; any other is refused before it runs.
 
     Args:
         name: A dotted module name (``my_tasks``, ``pkg.tasks``).
         origin: Where the name came from, prefixed to the message (``"--import"``,
             ``"env 'my_tasks:RhymeTask'"``).
+        recorded: The file the run recorded for it (``import_files``), for a refusal's message.
 
     Raises:
-        PluginError: The module (or a parent package) does not exist, or importing it raised;
-            the message says which, with the exception type and message and the line that
-            raised it.
+        PluginError: The module is refused (see above), or it (or a parent package) does not
+            exist, or importing it raised; the message says which, with the exception type and
+            message and the line that raised it.
     """
+    guard = _GUARD.get()
+    if guard is not None and name not in guard[1]:
+        head = f"{origin}: " if origin else ""
+        at = f" (recorded at {recorded})" if recorded else ""
+        raise PluginError(
+            f"{head}{guard[0] / 'config.yaml'} names module {name!r}{at}, and a run folder's "
+            f"config runs no code by itself, so it was not imported: review that module, then "
+            f"pass --import {name}"
+        )
+    return _import(name, origin)
+
+
+def _import(name: str, origin: str = "") -> ModuleType:
+    """:func:`import_module` without the run-folder guard (installed entry points)."""
     head = f"{origin}: " if origin else ""
     if not _MODULE.match(name):
         hint = ""
@@ -110,9 +139,16 @@ def import_module(name: str, *, origin: str = "") -> ModuleType:
             fix = "run from the folder that holds it, or add its folder to PYTHONPATH"
             if name.endswith(".py"):
                 fix = f"give the module name {_module_hint(name)!r}, not the file name"
+            where = f"the current folder ({os.getcwd()}) or on sys.path"
+            if _LEFT_OUT:  # a run folder is being read: it is not where code comes from
+                where = f"on sys.path (the run folder {_LEFT_OUT[-1].resolve()} is not searched)"
+                fix = (
+                    "put a reviewed copy outside the run folder, on PYTHONPATH, and pass "
+                    f"--import {name}"
+                )
             err = PluginError(
-                f"{head}could not import module {name!r}: no module named {exc.name!r} in the "
-                f"current folder ({os.getcwd()}) or on sys.path; {fix}"
+                f"{head}could not import module {name!r}: no module named {exc.name!r} in "
+                f"{where}; {fix}"
             )
             err.missing = True
             raise err from None
@@ -121,20 +157,46 @@ def import_module(name: str, *, origin: str = "") -> ModuleType:
         raise PluginError(f"{head}could not import module {name!r}: {_describe(exc)}") from exc
 
 
-def import_modules(names: Iterable[str], *, origin: str = "") -> list[ModuleType]:
-    """Import each of ``names`` in order (see :func:`import_module`)."""
-    return [import_module(n, origin=origin) for n in names]
+def import_modules(
+    names: Iterable[str], *, origin: str = "", skip_missing: bool = False
+) -> list[ModuleType]:
+    """Import each of ``names`` in order (see :func:`import_module`).
+
+    Args:
+        names: Dotted module names.
+        origin: Where the names came from, prefixed to a message (``"--import"``).
+        skip_missing: Leave out a module that is not found (rather than failing in it): a run
+            folder's config then imports it from its recorded file (:func:`config_imports`).
+    """
+    out = []
+    for n in names:
+        try:
+            out.append(import_module(n, origin=origin))
+        except PluginError as exc:
+            if not (skip_missing and exc.missing):
+                raise
+    return out
 
 
 def resolve(ref: str, *, origin: str = "") -> Any:
     """The object a ``"module:attr"`` reference names (``attr`` may be dotted).
 
     Raises:
-        PluginError: The module cannot be imported, or has no such attribute; the message
-            lists the classes and functions the module defines.
+        PluginError: ``attr`` is not an attribute name (nothing is imported then), the module
+            cannot be imported, or has no such attribute; the message lists the classes and
+            functions the module defines.
     """
+    return _resolve(ref, origin, import_module)
+
+
+def _resolve(ref: str, origin: str, importer: Callable[..., ModuleType]) -> Any:
     module_name, _, attr = ref.partition(":")
-    module = import_module(module_name, origin=origin)
+    if not _MODULE.match(attr):
+        head = f"{origin}: " if origin else ""
+        raise PluginError(
+            f"{head}{ref!r} is not a module:attr reference ({attr!r} is not an attribute name)"
+        )
+    module = importer(module_name, origin=origin)
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -166,12 +228,12 @@ def load_entry_points(group: str = ENTRY_POINT_GROUP) -> None:
         _loaded_entry_points.add(key)  # before running it: a plugin may list the registry
         dist = getattr(ep.dist, "name", None) or "?"
         try:
-            if ep.attr:
-                obj = resolve(ep.value)
+            if ep.attr:  # installed code, not a config's: no run-folder guard
+                obj = _resolve(ep.value, "", _import)
                 if callable(obj):
                     _call(obj)
             else:
-                import_module(ep.module)
+                _import(ep.module)
         except PluginError as exc:
             _loaded_entry_points.discard(key)
             raise PluginError(
@@ -187,6 +249,7 @@ def config_imports(
     recorded: Any = None,
     run_dir: str | Path | None = None,
     resolve_env: Callable[[str], Any] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> Any:
     """Import a run config's ``imports`` and the module of a ``module:attr`` env id.
 
@@ -203,6 +266,8 @@ def config_imports(
             modules, and a module found nowhere else comes from its recorded path.
         resolve_env: Looks a ``module:attr`` env id up (the env registry's ``get``), which
             imports its module; passed in, so this module imports no registry of its own.
+        origins: The field that named a module, where it is not ``imports`` itself
+            (``{"my_sinks": "train.sinks"}``), for messages.
 
     Returns:
         The ``imports`` list, with the env's module appended if it was not in it, so the
@@ -216,12 +281,16 @@ def config_imports(
     if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
         return imports
     recorded = recorded if isinstance(recorded, dict) else {}
-    with _outside(run_dir):
+    guard = _GUARD.get()
+    with outside(run_dir):
         for name in imports:
-            _import_run_module(name, recorded.get(name), run_dir)
+            field = (origins or {}).get(name, "config imports")
+            _import_run_module(name, recorded.get(name), run_dir, origin=field)
+        for name in sorted(guard[1] - set(sys.modules)) if guard else ():
+            _import_run_module(name, recorded.get(name), run_dir, origin="--import")
     names = list(imports)
     if isinstance(env, str) and ":" in env and resolve_env is not None:
-        with _outside(run_dir):
+        with outside(run_dir):
             resolve_env(env)  # imports the module, with the env id in any error
         module = env.partition(":")[0]
         if module not in names:
@@ -240,13 +309,15 @@ def import_records(names: Iterable[str]) -> dict[str, dict[str, str]]:
     return records
 
 
-def _import_run_module(name: str, record: Any, run_dir: str | Path | None) -> ModuleType:
+def _import_run_module(
+    name: str, record: Any, run_dir: str | Path | None, origin: str = "config imports"
+) -> ModuleType:
     """Import one of a config's modules; from its recorded file if it is found nowhere else."""
-    origin = "config imports"
     record = record if isinstance(record, dict) else {}
     want, where = record.get("sha256"), record.get("path")
     try:
-        module = import_module(name, origin=origin)
+        shown = where if isinstance(where, str) else None
+        module = import_module(name, origin=origin, recorded=shown)
     except PluginError as exc:
         if not (exc.missing and run_dir is not None and isinstance(where, str)):
             raise
@@ -278,8 +349,8 @@ def _import_from_record(name: str, path: Path, run_dir: Path) -> ModuleType:
     if not path.is_file():
         raise PluginError(
             f"{head}: no module named {name!r} in the current folder or on sys.path (the run "
-            f"folder {run_dir} is not searched), nor at its recorded path {path}; run from the "
-            f"folder that holds it, or add its folder to PYTHONPATH, or --import {name}"
+            f"folder {run_dir} is not searched), nor at its recorded path {path}; put its "
+            f"folder on PYTHONPATH and pass --import {name}"
         ) from None
     depth = name.count(".") + (2 if path.name == "__init__.py" else 1)
     root = path.parents[depth - 1]
@@ -296,19 +367,66 @@ def _inside(path: str | Path, folder: Path) -> bool:
     return True
 
 
+#: The run folders :func:`outside` keeps off ``sys.path`` now (innermost last).
+_LEFT_OUT: list[Path] = []
+
+
 @contextlib.contextmanager
-def _outside(run_dir: str | Path | None) -> Iterator[None]:
-    """Leave ``run_dir`` (and folders inside it) off ``sys.path`` for the duration."""
+def outside(run_dir: str | Path | None) -> Iterator[None]:
+    """Leave ``run_dir`` (and folders inside it) off ``sys.path`` for the duration.
+
+    The command line holds a whole command that loads a run folder (``train --resume``,
+    ``eval RUN``) in it, so no ``.py`` shipped in the folder is imported, not even in place
+    of a library imported later (``cd RUN && seqmarl eval .``). ``None``: no change.
+    """
     if run_dir is None:
         yield
         return
     saved = list(sys.path)
-    sys.path[:] = [p for p in saved if not _inside(p or os.getcwd(), Path(run_dir))]
+    sys.path[:] = [p for p in saved if not _run_folder_path(p or os.getcwd(), Path(run_dir))]
+    _LEFT_OUT.append(Path(run_dir))
     try:
         yield
     finally:
+        _LEFT_OUT.pop()
         added = [p for p in sys.path if p not in saved]  # e.g. a recorded module's folder
         sys.path[:] = saved + added
+
+
+def _run_folder_path(entry: str, run_dir: Path) -> bool:
+    """Whether ``sys.path`` entry ``entry`` serves code from ``run_dir``.
+
+    The Python environment that runs seqmarl (a virtual environment inside a project folder
+    used as a run folder) and the folder seqmarl itself comes from run already: kept.
+    """
+    if not _inside(entry, run_dir):
+        return False
+    for env in {sys.prefix, sys.base_prefix}:
+        if _inside(entry, Path(env)) and not _inside(run_dir, Path(env)):
+            return False
+    return Path(entry).resolve() != Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def run_folder(run_dir: str | Path | None, allow: Iterable[str] = ()) -> Iterator[None]:
+    """The guard while a run folder's config is read: it imports only the modules ``allow``.
+
+    Every module a config names reaches :func:`import_module` (``imports``, and the module of
+    a ``module:attr`` env, sink, scripted player, algorithm or setting); under this guard one
+    that the command line did not name (``allow``, the ``--import`` modules) is refused in one
+    line naming it and the ``--import`` that allows it, before any of its code runs. The run
+    folder is kept off ``sys.path`` (:func:`outside`). ``run_dir`` None: no guard (a config
+    the user gives on the command line names its own modules).
+    """
+    if run_dir is None:
+        yield
+        return
+    token = _GUARD.set((Path(run_dir), frozenset(allow)))
+    try:
+        with outside(run_dir):
+            yield
+    finally:
+        _GUARD.reset(token)
 
 
 def _sha256(path: str | Path) -> str:

@@ -152,13 +152,16 @@ def test_entry_point_envs_are_listed_and_usable(tmp_path):
     assert "RuntimeError: no rhyme table" in line
 
 
-def test_train_records_imports_and_eval_needs_no_flag(tmp_path):
+def test_train_records_imports_and_eval_names_them(tmp_path):
     write(tmp_path, "my_tasks.py", MY_TASKS)
     proc = seqmarl(tmp_path, "train", "--import", "my_tasks", "env=rhyme-v0", *TINY, "--out", "run")
     assert proc.returncode == 0, proc.stderr
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["imports"] == ["my_tasks"] and saved["task"]["env"] == "rhyme-v0"
-    proc = seqmarl(tmp_path, "eval", "run", "--prompts", "2")
+    # a run folder's config imports nothing by itself: the line says which --import allows it
+    line = one_error_line(seqmarl(tmp_path, "eval", "run", "--prompts", "2"))
+    assert "names module 'my_tasks'" in line and line.endswith("pass --import my_tasks")
+    proc = seqmarl(tmp_path, "eval", "run", "--prompts", "2", "--import", "my_tasks")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
     assert result["num_prompts"] == 2 and set(result["agents"]) == {"llm_0", "llm_1"}

@@ -1,5 +1,6 @@
-"""A run's user modules: recorded with path and SHA-256, found again from any folder, never
-taken from the run folder itself unless asked for, and a changed module is one warning line.
+"""A run's user modules: recorded with path and SHA-256, imported again only when the command
+line names them (--import), then found from any folder, never taken from the run folder itself
+unless asked for there, and a changed module is one warning line.
 
 Like ``tests/test_cli_plugins.py``, each command runs in a fresh ``python -m seqmarl`` process
 (with a timeout) from a chosen folder.
@@ -50,14 +51,16 @@ def test_a_run_records_each_import_with_its_path_and_sha256(trained):
     }
 
 
-def test_resume_and_eval_work_from_another_folder(trained, tmp_path):
+def test_resume_and_eval_with_import_work_from_another_folder(trained, tmp_path):
     run = shutil.copytree(trained / "run", tmp_path / "run")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()  # my_tasks is not importable from here: the recorded path is used
-    proc = seqmarl(elsewhere, "eval", str(run), "--prompts", "2")
+    line = one_error_line(seqmarl(elsewhere, "eval", str(run), "--prompts", "2"))
+    assert "names module 'my_tasks'" in line and "pass --import my_tasks" in line
+    proc = seqmarl(elsewhere, "eval", str(run), "--prompts", "2", "--import", "my_tasks")
     assert proc.returncode == 0, proc.stderr
     assert "rhymes with cat" in proc.stdout and "warning" not in proc.stderr
-    proc = seqmarl(elsewhere, "train", "--resume", str(run), "iterations=3")
+    proc = seqmarl(elsewhere, "train", "--resume", str(run), "iterations=3", "--import", "my_tasks")
     assert proc.returncode == 0, proc.stderr
     assert [r["iteration"] for r in read_jsonl(run / "metrics.jsonl")] == [0, 1, 2]
 
@@ -69,7 +72,7 @@ def test_a_changed_module_is_one_warning_line(trained, tmp_path):
     cfg["import_files"]["my_tasks"]["path"] = str(proj / "my_tasks.py")
     (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     write(proj, "my_tasks.py", MY_TASKS.replace("rhymes with cat", "rhymes with dog"))
-    proc = seqmarl(proj, "eval", "run", "--prompts", "2")
+    proc = seqmarl(proj, "eval", "run", "--prompts", "2", "--import", "my_tasks")
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if "warning" in ln]
     assert len(warnings) == 1, proc.stderr
@@ -93,6 +96,12 @@ def downloaded(trained, tmp_path):
 def test_a_module_shipped_in_the_run_folder_is_not_imported(downloaded, command):
     args = ["eval", ".", "--prompts", "2"] if command == "eval" else ["train", "--resume", "."]
     line = one_error_line(seqmarl(downloaded, *args))
+    assert "names module 'my_tasks'" in line and "was not imported" in line
+    assert "pass --import my_tasks" in line
+    assert not (downloaded / "IMPORTED").exists()
+    # asked for from another folder: still not taken from inside the run folder
+    args = ["eval", "run", "--prompts", "2"] if command == "eval" else ["train", "--resume", "run"]
+    line = one_error_line(seqmarl(downloaded.parent, *args, "--import", "my_tasks"))
     assert "could not import module 'my_tasks'" in line and "is not searched" in line
     assert "nor at its recorded path /home/someone/else/my_tasks.py" in line
     assert not (downloaded / "IMPORTED").exists()
@@ -102,7 +111,8 @@ def test_a_recorded_path_inside_the_run_folder_is_refused(downloaded):
     cfg = saved(downloaded)
     cfg["import_files"]["my_tasks"]["path"] = str(downloaded / "my_tasks.py")
     (downloaded / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    line = one_error_line(seqmarl(downloaded.parent, "eval", "run", "--prompts", "2"))
+    argv = ["eval", "run", "--prompts", "2", "--import", "my_tasks"]
+    line = one_error_line(seqmarl(downloaded.parent, *argv))
     assert "except from the run folder itself" in line and "--import my_tasks" in line
     assert not (downloaded / "IMPORTED").exists()
 
