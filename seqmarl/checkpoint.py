@@ -182,8 +182,11 @@ def save_checkpoint(
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full_error(exc)
+        if full is not None:  # name the checkpoint, not the temporary folder that is gone
+            raise OSError(full.errno, full.strerror, str(final)) from None
         raise
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
