@@ -5,10 +5,12 @@ Launched with ``torchrun --standalone --nproc_per_node 2 -m seqmarl train`` with
 a hang fails instead of blocking the suite.
 """
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from seqmarl.sinks import read_jsonl
@@ -53,8 +55,30 @@ def test_two_ranks_train_and_resume_under_the_lock_and_release_it(tmp_path):
     first = torchrun_seqmarl("train", *TRAIN, "iterations=2", "--out", run)
     assert first.returncode == 0, first.stderr[-3000:]
     assert not (run / ".lock").exists()
-    again = torchrun_seqmarl("train", "--resume", run, "iterations=3")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "took over" not in again.stderr  # the first run let go of it cleanly
+    # while the resume runs, the lock names one process (rank 0's), the resume's
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "seqmarl", "train", "--resume", str(run), "iterations=3",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = set()
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                text = (run / ".lock").read_text()
+                if "command=" in text:
+                    seen.add(text)
+            time.sleep(0.05)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert len(seen) == 1, seen
+    assert "command=seqmarl train --resume" in seen.pop()
+    assert b"took over" not in err  # the first run let go of it cleanly
     assert not (run / ".lock").exists()
     assert [r["iteration"] for r in read_jsonl(run / "metrics.jsonl")] == [0, 1, 2]
