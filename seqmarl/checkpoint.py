@@ -120,7 +120,7 @@ def _write_synced(path: Path, write) -> None:
             raise
         raise OSError(full.errno, full.strerror, str(path)) from None
     except OSError as exc:
-        if exc.filename:
+        if exc.filename or exc.errno is None:
             raise
         raise OSError(exc.errno, exc.strerror, str(path)) from None
 
