@@ -8,6 +8,7 @@ needs no privileges. The last test does the same on a real tmpfs, as root only.
 """
 
 import builtins
+import contextlib
 import errno
 import io
 import json
@@ -239,21 +240,60 @@ def test_a_metrics_line_that_does_not_fit_is_cut_off_again(tmp_path, monkeypatch
     from seqmarl.sinks import JsonlSink
 
     path = tmp_path / "metrics.jsonl"
+    room = {"bytes": None}  # what the disk still takes (None: enough)
+    real_open, real_write = builtins.open, os.write
+
+    def take(n):  # a full disk takes what fits, then refuses the rest
+        if room["bytes"] is None:
+            return n
+        k = min(n, room["bytes"])
+        room["bytes"] -= k
+        return k
+
+    class Small:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, data):
+            k = take(len(data))
+            self._fh.write(data[:k])
+            self._fh.flush()
+            if k < len(data):
+                raise OSError(errno.ENOSPC, ENOSPC)
+            return k
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        return Small(fh) if os.fspath(file) == str(path) else fh
+
+    def fake_write(fd, data):
+        if os.readlink(f"/proc/self/fd/{fd}") != str(path):
+            return real_write(fd, data)
+        data = bytes(data)
+        k = take(len(data))
+        if k:
+            real_write(fd, data[:k])
+        if k < len(data):
+            raise OSError(errno.ENOSPC, ENOSPC)
+        return k
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io, "open", fake_open)
+    monkeypatch.setattr(os, "write", fake_write)
     sink = JsonlSink(path)
     sink.write({"iteration": 0})
-    real = os.write
-
-    def half(fd, data):  # the disk fills in the middle of the line
-        real(fd, bytes(data)[: len(data) // 2])
-        raise OSError(errno.ENOSPC, ENOSPC)
-
-    monkeypatch.setattr(os, "write", half)
+    room["bytes"] = 20  # the disk fills in the middle of the next line
     with pytest.raises(OSError) as caught:
         sink.write({"iteration": 1, "x": "y" * 100})
+    room["bytes"] = None
+    with contextlib.suppress(OSError):
+        sink.close()
     monkeypatch.undo()
-    sink.close()
+    assert path.read_text() == '{"iteration": 0}\n'  # no torn line
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
-    assert path.read_text() == '{"iteration": 0}\n'
 
 
 def _mount_tmpfs(where, size):
