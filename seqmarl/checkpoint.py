@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from seqmarl.diskfull import disk_full_error
 from seqmarl.errors import SeqmarlError
 
 __all__ = [
@@ -108,10 +109,20 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_synced(path: Path, write) -> None:
-    with open(path, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except RuntimeError as exc:  # torch.save reports a failed write as a RuntimeError
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        raise OSError(full.errno, full.strerror, str(path)) from None
+    except OSError as exc:
+        if exc.filename or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def _digest(path: Path) -> str:
@@ -171,14 +182,36 @@ def save_checkpoint(
         else:
             os.replace(tmp, final)
         _fsync_dir(root)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = disk_full_error(exc)
+        if full is not None:  # name the checkpoint, not the temporary folder that is gone
+            raise OSError(full.errno, full.strerror, str(final)) from None
         raise
     for old in list_checkpoints(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in (*root.glob(".tmp_iter_*"), *root.glob(".old_iter_*")):
-        shutil.rmtree(stale, ignore_errors=True)
+        if _stale(stale):
+            shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _stale(tmp: Path) -> bool:
+    """Whether a ``.tmp_iter_N_PID``/``.old_iter_N_PID`` folder is left over (its writer gone).
+
+    The run folder's lock (:mod:`seqmarl.runlock`) keeps other writers out; this keeps the
+    clean-up from touching a folder that a live process may still be writing all the same.
+    """
+    pid = tmp.name.rsplit("_", 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: someone else's live process
+        return False
+    return False
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -268,6 +268,32 @@ def _print_summary(summary: dict) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    """``eval``, holding the lock of the folder it writes into; a full disk is one line."""
+    from seqmarl.diskfull import DiskFull, disk_full_error, full_path, message
+
+    args.locks = []
+    try:
+        return _eval(args)
+    except OSError as exc:
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        intact = "nothing partial is left there and the run is unchanged; free space and run "
+        raise DiskFull(message(full, full_path(full, "?"), intact + "the eval again")) from None
+    finally:
+        for lock in args.locks:
+            lock.release()
+
+
+def _hold(args: argparse.Namespace, out: Path) -> None:
+    """Take the lock of the folder an eval writes into (refused in one line while held)."""
+    from seqmarl.runlock import RunLock
+
+    hint = "wait for it to end, or write elsewhere with --out"
+    args.locks.append(RunLock(out, "seqmarl eval", hint=hint).acquire())
+
+
+def _eval(args: argparse.Namespace) -> int:
     from seqmarl.config import load_config
     from seqmarl.evaluate import (
         evaluate,
@@ -314,6 +340,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         pool = untrained_pool(cfg)
         out = Path(args.out) if args.out else None
         what = f"{cfg.agents.model} untrained"
+    if out is not None:
+        _hold(args, out)
     if args.pass_k:
         from seqmarl.evaluate import evaluate_pass_at_k_for_pool, write_pass_at_k_results
 
@@ -346,7 +374,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     """``eval RUN --opponent NAME`` or ``--round-robin``: games, rates with SEs, ratings."""
     from seqmarl.agents.pool import AgentPool
-    from seqmarl.evaluate import free_stem
+    from seqmarl.evaluate import free_stem, write_new
     from seqmarl.matches import Contenders, play_match, round_robin, summarize
 
     if args.pass_k or args.model:
@@ -356,6 +384,7 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     contenders = Contenders(run, cfg, pool)
     out = Path(args.out) if args.out else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
+    _hold(args, out)
     games = args.prompts
     if args.round_robin:
         names = contenders.names()
@@ -383,9 +412,7 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
                     f"forfeit {_pm(row['forfeit'])}  length {_pm(row['length'], 1)}"
                 )
         stem = free_stem(out, "match", [".json"])
-    path = out / f"{stem}.json"
-    with path.open("x") as f:
-        json.dump(result, f, indent=2)
+    path = write_new(out, stem, json.dumps(result, indent=2))
     print(f"wrote {path}" + (f" and {result['plot']}" if result.get("plot") else ""))
     return 0
 
@@ -640,6 +667,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
+        return code
+    except OSError as exc:  # a full disk outside a command's own handling: still one line
+        settle()
+        from seqmarl.diskfull import disk_full_error, full_path, message
+
+        full = disk_full_error(exc)
+        if full is None:
+            raise
+        line = message(full, full_path(full, "?"), "free space and run the command again")
+        print(f"seqmarl: error: {line}", file=sys.stderr)
+        code = 2
         return code
     except BaseException:
         settle()

@@ -112,8 +112,11 @@ class DependencyWarnings:
         except OSError:  # a link in its place, or no folder: keep them for the end instead
             self.path = None
             return
-        with os.fdopen(fd, "a", encoding="utf-8") as fh:
-            fh.writelines(line + "\n" for line in lines)
+        try:
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.writelines(line + "\n" for line in lines)
+        except OSError:  # a full disk: keep them for the end instead (no torn line matters)
+            self.path = None
 
     def report(self, *, quiet: bool = False) -> None:
         """The command is over: the one line (run folder) or the distinct warnings, on stderr.

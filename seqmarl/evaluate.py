@@ -29,6 +29,7 @@ from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
+from seqmarl.diskfull import write_atomic
 from seqmarl.errors import ConfigError
 from seqmarl.rollout import play
 from seqmarl.settings import Setting, make_setting
@@ -41,6 +42,7 @@ __all__ = [
     "select_agents",
     "untrained_pool",
     "write_eval",
+    "write_new",
     "write_pass_at_k_results",
 ]
 
@@ -250,12 +252,27 @@ def free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
 
 
 def write_eval(result: Mapping[str, Any], out_dir: Path) -> Path:
-    """Write ``result`` to a new ``eval[-N].json`` in ``out_dir`` (never over an earlier one)."""
+    """Write ``result`` to a new ``eval[-N].json`` in ``out_dir`` (never over an earlier one).
+
+    The file appears whole or not at all (:func:`seqmarl.diskfull.write_atomic`): a full disk
+    leaves no empty or torn ``eval.json`` behind.
+    """
+    return write_new(out_dir, "eval", json.dumps(result, indent=2))
+
+
+def write_new(out_dir: Path, stem: str, text: str, suffix: str = ".json") -> Path:
+    """``text`` as a new ``<stem>[-N]<suffix>`` in ``out_dir``: never over an existing file.
+
+    Written whole to a temporary file and linked into place, so two writers that pick the same
+    name cannot overwrite each other (the second takes the next free name).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / (free_stem(out_dir, "eval", [".json"]) + ".json")
-    with path.open("x") as f:
-        json.dump(result, f, indent=2)
-    return path
+    while True:
+        path = out_dir / (free_stem(out_dir, stem, [suffix]) + suffix)
+        try:
+            return write_atomic(path, text, replace=False)
+        except FileExistsError:
+            continue
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqmarl.diskfull import write_atomic
 from seqmarl.envs import guard
 
 __all__ = ["evaluate_pass_at_k", "pass_at_k", "pass_at_k_table", "plot_pass_at_k"]
@@ -105,8 +106,10 @@ def plot_pass_at_k(results: Mapping[str, Mapping[int, float]], path: str | Path)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -115,9 +118,9 @@ def write_pass_at_k(
 ) -> list[Path]:
     """``<stem>.json``, ``<stem>.md`` (table) and ``<stem>.png`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    write_atomic(out_dir / f"{stem}.json", json.dumps(result, indent=2))
     rows = ["| k | pass@k |", "|---|---|"]
     rows += [f"| {k} | {v:.4f} |" for k, v in result["pass_at_k"].items()]
-    (out_dir / f"{stem}.md").write_text("\n".join(rows) + "\n")
+    write_atomic(out_dir / f"{stem}.md", "\n".join(rows) + "\n")
     png = plot_pass_at_k({label: result["pass_at_k"]}, out_dir / f"{stem}.png")
     return [out_dir / f"{stem}.json", out_dir / f"{stem}.md", png]

@@ -321,10 +321,18 @@ def plot_runs(
         ("reward_vs_kl.png", reward_vs_kl_figure),
     ):
         fig = build(runs)
-        fig.savefig(out / name, dpi=110, bbox_inches="tight")  # "tight" keeps outside legends
+        _save(fig, out / name)
         written.append(out / name)
     if has_game_metrics(runs):  # a game suite's run: its own curves too
         fig = game_curves_figure(runs)
-        fig.savefig(out / "game_curves.png", dpi=110, bbox_inches="tight")
+        _save(fig, out / "game_curves.png")
         written.append(out / "game_curves.png")
     return written
+
+
+def _save(fig, path: Path) -> None:
+    """``fig`` as a PNG, whole or not at all (a full disk leaves no torn file)."""
+    from seqmarl.diskfull import write_atomic
+
+    # "tight" keeps outside legends
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))

@@ -16,6 +16,7 @@ naming the package (:func:`check_sinks`) when the Trainer is built, before any m
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -54,43 +55,97 @@ def _clean(value: Any) -> Any:
 
 
 class JsonlSink:
-    """Append one JSON object per line and flush, so a crash loses at most one line."""
+    """Append one JSON object per line, each line whole or not at all.
+
+    Each line goes to the file in one write; a write that fails part-way (a full disk) is cut
+    off again, so the file ends with the last complete line and the error (an ``OSError``
+    naming the file) goes on to the caller.
+    """
 
     def __init__(self, path: Path):
         self.path = path
-        self._fh = path.open("a", encoding="utf-8")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+        self._fd: int | None = os.open(path, flags, 0o644)
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append ``record``."""
-        self._fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
-        self._fh.flush()
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        data = (json.dumps({k: _clean(v) for k, v in record.items()}) + "\n").encode("utf-8")
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)  # needs no space: drop the torn line
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
         """Close the file."""
-        self._fh.close()
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All complete records of a jsonl file (a torn last line is ignored)."""
+    return [r for _, r in _records(path)]
+
+
+def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(end offset, record)`` of each complete line, up to the first torn one."""
     if not path.exists():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
+    end = 0
+    data = path.read_bytes()
+    for line in data.split(b"\n"):
+        end = min(end + len(line) + 1, len(data))
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            out.append((end, json.loads(line)))
+        except (json.JSONDecodeError, UnicodeDecodeError):
             break
     return out
 
 
 def truncate_jsonl(path: Path, last_iteration: int) -> None:
-    """Keep the records with ``iteration < last_iteration`` (resume from a checkpoint)."""
-    records = [r for r in read_jsonl(path) if r.get("iteration", -1) < last_iteration]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    tmp.replace(path)
+    """Keep one record per iteration below ``last_iteration`` (resume from a checkpoint).
+
+    Of an iteration logged more than once (two runs wrote the file), the last complete record
+    is kept; records come out in iteration order. When the kept records are the file's first
+    lines (one writer, the usual case) the file is cut after them, which needs no disk space;
+    otherwise it is rewritten atomically (a temporary file, fsynced, renamed; removed again
+    if that fails).
+    """
+    from seqmarl.diskfull import write_atomic
+
+    found = _records(path)
+    last: dict[int, dict[str, Any]] = {}
+    for _, r in found:
+        it = r.get("iteration", -1)
+        if isinstance(it, int) and it < last_iteration:
+            last[it] = r
+    keep = [last[i] for i in sorted(last)]
+    head = [r for _, r in found[: len(keep)]]
+    end = found[len(keep) - 1][0] if keep else 0
+    in_place = len(head) == len(keep) and all(r is k for r, k in zip(head, keep, strict=True))
+    if in_place and _at_line_end(path, end):
+        if end != path.stat().st_size:
+            os.truncate(path, end)
+        return
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def _at_line_end(path: Path, end: int) -> bool:
+    if end == 0:
+        return True
+    with path.open("rb") as fh:
+        fh.seek(end - 1)
+        return fh.read(1) == b"\n"
 
 
 @runtime_checkable

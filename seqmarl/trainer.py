@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 import yaml
 
-from seqmarl import envs
+from seqmarl import diskfull, envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.algos import ALGORITHMS
 from seqmarl.algos.base import with_response_limit
@@ -43,12 +45,14 @@ from seqmarl.checkpoint import (
     save_checkpoint,
 )
 from seqmarl.config import RunConfig
+from seqmarl.diskfull import DiskFull, disk_full_error, full_path, write_atomic
 from seqmarl.distributed import setup
 from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.league import League
 from seqmarl.learner import Learner
 from seqmarl.rollout import Rollout, play
+from seqmarl.runlock import RunLock, RunLocked
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
 
@@ -96,10 +100,47 @@ class Trainer:
         if resume and overwrite:
             raise ConfigError("--resume continues a run and --overwrite replaces it: pick one")
         self.dist = setup(cfg.distributed.strategy, cfg.distributed.timeout_s)
+        if resume:
+            check_no_links(self.out)
+        # one writer per run folder: rank 0 (the one that writes) holds the lock until fit
+        # ends; every rank learns whether it was refused, so all stop together
+        self._lock: RunLock | None = None
+        refused = None
+        if self.dist.is_main:
+            self._lock = RunLock(
+                self.out,
+                "seqmarl train --resume" if resume else "seqmarl train",
+                hint=f"wait for it to end (then continue it with seqmarl train --resume "
+                f"{self.out}), or train into another folder with --out",
+            )
+            try:
+                self._lock.acquire()
+            except SeqmarlError as exc:
+                refused = ("locked", str(exc))
+            except OSError as exc:  # a full disk, a read-only folder: one line, every rank
+                full = disk_full_error(exc)
+                refused = (
+                    ("full", str(self._disk_full(full)))
+                    if full is not None
+                    else ("locked", f"cannot write into {self.out} ({exc.strerror or exc})")
+                )
+        refused = self.dist.broadcast_object(refused)
+        if refused is not None:
+            raise (DiskFull if refused[0] == "full" else RunLocked)(refused[1])
+        try:
+            self._build(cfg, resume, overwrite, pool)
+        except BaseException as exc:
+            self._release()
+            full = disk_full_error(exc)
+            if full is not None:
+                raise self._disk_full(full) from None
+            raise
+
+    def _build(self, cfg: RunConfig, resume: bool, overwrite: bool, pool: AgentPool | None) -> None:
+        """The rest of ``__init__``, under the run folder's lock."""
         # the folder and the checkpoint are checked before any model loads
         resumed: tuple[Path, dict[str, Any]] | None = None
         if resume:
-            check_no_links(self.out)
             resumed = self._find_checkpoint()
         else:
             check_out_dir(self.out, overwrite=overwrite)
@@ -433,6 +474,43 @@ class Trainer:
                 boundary), or a second signal aborted it (nothing saved for that iteration).
             TrainingError: Non-finite losses repeated; the last checkpoint is intact.
         """
+        try:
+            return self._fit()
+        except BaseException as exc:
+            full = disk_full_error(exc)
+            if full is not None:
+                raise self._disk_full(full) from None
+            raise
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let go of the run folder (rank 0's lock); the run writes nothing more."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _disk_full(self, exc: OSError) -> DiskFull:
+        """The one line for a full disk: the path, what is intact, how to go on."""
+        path = full_path(exc, self.out)
+        last = latest_checkpoint(self.out / "checkpoints")
+        done = getattr(self, "iteration", 0) >= self.cfg.train.iterations
+        if last is not None:
+            what = " (training is done; the resume writes the final agents, plots and summary)"
+            intact = (
+                f"the last complete checkpoint {last.name} is intact{what if done else ''}; "
+                f"free space and resume with: seqmarl train --resume {self.out}"
+            )
+        elif (self.out / "config.yaml").is_file():
+            intact = (
+                f"no checkpoint was written yet; free space and start again with: seqmarl "
+                f"train {self.out / 'config.yaml'} --out {self.out} --overwrite"
+            )
+        else:
+            intact = "nothing of the run was written; free space and run the command again"
+        return DiskFull(diskfull.message(exc, path, intact))
+
+    def _fit(self) -> dict[str, Any]:
         tc = self.cfg.train
         if self.dist.is_main:
             if self._overwrite:
@@ -440,8 +518,9 @@ class Trainer:
                 if removed:
                     log.info("--overwrite: removed %s from %s", ", ".join(removed), self.out)
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(
-                yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False)
+            write_atomic(
+                self.out / "config.yaml",
+                yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False),
             )
         self._overwrite = False
         self.dist.barrier()
@@ -516,9 +595,26 @@ class Trainer:
     def _save_agents(self) -> None:
         """The final agents, loadable alone (sharded copies gather on every rank)."""
         sharded = self.pool.mode == "fsdp"
-        if self.dist.is_main or sharded:
-            for a in self.learning:
-                self.pool[a].save_pretrained(self.out / "agents" / a)
+        if not (self.dist.is_main or sharded):
+            return
+        for a in self.learning:
+            final = self.out / "agents" / a
+            partial = final.with_name(f".partial_{a}")  # the same name on every rank (fsdp)
+            try:
+                if self.dist.is_main and partial.exists():
+                    shutil.rmtree(partial)
+                self.pool[a].save_pretrained(partial)  # rank 0 writes, sharded copies gather
+                if self.dist.is_main:  # whole or not at all, as a checkpoint
+                    old = final.with_name(f".old_{a}")
+                    if final.exists():
+                        shutil.rmtree(old, ignore_errors=True)
+                        os.replace(final, old)
+                    os.replace(partial, final)
+                    shutil.rmtree(old, ignore_errors=True)
+            except BaseException:
+                if self.dist.is_main:
+                    shutil.rmtree(partial, ignore_errors=True)
+                raise
 
     def _stopping(self, stop: StopSignals) -> bool:
         """Whether a stop signal reached any rank (all ranks stop at the same boundary)."""
@@ -535,7 +631,7 @@ class Trainer:
 
         plots = plot_runs([self.out], self.out / "plots")
         summary = self.summary(plots)
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(self.out / "summary.json", json.dumps(summary, indent=2))
         return summary
 
     def _stopped(self, signum: int | None) -> Interrupted:
