@@ -111,13 +111,18 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     from seqmarl.settings import make_setting
 
     env_id, items = _split_config(args.items)
+    env_id = env_id or "arithmetic-v0"
     flags = {"num_agents": "--num-agents N", "setting": "--setting NAME", "render_mode": None}
     kwargs = _env_arguments(items, flags)
     mix = {
         k: kwargs.pop(k) for k in ("reward_matrix", "knowledge_transfer", "credit") if k in kwargs
     }
-    setting = make_setting(args.setting, num_agents=args.num_agents, exchange_every=1, **mix)
-    env = envs.make(env_id or "arithmetic-v0", setting=setting, render_mode="ansi", **kwargs)
+    num_agents = args.num_agents
+    spec = envs.ENVS.get(env_id)
+    if num_agents is None and getattr(spec, "aec_factory", None) is not None:
+        num_agents = len(envs.make(env_id, **kwargs).possible_agents)  # the game's own count
+    setting = make_setting(args.setting, num_agents=num_agents, exchange_every=1, **mix)
+    env = envs.make(env_id, setting=setting, render_mode="ansi", **kwargs)
     rng = np.random.default_rng(args.seed)
     print(f"{setting.name}: {setting.description}")
     print(f"reward matrix C = {setting.reward_matrix}")
@@ -125,27 +130,68 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     for episode in range(args.episodes):
         seats = setting.seat_agents(episode)
         env.reset(seed=args.seed + episode, options={"seat_order": list(seats)})
-        for agent in env.agent_iter():
-            obs, _, term, trunc, _ = env.last()
-            if term or trunc:
-                env.step(None)
-                continue
-            earlier = env.earlier_responses(agent)
-            # Scripted agents: a seat that sees an earlier answer repeats it; otherwise it
-            # knows the reference half of the time and guesses the rest.
-            if earlier:
-                answer = earlier[-1]
-            elif env.prompt.reference is not None and rng.random() < 0.5:
-                answer = f"The answer is {env.prompt.reference}."
-            else:
-                answer = f"The answer is {int(rng.integers(0, 41))}."
-            if args.verbose:
-                print(f"  <{agent} sees> {obs['text']!r}")
-            env.step(answer)
-        print(f"episode {episode}: seats {list(seats)}")
-        print(env.render())
+        if isinstance(env, envs.SequentialTextEnv):
+            _demo_task_episode(env, rng, verbose=args.verbose)
+            print(f"episode {episode}: seats {list(seats)}")
+            print(env.render())
+        else:
+            print(f"episode {episode}: seats {list(seats)}")
+            _demo_game_episode(env, rng, verbose=args.verbose)
         print()
     return 0
+
+
+def _demo_task_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
+    """One episode of a seqmarl task (its transcript is ``env.render()``).
+
+    Scripted agents: a seat that sees an earlier answer repeats it; otherwise it knows the
+    reference half of the time and guesses the rest.
+    """
+    for agent in env.agent_iter():
+        obs, _, term, trunc, _ = env.last()
+        if term or trunc:
+            env.step(None)
+            continue
+        earlier = env.earlier_responses(agent)
+        if earlier:
+            answer = earlier[-1]
+        elif env.prompt.reference is not None and rng.random() < 0.5:
+            answer = f"The answer is {env.prompt.reference}."
+        else:
+            answer = f"The answer is {int(rng.integers(0, 41))}."
+        if verbose:
+            print(f"  <{agent} sees> {obs['text']!r}")
+        env.step(answer)
+
+
+def _demo_game_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
+    """One episode of a PettingZoo game, through its public AEC calls, printed turn by turn.
+
+    Each agent plays a random move among those its observation lists (the ``random`` scripted
+    player); the episode stops at the env's turn bound.
+    """
+    from seqmarl.agents.scripted import RandomMovePlayer
+
+    player = RandomMovePlayer(int(rng.integers(2**31)))
+    final: dict[str, tuple[float, float]] = {}
+    turns = 0
+    for agent in env.agent_iter(max_iter=getattr(env, "max_turns", 256)):
+        obs, _, term, trunc, info = env.last()
+        if term or trunc:
+            final[agent] = (float(info.get("task_reward", 0.0)), env.trained_rewards[agent])
+            env.step(None)
+            continue
+        if verbose:
+            print(f"  <{agent} sees> {obs['text']!r}")
+        (move,) = player.act([obs["text"]])
+        print(f"  {agent}: {move!r}")
+        env.step(move)
+        turns += 1
+    cut = "" if not env.agents else f" (cut at {turns} moves)"
+    for agent in env.possible_agents:
+        live = env.infos.get(agent, {}).get("task_reward", 0.0)
+        task_reward, reward = final.get(agent, (live, env.trained_rewards[agent]))
+        print(f"  {agent}: task_reward={task_reward:+.3f} reward={reward:+.3f}{cut}")
 
 
 MAIN_CONFIG = Path(__file__).resolve().parent / "configs" / "main.yaml"
