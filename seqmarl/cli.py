@@ -31,15 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from seqmarl import plugins
 from seqmarl.errors import ConfigError, SeqmarlError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from seqmarl.config import RunConfig
 
 __all__ = ["main"]
+
+#: What a Ctrl-C while the command starts (before it has done anything) prints.
+STOPPED_STARTING = "seqmarl: SIGINT: stopped while starting; nothing was run"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -107,6 +110,8 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_env_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from seqmarl import envs
     from seqmarl.settings import make_setting
 
@@ -608,12 +613,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from seqmarl.interrupts import signal_name
 
-    args = build_parser().parse_args(argv)
-    plugins.add_cwd_to_path()
-    _setup_logging()
-    from seqmarl.depwarnings import DependencyWarnings
+    try:  # a Ctrl-C before the command's own try block: one line, like one inside it
+        args = build_parser().parse_args(argv)
+        plugins.add_cwd_to_path()
+        _setup_logging()
+        from seqmarl.depwarnings import DependencyWarnings
 
-    args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
+        args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
+    except KeyboardInterrupt:
+        print(STOPPED_STARTING, file=sys.stderr)
+        return 128 + int(signal.SIGINT)
     received: list[int] = []
 
     def _interrupt(signum, frame):  # outside a training loop: stop like Ctrl-C
