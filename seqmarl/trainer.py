@@ -242,7 +242,9 @@ class Trainer:
                 truncate_jsonl(self.out / name, self.iteration)
         self.resumed_from = ckpt
         self._last_saved = self.iteration
-        log.info("resumed from %s (iteration %d)", ckpt, self.iteration)
+        # the command line says it once (rank 0, before training); a library caller reads it
+        # from resumed_from and iteration
+        log.debug("resumed from %s (iteration %d)", ckpt, self.iteration)
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint of the current state (atomic, checksummed; keeps the newest few).
