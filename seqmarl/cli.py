@@ -367,11 +367,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(cfg, pool, num_prompts=args.prompts, seed=args.seed, alone=alone)
     mode = "each alone (setting single)" if alone else f"setting {result['setting']}"
     print(f"eval: {what}, {mode}, {cfg.task.env}, {args.prompts} prompts")
-    for agent, row in result["agents"].items():
+    for agent, row in result["agents"].items():  # each mean ± its standard error
         print(
-            f"{agent} (seat {row['seat']}): task_reward {row['task_reward']:+.4f}  "
-            f"reward {row['reward']:+.4f}  "
-            + ("kl - (no turn)" if row["kl"] is None else f"kl {row['kl']:.4f}")
+            f"{agent} (seat {row['seat']}): "
+            f"task_reward {_with_se(row['task_reward'], row['task_reward_se'], '+.4f')}  "
+            f"reward {_with_se(row['reward'], row['reward_se'], '+.4f')}  "
+            + ("kl - (no turn)" if row["kl"] is None else f"kl {_with_se(row['kl'], row['kl_se'])}")
         )
     for s in result["samples"][:2]:
         print(json.dumps(s, ensure_ascii=False))
@@ -426,6 +427,11 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
         json.dump(result, f, indent=2)
     print(f"wrote {path}" + (f" and {result['plot']}" if result.get("plot") else ""))
     return 0
+
+
+def _with_se(mean: float, se: float | None, spec: str = ".4f") -> str:
+    """``mean±se`` (``mean±-`` where there is no standard error: a single value)."""
+    return f"{mean:{spec}}±" + ("-" if se is None else f"{se:.4f}")
 
 
 def _pm(stat: dict, digits: int = 3) -> str:

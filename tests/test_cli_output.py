@@ -22,6 +22,45 @@ def run(tmp_path_factory):
     return out
 
 
+def test_standard_error_of_the_mean():
+    from seqmarl.evaluate import standard_error
+
+    # std(ddof=1) of 1, 2, 3, 4 is sqrt(5/3); over sqrt(4)
+    assert standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx((5 / 3) ** 0.5 / 2)
+    assert standard_error([0.5]) is None and standard_error([]) is None
+
+
+def test_plain_eval_prints_and_writes_standard_errors(run, tmp_path, capsys, monkeypatch):
+    import json
+
+    import seqmarl.evaluate as evaluate
+
+    seen = []
+
+    def recording(values):
+        seen.append(list(values))
+        return standard_error(values)
+
+    standard_error = evaluate.standard_error
+    monkeypatch.setattr(evaluate, "standard_error", recording)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--prompts", "6", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    # per agent: task_reward, reward over the 6 prompts; kl over its turns
+    assert [len(v) for v in seen] == [6, 6, 6] * 2
+    for i, agent in enumerate(("llm_0", "llm_1")):
+        row = result["agents"][agent]
+        task, reward, kl = seen[3 * i : 3 * i + 3]
+        assert row["task_reward_se"] == standard_error(task)
+        assert row["reward_se"] == standard_error(reward)
+        assert row["kl_se"] == pytest.approx(standard_error(kl)) and row["kl_se"] > 0
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"{agent} (seat"))
+        assert f"task_reward {row['task_reward']:+.4f}±{row['task_reward_se']:.4f}" in line
+        assert f"reward {row['reward']:+.4f}±{row['reward_se']:.4f}" in line
+        assert f"kl {row['kl']:.4f}±{row['kl_se']:.4f}" in line
+
+
 def test_the_resume_message_is_printed_once(run, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "iterations=3"]) == 0
