@@ -398,12 +398,12 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     games = args.prompts
     if args.round_robin:
         names = contenders.names()
-        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out)
+        stem = free_stem(out, "ratings", [".json", ".png"])  # a new pair: ratings-N.json/.png
+        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out, stem=stem)
         print(f"round robin of {len(names)} contenders, {games} games a pair ({cfg.task.env})")
         for r in result["ratings"]["players"].items():
             name, row = r
             print(f"  {name:<16} mu {row['mu']:6.2f} ± {row['sigma']:.2f}  ({row['games']} games)")
-        stem = free_stem(out, "ratings", [".json"])
     else:
         # --agent: any contender (an agent id, base, snapshot:<i>, ...); default the learner
         agents = [x.strip() for a in args.agent or [] for x in a.split(",") if x.strip()]

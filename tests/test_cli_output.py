@@ -61,6 +61,20 @@ def test_plain_eval_prints_and_writes_standard_errors(run, tmp_path, capsys, mon
         assert f"kl {row['kl']:.4f}±{row['kl_se']:.4f}" in line
 
 
+def test_round_robin_never_overwrites_its_ratings_or_their_plot(run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", str(run), "--round-robin", "--prompts", "2", "--out", str(out)]
+    assert main(args) == 0
+    first = (out / "ratings.png").read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and (out / "ratings.json").is_file()
+    capsys.readouterr()
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert f"wrote {out / 'ratings-2.json'} and {out / 'ratings-2.png'}" in said
+    assert (out / "ratings.png").read_bytes() == first  # the first plot is kept as it was
+    assert (out / "ratings-2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_resume_message_is_printed_once(run, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "iterations=3"]) == 0
