@@ -75,9 +75,21 @@ def test_round_robin_never_overwrites_its_ratings_or_their_plot(run, tmp_path, c
     assert (out / "ratings-2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_resume_message_is_printed_once(run, capsys):
-    capsys.readouterr()
-    assert main(["train", "--resume", str(run), "iterations=3"]) == 0
-    out, err = capsys.readouterr()
-    said = [ln for ln in (out + err).splitlines() if "resum" in ln]
+def test_the_resume_message_is_printed_once(run):
+    """As a user runs it: the command's whole output, stdout and stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqmarl", "train", "--resume", str(run), "iterations=3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "resum" in ln]
     assert said == [f"resuming from {run / 'checkpoints' / 'iter_000002'} (iteration 2)"]
