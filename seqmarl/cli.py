@@ -31,15 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from seqmarl import plugins
 from seqmarl.errors import ConfigError, SeqmarlError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from seqmarl.config import RunConfig
 
 __all__ = ["main"]
+
+#: What a Ctrl-C while the command starts (before it has done anything) prints.
+STOPPED_STARTING = "seqmarl: SIGINT: stopped while starting; nothing was run"
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -107,17 +110,24 @@ def _cmd_check_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_env_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from seqmarl import envs
     from seqmarl.settings import make_setting
 
     env_id, items = _split_config(args.items)
+    env_id = env_id or "arithmetic-v0"
     flags = {"num_agents": "--num-agents N", "setting": "--setting NAME", "render_mode": None}
     kwargs = _env_arguments(items, flags)
     mix = {
         k: kwargs.pop(k) for k in ("reward_matrix", "knowledge_transfer", "credit") if k in kwargs
     }
-    setting = make_setting(args.setting, num_agents=args.num_agents, exchange_every=1, **mix)
-    env = envs.make(env_id or "arithmetic-v0", setting=setting, render_mode="ansi", **kwargs)
+    num_agents = args.num_agents
+    spec = envs.ENVS.get(env_id)
+    if num_agents is None and getattr(spec, "aec_factory", None) is not None:
+        num_agents = len(envs.make(env_id, **kwargs).possible_agents)  # the game's own count
+    setting = make_setting(args.setting, num_agents=num_agents, exchange_every=1, **mix)
+    env = envs.make(env_id, setting=setting, render_mode="ansi", **kwargs)
     rng = np.random.default_rng(args.seed)
     print(f"{setting.name}: {setting.description}")
     print(f"reward matrix C = {setting.reward_matrix}")
@@ -125,27 +135,68 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     for episode in range(args.episodes):
         seats = setting.seat_agents(episode)
         env.reset(seed=args.seed + episode, options={"seat_order": list(seats)})
-        for agent in env.agent_iter():
-            obs, _, term, trunc, _ = env.last()
-            if term or trunc:
-                env.step(None)
-                continue
-            earlier = env.earlier_responses(agent)
-            # Scripted agents: a seat that sees an earlier answer repeats it; otherwise it
-            # knows the reference half of the time and guesses the rest.
-            if earlier:
-                answer = earlier[-1]
-            elif env.prompt.reference is not None and rng.random() < 0.5:
-                answer = f"The answer is {env.prompt.reference}."
-            else:
-                answer = f"The answer is {int(rng.integers(0, 41))}."
-            if args.verbose:
-                print(f"  <{agent} sees> {obs['text']!r}")
-            env.step(answer)
-        print(f"episode {episode}: seats {list(seats)}")
-        print(env.render())
+        if isinstance(env, envs.SequentialTextEnv):
+            _demo_task_episode(env, rng, verbose=args.verbose)
+            print(f"episode {episode}: seats {list(seats)}")
+            print(env.render())
+        else:
+            print(f"episode {episode}: seats {list(seats)}")
+            _demo_game_episode(env, rng, verbose=args.verbose)
         print()
     return 0
+
+
+def _demo_task_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
+    """One episode of a seqmarl task (its transcript is ``env.render()``).
+
+    Scripted agents: a seat that sees an earlier answer repeats it; otherwise it knows the
+    reference half of the time and guesses the rest.
+    """
+    for agent in env.agent_iter():
+        obs, _, term, trunc, _ = env.last()
+        if term or trunc:
+            env.step(None)
+            continue
+        earlier = env.earlier_responses(agent)
+        if earlier:
+            answer = earlier[-1]
+        elif env.prompt.reference is not None and rng.random() < 0.5:
+            answer = f"The answer is {env.prompt.reference}."
+        else:
+            answer = f"The answer is {int(rng.integers(0, 41))}."
+        if verbose:
+            print(f"  <{agent} sees> {obs['text']!r}")
+        env.step(answer)
+
+
+def _demo_game_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
+    """One episode of a PettingZoo game, through its public AEC calls, printed turn by turn.
+
+    Each agent plays a random move among those its observation lists (the ``random`` scripted
+    player); the episode stops at the env's turn bound.
+    """
+    from seqmarl.agents.scripted import RandomMovePlayer
+
+    player = RandomMovePlayer(int(rng.integers(2**31)))
+    final: dict[str, tuple[float, float]] = {}
+    turns = 0
+    for agent in env.agent_iter(max_iter=getattr(env, "max_turns", 256)):
+        obs, _, term, trunc, info = env.last()
+        if term or trunc:
+            final[agent] = (float(info.get("task_reward", 0.0)), env.trained_rewards[agent])
+            env.step(None)
+            continue
+        if verbose:
+            print(f"  <{agent} sees> {obs['text']!r}")
+        (move,) = player.act([obs["text"]])
+        print(f"  {agent}: {move!r}")
+        env.step(move)
+        turns += 1
+    cut = "" if not env.agents else f" (cut at {turns} moves)"
+    for agent in env.possible_agents:
+        live = env.infos.get(agent, {}).get("task_reward", 0.0)
+        task_reward, reward = final.get(agent, (live, env.trained_rewards[agent]))
+        print(f"  {agent}: task_reward={task_reward:+.3f} reward={reward:+.3f}{cut}")
 
 
 MAIN_CONFIG = Path(__file__).resolve().parent / "configs" / "main.yaml"
@@ -357,11 +408,12 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate(cfg, pool, num_prompts=args.prompts, seed=args.seed, alone=alone)
     mode = "each alone (setting single)" if alone else f"setting {result['setting']}"
     print(f"eval: {what}, {mode}, {cfg.task.env}, {args.prompts} prompts")
-    for agent, row in result["agents"].items():
+    for agent, row in result["agents"].items():  # each mean ± its standard error
         print(
-            f"{agent} (seat {row['seat']}): task_reward {row['task_reward']:+.4f}  "
-            f"reward {row['reward']:+.4f}  "
-            + ("kl - (no turn)" if row["kl"] is None else f"kl {row['kl']:.4f}")
+            f"{agent} (seat {row['seat']}): "
+            f"task_reward {_with_se(row['task_reward'], row['task_reward_se'], '+.4f')}  "
+            f"reward {_with_se(row['reward'], row['reward_se'], '+.4f')}  "
+            + ("kl - (no turn)" if row["kl"] is None else f"kl {_with_se(row['kl'], row['kl_se'])}")
         )
     for s in result["samples"][:2]:
         print(json.dumps(s, ensure_ascii=False))
@@ -388,12 +440,12 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     games = args.prompts
     if args.round_robin:
         names = contenders.names()
-        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out)
+        stem = free_stem(out, "ratings", [".json", ".png"])  # a new pair: ratings-N.json/.png
+        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out, stem=stem)
         print(f"round robin of {len(names)} contenders, {games} games a pair ({cfg.task.env})")
         for r in result["ratings"]["players"].items():
             name, row = r
             print(f"  {name:<16} mu {row['mu']:6.2f} ± {row['sigma']:.2f}  ({row['games']} games)")
-        stem = free_stem(out, "ratings", [".json"])
     else:
         # --agent: any contender (an agent id, base, snapshot:<i>, ...); default the learner
         agents = [x.strip() for a in args.agent or [] for x in a.split(",") if x.strip()]
@@ -415,6 +467,11 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     path = write_new(out, stem, json.dumps(result, indent=2))
     print(f"wrote {path}" + (f" and {result['plot']}" if result.get("plot") else ""))
     return 0
+
+
+def _with_se(mean: float, se: float | None, spec: str = ".4f") -> str:
+    """``mean±se`` (``mean±-`` where there is no standard error: a single value)."""
+    return f"{mean:{spec}}±" + ("-" if se is None else f"{se:.4f}")
 
 
 def _pm(stat: dict, digits: int = 3) -> str:
@@ -602,12 +659,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from seqmarl.interrupts import signal_name
 
-    args = build_parser().parse_args(argv)
-    plugins.add_cwd_to_path()
-    _setup_logging()
-    from seqmarl.depwarnings import DependencyWarnings
+    try:  # a Ctrl-C before the command's own try block: one line, like one inside it
+        args = build_parser().parse_args(argv)
+        plugins.add_cwd_to_path()
+        _setup_logging()
+        from seqmarl.depwarnings import DependencyWarnings
 
-    args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
+        args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
+    except KeyboardInterrupt:
+        print(STOPPED_STARTING, file=sys.stderr)
+        return 128 + int(signal.SIGINT)
     received: list[int] = []
 
     def _interrupt(signum, frame):  # outside a training loop: stop like Ctrl-C

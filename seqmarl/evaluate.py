@@ -168,13 +168,23 @@ def _play_and_score(
         names[a]: {
             "seat": seats.index(a),
             "task_reward": float(np.mean(task_r[a])),
+            "task_reward_se": standard_error(task_r[a]),
             "reward": float(np.mean(trained_r[a])),
+            "reward_se": standard_error(trained_r[a]),
             "kl": float(np.mean(kls[a])) if kls[a] else None,
+            "kl_se": standard_error(kls[a]),
             "turns": int(np.sum(turns[a])),
         }
         for a in ids
     }
     return stats, samples
+
+
+def standard_error(values: Sequence[float]) -> float | None:
+    """The standard error of the mean of ``values``: ``std(ddof=1) / sqrt(n)``; None if n < 2."""
+    if len(values) < 2:
+        return None
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 @torch.no_grad()
@@ -200,7 +210,9 @@ def evaluate(
         ``seat``, ``task_reward`` (its own task reward), ``reward`` (after the coefficient
         matrix C: what it was trained on), ``kl`` (mean over its turns, every round, of the
         KL to the reference summed over tokens; None if it never acted), ``turns`` (its turns
-        in all). Samples hold, per prompt, each agent's seat, first observation, last
+        in all), and ``task_reward_se``, ``reward_se``, ``kl_se``: the standard errors of those
+        means (:func:`standard_error` over the per-prompt rewards and the per-turn KLs; None
+        below two values). Samples hold, per prompt, each agent's seat, first observation, last
         response and rewards, and with several turns the whole transcript.
     """
     common = dict(num_prompts=num_prompts, batch_size=batch_size, seed=seed, iteration=iteration)

@@ -218,13 +218,18 @@ def round_robin(
     batch_size: int = 16,
     seed: int = 1234,
     out_dir: Path | None = None,
+    stem: str = "ratings",
 ) -> dict[str, Any]:
     """Every pair of ``names`` plays ``games`` games; ratings (openskill) from all of them.
 
     Returns:
         ``{"contenders", "games_per_pair", "pairs": {"a vs b": summary}, "ratings", "plot"}``;
-        the plot (``out_dir/ratings.png``) is the learner's snapshots' and final agent's
-        rating over training.
+        the plot (``out_dir/<stem>.png``, never over an existing file) is the learner's
+        snapshots' and final agent's rating over training.
+
+    Raises:
+        ConfigError: ``out_dir/<stem>.png`` exists already (pick a free stem:
+            :func:`seqmarl.evaluate.free_stem`).
     """
     from tqdm.auto import tqdm
 
@@ -232,6 +237,9 @@ def round_robin(
 
     for n in names:
         contenders.check(n)
+    plot = Path(out_dir) / f"{stem}.png" if out_dir is not None else None
+    if plot is not None and plot.exists():  # before any game: eval never overwrites
+        raise ConfigError(f"{plot} exists; eval never overwrites its outputs")
     ratings = Ratings()
     pairs = {}
     todo = [
@@ -256,9 +264,7 @@ def round_robin(
             points.append((int(r.name.partition(":")[2]), r.mu, r.sigma))
         elif r.name == contenders.learner:
             points.append((contenders.iteration, r.mu, r.sigma))
-    if out_dir is not None and points:
-        path = plot_rating_history(
-            sorted(points), Path(out_dir) / "ratings.png", label=contenders.learner
-        )
+    if plot is not None and points:
+        path = plot_rating_history(sorted(points), plot, label=contenders.learner)
         result["plot"] = str(path)
     return result

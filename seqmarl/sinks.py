@@ -450,10 +450,10 @@ class MetricSinks:
         config: Mapping[str, Any] | None = None,
     ):
         config = dict(config or {})
-        self.jsonl = JsonlSink(out_dir / "metrics.jsonl")
+        self.jsonl: JsonlSink | None = None
         self.others: list[tuple[str, MetricSink]] = []
-        try:
-            for name, required, _ in planned_sinks(
+        try:  # the other sinks first: one that fails leaves no metrics.jsonl behind
+            for name, required, why in planned_sinks(
                 sinks, tensorboard=tensorboard, wandb_project=wandb_project
             ):
                 if name == "jsonl":
@@ -462,19 +462,29 @@ class MetricSinks:
                 if not required and spec.missing():
                     log.debug("%s not installed; not logging to it", spec.package)
                     continue
-                self.others.append((name, spec.factory(out_dir, config)))
+                sink = spec.factory(out_dir, config)
+                if not isinstance(sink, MetricSink):
+                    got = "None" if sink is None else f"a {type(sink).__name__}"
+                    raise ConfigError(
+                        f"{why}: the factory of sink {name!r} returned {got}, not a metric "
+                        "sink; it must return an object with write(record) and close()"
+                    )
+                self.others.append((name, sink))
+            self.jsonl = JsonlSink(out_dir / "metrics.jsonl")
         except BaseException:
             self.close()
             raise
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Send one iteration's metrics everywhere (metrics.jsonl first)."""
+        assert self.jsonl is not None  # set by __init__, or it raised
         self.jsonl.write(record)
         for _, sink in self.others:
             sink.write(record)
 
     def close(self) -> None:
         """Flush and close every sink (metrics.jsonl first)."""
-        self.jsonl.close()
+        if self.jsonl is not None:
+            self.jsonl.close()
         for _, sink in self.others:
             sink.close()

@@ -285,7 +285,9 @@ class Trainer:
                 truncate_jsonl(self.out / name, self.iteration)
         self.resumed_from = ckpt
         self._last_saved = self.iteration
-        log.info("resumed from %s (iteration %d)", ckpt, self.iteration)
+        # the command line says it once (rank 0, before training); a library caller reads it
+        # from resumed_from and iteration
+        log.debug("resumed from %s (iteration %d)", ckpt, self.iteration)
 
     def save_checkpoint(self) -> Path:
         """Write a checkpoint of the current state (atomic, checksummed; keeps the newest few).
@@ -512,23 +514,44 @@ class Trainer:
 
     def _fit(self) -> dict[str, Any]:
         tc = self.cfg.train
+        sinks: MetricSinks | _NoSink = _NoSink()
         if self.dist.is_main:
             if self._overwrite:
                 removed = clear_run(self.out)
                 if removed:
                     log.info("--overwrite: removed %s from %s", ", ".join(removed), self.out)
+            made = not self.out.exists()
             self.out.mkdir(parents=True, exist_ok=True)
-            write_atomic(
-                self.out / "config.yaml",
-                yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False),
-            )
-        self._overwrite = False
-        self.dist.barrier()
+            # the sinks first: a factory that fails or returns no sink stops the run in one
+            # line before config.yaml or metrics.jsonl is written
+            try:
+                sinks = MetricSinks(
+                    self.out,
+                    sinks=tc.sinks,
+                    tensorboard=tc.tensorboard,
+                    wandb_project=tc.wandb_project,
+                    config=self.cfg.model_dump(mode="json"),
+                )
+            except BaseException:
+                if made and not any(self.out.iterdir()):
+                    self.out.rmdir()  # the folder this run made, still empty
+                raise
+        try:
+            if self.dist.is_main:
+                write_atomic(
+                    self.out / "config.yaml",
+                    yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False),
+                )
+            self._overwrite = False
+            self.dist.barrier()
+        except BaseException:
+            sinks.close()
+            raise
         quiet = (lambda msg: None) if not self.dist.is_main else None  # rank 0 speaks
         with StopSignals(announce=quiet) as stop:
             self._stop = stop
             try:
-                self._loop(stop)
+                self._loop(stop, sinks)
                 if stop.stopping and self.iteration < tc.iterations:
                     raise self._stopped(stop.reason)
                 self._save_agents()
@@ -539,23 +562,15 @@ class Trainer:
             finally:
                 self._stop = None
 
-    def _loop(self, stop: StopSignals) -> None:
-        """Iterate until done or a stop signal; checkpoint on the way out of a stop."""
+    def _loop(self, stop: StopSignals, sinks: MetricSinks | _NoSink) -> None:
+        """Iterate until done or a stop signal; checkpoint on the way out of a stop.
+
+        ``sinks`` (opened by :meth:`fit`) are closed here, however the loop ends.
+        """
         from tqdm.auto import tqdm
 
         tc = self.cfg.train
         main = self.dist.is_main  # one writer: rank 0
-        sinks = (
-            MetricSinks(
-                self.out,
-                sinks=tc.sinks,
-                tensorboard=tc.tensorboard,
-                wandb_project=tc.wandb_project,
-                config=self.cfg.model_dump(mode="json"),
-            )
-            if main
-            else _NoSink()
-        )
         samples = JsonlSink(self.out / "samples.jsonl") if main else _NoSink()
         bar = tqdm(
             total=tc.iterations,

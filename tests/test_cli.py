@@ -108,6 +108,36 @@ def test_env_demo_prints_transcripts_and_rotates_seats(capsys):
     assert out.count("task_reward=") == 4
 
 
+def test_env_demo_plays_a_registered_pettingzoo_env(capsys):
+    """A plain AEC env has no task inside: the demo plays it through the public AEC calls."""
+    from seqmarl.envs import ENVS, register_pettingzoo
+    from tests.envs.test_wrappers import DigitGame
+
+    register_pettingzoo("digit-demo-v0", DigitGame, overwrite=True)
+    try:
+        assert main(["env-demo", "digit-demo-v0", "--episodes", "2", "-v"]) == 0
+    finally:
+        ENVS._items.pop("digit-demo-v0", None)
+    out = capsys.readouterr().out
+    assert "episode 0: seats ['llm_0', 'llm_1']" in out
+    assert "episode 1: seats ['llm_1', 'llm_0']" in out
+    assert out.count("<llm_0 sees> 'Topic ") == 4  # two moves each per episode
+    assert out.count("task_reward=") == 4
+
+
+@pytest.mark.parametrize("env_id", ["openspiel/tic_tac_toe-v0", "textarena/TicTacToe-v0"])
+def test_env_demo_plays_suite_games_to_the_end(capsys, env_id):
+    pytest.importorskip("shimmy" if env_id.startswith("openspiel") else "textarena",
+                        reason="the games extra (seqmarl[games]) is not installed")  # fmt: skip
+    assert main(["env-demo", env_id, "--episodes", "2", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "episode 1: seats ['llm_1', 'llm_0']" in out
+    rewards = [float(r) for r in re.findall(r"task_reward=([-+]\d\.\d+)", out)]
+    assert len(rewards) == 4 and all(r in (-1.0, 0.0, 1.0) for r in rewards)
+    assert re.search(r"llm_[01]: '\[\d\]'", out)  # a listed move was played
+    assert "cut at" not in out  # random legal moves end a game of tic-tac-toe
+
+
 def test_user_errors_are_one_line_without_traceback():
     proc = run_cli("check-env", "arithmetc-v0", "--num-agents", "2")
     assert proc.returncode == 2

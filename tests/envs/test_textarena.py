@@ -138,6 +138,25 @@ def test_games_that_cannot_run_here_are_one_line(env_id, says):
     assert says in str(info.value) and "\n" not in str(info.value)
 
 
+def test_a_game_that_imports_a_downloading_word_list_is_refused_before_it_downloads(
+    monkeypatch,
+):
+    """SpellingBee's own folder is clean; the word list it imports calls nltk.download."""
+    nltk = pytest.importorskip("nltk")
+    from seqmarl.config import load_config
+
+    def download(*args, **kwargs):
+        raise AssertionError("nltk.download was called")
+
+    monkeypatch.setattr(nltk, "download", download)
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["env=textarena/SpellingBee-v0", "model=embedded:tiny-llama"])
+    text = str(info.value)
+    assert "\n" not in text
+    assert "needs the network or an API key" in text
+    assert "envs/utils/word_lists.py, which the game imports: nltk.download(" in text
+
+
 def test_the_cooperative_default_on_a_zero_sum_game_is_refused_before_training():
     from seqmarl.config import load_config
 

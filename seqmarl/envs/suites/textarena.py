@@ -21,12 +21,13 @@ action brackets) and played through :class:`TextArenaEnv`, a PettingZoo ``AECEnv
   one), so two envs reset with one seed play the same game however they interleave.
 
 The number of players is the game's smallest of 2, 3, ...; single-player games are refused,
-and so are games that need the network or an API key (an LLM judge, a downloaded word list):
-each in one line at ``make``.
+and so are games that need the network or an API key (an LLM judge, a downloaded word list),
+found in the game's folder or in any textarena module it imports: each in one line at ``make``.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import difflib
 import importlib.util
@@ -220,16 +221,68 @@ def players_of(game_id: str) -> int:
 
 
 def _online(entry_point: Any) -> str | None:
-    """The first line of the game's package that needs the network or a key, if any."""
+    """The first line that needs the network or a key in the game's code, if any.
+
+    What is read: every file of the game's own folder, and every module of the textarena
+    package those files import, and what those import in turn (a word list that downloads,
+    a jury that calls an API). The package's root (``import textarena as ta``) is not
+    followed: it imports every game. Nothing is imported to find the files.
+    """
     module = entry_point.split(":")[0] if isinstance(entry_point, str) else entry_point.__module__
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         return None
-    for path in sorted(Path(spec.origin).parent.glob("*.py")):
-        for line in path.read_text(errors="replace").splitlines():
+    root = Path(_textarena().__file__).resolve().parent
+    folder = Path(spec.origin).resolve().parent
+    queue = sorted(folder.glob("*.py"))
+    seen = set(queue)
+    while queue:
+        path = queue.pop(0)
+        text = path.read_text(errors="replace")
+        for line in text.splitlines():
             if _ONLINE.search(line) and not line.lstrip().startswith("#"):
-                return f"{path.name}: {line.strip()[:80]}"
+                where = path.relative_to(root) if path.is_relative_to(root) else path.name
+                also = "" if path.parent == folder else ", which the game imports"
+                return f"{where}{also}: {line.strip()[:80]}"
+        for found in _imported_files(text, path, root):
+            if found not in seen:
+                seen.add(found)
+                queue.append(found)
     return None
+
+
+def _imported_files(text: str, path: Path, root: Path) -> list[Path]:
+    """The files of textarena's own modules (not its root package) that ``text`` imports."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return []
+    here = path.parent.relative_to(root).parts if path.is_relative_to(root) else None
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative to this file's package
+                if here is None:
+                    continue
+                up = here[: len(here) - node.level + 1] if node.level > 1 else here
+                base = ".".join(["textarena", *up, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            # "from pkg import sub" imports the module pkg.sub where there is one
+            names += [f"{base}.{a.name}" for a in node.names] + [base]
+    files = []
+    for name in names:
+        parts = name.split(".")
+        if parts[0] != "textarena" or len(parts) < 2:
+            continue
+        file = root.joinpath(*parts[1:])
+        for candidate in (file.with_suffix(".py"), file / "__init__.py"):
+            if candidate.is_file():
+                files.append(candidate.resolve())
+                break
+    return files
 
 
 def resolve(env_id: str) -> EnvSpec:
