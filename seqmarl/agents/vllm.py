@@ -64,6 +64,7 @@ from torch import nn
 from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
 from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
+from seqmarl.agents.vllm_checks import check_servable
 from seqmarl.errors import ConfigError
 from seqmarl.types import PolicyOutput
 
@@ -626,6 +627,7 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
             "distributed.strategy=data_parallel or agents.generator=hf"
         )
     model = _initial_model(pool)
+    check_servable(model, serving)  # before the engine's minute of starting
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(
         model.config, "n_positions", 2048
     )
