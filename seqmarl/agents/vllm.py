@@ -65,6 +65,7 @@ from torch import nn
 from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
 from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
+from seqmarl.agents.scratch import remove_stale_scratch, scratch
 from seqmarl.agents.vllm_checks import check_servable
 from seqmarl.errors import ConfigError
 from seqmarl.types import PolicyOutput
@@ -162,7 +163,7 @@ class VllmEngine:
     pushes: int = 0
     asleep: bool = False
     _adapters: dict[int, Path] = field(default_factory=dict)  # lora id -> folder
-    _workdir: Path = field(default_factory=lambda: Path(_scratch("seqmarl-vllm-")))
+    _workdir: Path = field(default_factory=lambda: Path(scratch("engine")))
 
     def generate(self, requests: Sequence[tuple[list[int], Any, Any]]) -> list[Any]:
         """``[(prompt token ids, SamplingParams, LoRARequest or None), ...]`` -> outputs, in order.
@@ -238,15 +239,6 @@ class VllmEngine:
 _ENGINE: VllmEngine | None = None  # one engine per process
 
 
-def _scratch(prefix: str) -> str:
-    """A temporary folder in memory where there is one (``/dev/shm``), else on disk."""
-    shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    path = tempfile.mkdtemp(prefix=prefix, dir=base)
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
 def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
     """The process's engine for ``key``: the running one if it matches, else a new one.
 
@@ -257,6 +249,7 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
         return _ENGINE
     shutdown()
     vllm = import_vllm()
+    remove_stale_scratch()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -659,7 +652,7 @@ _MODELS: str | None = None
 def _model_cache() -> str:
     global _MODELS
     if _MODELS is None:
-        _MODELS = _scratch("seqmarl-vllm-models-")
+        _MODELS = scratch("models")
     return _MODELS
 
 
