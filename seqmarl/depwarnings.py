@@ -131,8 +131,12 @@ class DependencyWarnings:
         except OSError:  # a link in its place: keep them for the end instead
             self.path = None
             return
-        with os.fdopen(fd, "a", encoding="utf-8") as fh:
-            fh.writelines(line + "\n" for line in self.lines[self._written :])
+        try:
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.writelines(line + "\n" for line in self.lines[self._written :])
+        except OSError:  # a full disk: keep them for the end instead (no torn line matters)
+            self.path = None
+            return
         self._written = len(self.lines)
 
     def report(self, *, quiet: bool = False) -> None:
