@@ -647,6 +647,10 @@ def _exit_rank(code: int) -> None:
     """
     import os
 
+    if "seqmarl.agents.vllm" in sys.modules:  # os._exit skips the exit handlers that remove
+        from seqmarl.agents.vllm import remove_scratch  # its engine's folders in /dev/shm
+
+        remove_scratch()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -4,7 +4,9 @@ A library's warning printed in the middle of a command splits the progress bar, 
 user error it turns the promised one line into several. While a ``seqmarl`` command runs,
 Python warnings (``warnings.warn``, through :func:`logging.captureWarnings`) and the log
 records of other libraries (the root logger; transformers' own handler is switched to it) are
-collected instead of printed. Then:
+collected instead of printed (vLLM's loggers included: :mod:`seqmarl.agents.vllm` starts its
+engine with vLLM's own logging unconfigured, and what its native code prints while the engine
+starts is logged as ``vllm.output``). Then:
 
 * a command with a run folder writes them to ``<run>/warnings.log`` (:meth:`attach`) and ends
   with one line saying how many there were and where;
@@ -63,6 +65,8 @@ class DependencyWarnings:
         self.path: Path | None = None
         self._handler = _Collector(self)
         self._last_resort: logging.Handler | None = None
+        self._vllm: tuple[list[logging.Handler], bool] | None = None
+        self._written = 0  # how many of ``lines`` are in the file
 
     def __enter__(self) -> DependencyWarnings:
         self._last_resort = logging.lastResort
@@ -78,9 +82,18 @@ class DependencyWarnings:
         logging.lastResort = self._last_resort
         logging.captureWarnings(False)
 
-    @staticmethod
-    def _library_handlers(*, off: bool) -> None:
-        """Send transformers' records to the root (it prints through a handler of its own)."""
+    def _library_handlers(self, *, off: bool) -> None:
+        """Send transformers' and vLLM's records to the root (each has a handler of its own)."""
+        # vLLM (seqmarl.agents.vllm) starts its engines with its logging unconfigured, so its
+        # records reach the root; one configured before this command is taken over here
+        vllm_log = logging.getLogger("vllm")
+        if off:
+            self._vllm = (vllm_log.handlers[:], vllm_log.propagate)
+            vllm_log.handlers.clear()
+            vllm_log.propagate = True
+        elif self._vllm is not None:
+            vllm_log.handlers[:], vllm_log.propagate = self._vllm
+            self._vllm = None
         try:
             from transformers.utils import logging as tf_logging
         except ImportError:  # (a dependency of seqmarl; absent only in odd installs)
@@ -93,36 +106,47 @@ class DependencyWarnings:
             tf_logging.enable_default_handler()
 
     def _add(self, record: logging.LogRecord) -> None:
-        line = _first_line(record)
-        self.lines.append(line)
+        self.lines.append(_first_line(record))
         if self.path is not None:
-            self._write([line])
+            self._write()
 
     def attach(self, folder: Path) -> None:
-        """From now on (and for what came before) write the warnings to ``folder/warnings.log``."""
-        self.path = Path(folder) / FILENAME
-        self._write(self.lines)
+        """From now on (and for what came before) write the warnings to ``folder/warnings.log``.
 
-    def _write(self, lines: list[str]) -> None:
-        if not lines:
+        The folder may not exist yet (a run makes it when training starts): the warnings wait
+        until it does.
+        """
+        self.path = Path(folder) / FILENAME
+        self._write()
+
+    def _write(self) -> None:
+        """Append the lines not yet in the file."""
+        if self._written >= len(self.lines) or self.path is None:
             return
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(self.path, flags, 0o644)
-        except OSError:  # a link in its place, or no folder: keep them for the end instead
+        except FileNotFoundError:  # no folder yet: the next warning (or the report) tries again
+            return
+        except OSError:  # a link in its place: keep them for the end instead
             self.path = None
             return
         try:
             with os.fdopen(fd, "a", encoding="utf-8") as fh:
-                fh.writelines(line + "\n" for line in lines)
+                fh.writelines(line + "\n" for line in self.lines[self._written :])
         except OSError:  # a full disk: keep them for the end instead (no torn line matters)
             self.path = None
+            return
+        self._written = len(self.lines)
 
     def report(self, *, quiet: bool = False) -> None:
         """The command is over: the one line (run folder) or the distinct warnings, on stderr.
 
         ``quiet``: the command ended in a one-line message of its own, which stays the last.
         """
+        self._write()  # (the run folder may have appeared since the last warning)
+        if self.path is not None and self._written < len(self.lines):
+            self.path = None  # it never did: they are printed instead
         if not self.lines or quiet:
             return
         if self.path is not None:

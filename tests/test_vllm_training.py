@@ -137,7 +137,7 @@ def test_vllm_with_fsdp_is_refused_by_the_config():
 def test_a_gpt2_shared_base_on_vllm_lora_is_told_to_merge():
     """vLLM has no LoRA for GPT-2: one line naming the setting that serves it.
 
-    Last in the suite's vLLM tests: the failed start leaves the process without an engine.
+    Refused before an engine starts (the process's running engine, if any, is kept).
     """
     require_vllm()
     from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
@@ -147,5 +147,5 @@ def test_a_gpt2_shared_base_on_vllm_lora_is_told_to_merge():
     settings = AgentConfig(generator="vllm", vllm=VllmSettings(**VLLM_TEST_SETTINGS))
     with pytest.raises(ConfigError, match="use agents.vllm.adapters=merged") as err:
         AgentPool(model, tok, ["llm_0", "llm_1"], settings=settings)
-    assert "GPT2LMHeadModel does not support LoRA" in str(err.value)
+    assert "cannot serve LoRA adapters on GPT2LMHeadModel" in str(err.value)
     assert "\n" not in str(err.value)

