@@ -18,7 +18,7 @@ Two kinds of sameness are checked.
     token flipped by a last-bit change of a probability would show here; at about 1e-7 per
     draw over the ~300 draws of these runs it is not expected;
   - every other float went through float32 arithmetic and must agree within
-    ``TOL * scale``: ``TOL`` is 2**8 float32 epsilons (3.1e-5), and ``scale`` is the larger of
+    ``TOL * scale``: ``TOL`` is 2**10 float32 epsilons (1.2e-4), and ``scale`` is the larger of
     the stored value and the scale of what the metric is made of: 1 for the rewards,
     advantages and losses (rewards lie in [0, 1]), ``response_length * entropy`` (the summed
     |log p| of a response) for the log-prob differences (KL and its estimates), so that a
@@ -27,9 +27,10 @@ Two kinds of sameness are checked.
 
   The largest deviation seen from two stand-ins for another CPU make, on an AMD EPYC with
   AVX512 kernels (2026-12-07): two threads instead of one (another reduction order) and
-  ``ATEN_CPU_CAPABILITY=default`` or ``avx2`` (other vector kernels) was 11 epsilons of
-  scale (a PPO ``grad_norm`` of 4.47 moved by 5.7e-6); 2**8 leaves a factor of 20. Both
-  stand-ins run below, against the file.
+  ``ATEN_CPU_CAPABILITY=avx2`` (other vector kernels) was 57 epsilons of scale, in a PPO
+  ``grad_norm`` (a norm over every gradient element, the longest sum in these runs); every
+  other metric stayed within 19. 2**10 leaves a factor of 18. Both stand-ins run below,
+  against the file (``default``, the scalar kernels, in the test).
 
 The runs use a dense reward (every response earns a share of bytes), so every update follows a
 real advantage. On a reward that a random tiny model never earns, the advantages are rounding
@@ -57,7 +58,7 @@ from seqmarl.sinks import read_jsonl
 from seqmarl.trainer import Trainer
 
 #: float32 epsilon times the allowed growth of rounding over three training iterations
-TOL = 2.0**8 * 2.0**-23
+TOL = 2.0**10 * 2.0**-23
 PATH = Path(__file__).parent / "data" / "single_round_reference.json"
 REFERENCE = json.loads(PATH.read_text())
 #: the packages whose version decides the numbers (the CPU does not, within TOL)
