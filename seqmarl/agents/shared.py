@@ -79,7 +79,10 @@ class SharedLoraPolicy(HFPolicy):
         cfg = copy.deepcopy(self.model.peft_config[self.agent_id])
         cfg.inference_mode = True
         cfg.save_pretrained(str(path))
-        state = get_peft_model_state_dict(self.model, adapter_name=self.agent_id)
+        # the embeddings are never resized here; "auto" would ask the hub about the base's vocab
+        state = get_peft_model_state_dict(
+            self.model, adapter_name=self.agent_id, save_embedding_layers=False
+        )
         save_file(
             {k: v.contiguous() for k, v in state.items()},
             str(path / "adapter_model.safetensors"),

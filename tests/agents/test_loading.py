@@ -111,8 +111,17 @@ def _tiny_folder(path, hub_id=None):
     return path
 
 
-def test_an_exported_adapter_names_the_hub_id_and_loads_with_plain_peft(tmp_path):
+def test_an_exported_adapter_names_the_hub_id_and_loads_with_plain_peft(tmp_path, monkeypatch):
     import json
+
+    # exporting asks no hub about the base (peft's "auto" embedding check would, and warn
+    # on a machine without network), also where the hub is not switched off
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"the export asked the hub: {args}")
+
+    monkeypatch.setattr("peft.utils.save_and_load.check_file_exists_on_hf_hub", no_hub)
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
