@@ -629,7 +629,10 @@ def _setup_logging() -> None:
             return f"seqmarl: {level}{record.getMessage()}"
 
     logger = logging.getLogger("seqmarl")
-    if not any(getattr(h, "_seqmarl_cli", False) for h in logger.handlers):
+    ours = [h for h in logger.handlers if getattr(h, "_seqmarl_cli", False)]
+    for handler in ours:  # an earlier command's (in-process): write where stderr is now
+        handler.stream = sys.stderr  # (setStream would flush the old one, maybe closed)
+    if not ours:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(_Format())
         handler._seqmarl_cli = True  # type: ignore[attr-defined]

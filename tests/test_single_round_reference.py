@@ -51,7 +51,6 @@ from pathlib import Path
 
 import pytest
 
-from seqmarl import envs
 from seqmarl.config import load_config
 from seqmarl.envs import ArithmeticTask
 from seqmarl.sinks import read_jsonl
@@ -92,9 +91,6 @@ class DenseArithmetic(ArithmeticTask):
         return sum(b % 5 for b in data) / (4 * len(data)) if data else 0.0
 
 
-envs.register_env("reference-dense-v0", DenseArithmetic, overwrite=True)
-
-
 def versions() -> dict[str, str]:
     """The versions that decide the numbers."""
     from importlib.metadata import version
@@ -104,7 +100,7 @@ def versions() -> dict[str, str]:
 
 BASE = [
     "model=embedded:tiny-llama",
-    "env=reference-dense-v0",
+    "env=tests.test_single_round_reference:DenseArithmetic",  # not registered: no other test sees it
     "batch_size=3",
     "agents.generation.max_new_tokens=5",
     "algo.params.epochs=1",
@@ -198,12 +194,13 @@ def test_single_round_runs_reproduce_the_reference(tmp_path, name, monkeypatch):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_another_reduction_order_still_matches(tmp_path, name, monkeypatch):
-    """Two threads reduce in another order (a stand-in for another CPU make): the bits move."""
+    """Two threads reduce in another order (a stand-in for another CPU make).
+
+    Whether the bits move depends on the machine (here they did, by up to 45 epsilons of
+    scale); the kernels' stand-in below asserts that they move.
+    """
     want = stored(name)
-    got = run_metrics(tmp_path, name, monkeypatch, threads=2)
-    one = run_metrics(tmp_path / "one", name, monkeypatch)
-    assert got != one  # the stand-in perturbs the numbers...
-    assert mismatches(got, want) == []  # ...within the tolerance
+    assert mismatches(run_metrics(tmp_path, name, monkeypatch, threads=2), want) == []
 
 
 def test_other_vector_kernels_still_match():
