@@ -1,10 +1,11 @@
 """A learning check of GRPO's loss variants on IMDB sentiment (imdb-gpt2-tiny), 3 seeds each.
 
 Token-mean GRPO (the default), the per-response mean (DeepSeekMath), Dr. GRPO (a constant
-normaliser, no std scaling) and DAPO's loss parts (clip-higher and the soft overlong penalty),
-all else equal: one agent (``setting=single``), 4 answers per prompt, 2 epochs per batch (so
-the ratio moves and the clip acts), k3 KL in the loss at beta 0.04 for every arm. Every run is
-a normal run folder: finished runs are skipped, interrupted ones resume.
+normaliser, no std scaling), DAPO's loss parts (clip-higher and the soft overlong penalty) and
+all of DAPO (its loss parts with dynamic sampling), all else equal: one agent
+(``setting=single``), 4 answers per prompt, 2 epochs per batch (so the ratio moves and the clip
+acts), k3 KL in the loss at beta 0.04 for every arm. Every run is a normal run folder: finished
+runs are skipped, interrupted ones resume.
 
     python benchmarks/grpo_variants.py run --seeds 0 1 2 --iterations 40 --batch 8
     python benchmarks/grpo_variants.py report   # the markdown table and curves.png
@@ -30,6 +31,11 @@ VARIANTS = {
     "sequence_mean": ["algo.params.loss_aggregation=sequence"],
     "dr_grpo": ["algo.params.loss_aggregation=constant", "algo.params.scale_rewards=none"],
     "dapo": ["algo.params.clip_high=0.28", "algo.params.overlong_buffer=4"],
+    "dapo_dynamic": [
+        "algo.params.clip_high=0.28",
+        "algo.params.overlong_buffer=4",
+        "train.dynamic_sampling=true",
+    ],
 }
 FIRST, LAST = 3, 5  # iterations averaged at the start and at the end
 
@@ -100,6 +106,17 @@ def cmd_report(args) -> None:
             f"| {gain[0]:+.3f} ± {gain[1]:.3f} | {kl[0]:.2f} ± {kl[1]:.2f} | {diff} |"
         )
     print(f"\n(mean ± standard error over seeds; first {FIRST} and last {LAST} iterations)")
+    for name in VARIANTS:  # what dynamic sampling did, where it ran
+        recs = [r for p in args.out.glob(f"{name}_s*") for r in read_jsonl(p / "metrics.jsonl")]
+        recs = [r for r in recs if "episodes/draws" in r]
+        if recs:
+            dropped = sum(r["episodes/dropped_groups"] for r in recs)
+            draws = sum(r["episodes/draws"] for r in recs) / len(recs)
+            short = sum(r["episodes/informative_groups"] < 1 for r in recs)
+            print(
+                f"{name}: {len(recs)} iterations, {dropped} groups dropped, {draws:.2f} draws "
+                f"per iteration, {short} iterations filled with dropped groups"
+            )
     if curves:
         _plot(curves, args.out / "curves.png")
         (args.out / "report.json").write_text(json.dumps({"rows": rows}, indent=1))

@@ -254,6 +254,21 @@ class TrainConfig(_Strict):
         "all three.",
     )
 
+    dynamic_sampling: bool = Field(
+        False,
+        description="DAPO's dynamic sampling: drop the prompt groups whose K responses all "
+        "got the same return for every learning agent (their group-relative advantages are "
+        "zero) and play more prompts until the batch holds train.batch_size informative "
+        "groups, at most train.max_draws plays an iteration. Needs group_size > 1.",
+    )
+    max_draws: int = Field(
+        4,
+        ge=1,
+        description="With train.dynamic_sampling: the most plays of train.batch_size prompts "
+        "in one iteration; still short after them, the batch is filled with dropped groups "
+        "(logged as episodes/informative_groups below 1).",
+    )
+
     @field_validator("sinks")
     @classmethod
     def _sinks_known(cls, v: list[str] | None) -> list[str] | None:
@@ -428,6 +443,19 @@ class RunConfig(_Strict):
         for a, sel in self.algos.items():  # a fresh dict: in place, no re-validation
             self.algos[a] = _inherit(self.algo, sel, a)
         _check_group_sizes({a: self.algo_for(a) for a in ids}, own, self.algo)
+        return self
+
+    @model_validator(mode="after")
+    def _dynamic_sampling_groups(self) -> RunConfig:
+        """Dynamic sampling compares the K responses of a prompt: it needs groups."""
+        if self.train.dynamic_sampling:
+            sizes = {self.algo_for(a).build().group_size for a in self.setting.build().agent_ids}
+            if sizes == {1}:
+                raise ValueError(
+                    "train.dynamic_sampling: drops prompts whose K responses all scored the "
+                    "same, so it needs K > 1: set algo.params.group_size (grpo, rloo), or "
+                    "train.dynamic_sampling=false"
+                )
         return self
 
     @model_validator(mode="after")

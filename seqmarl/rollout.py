@@ -38,7 +38,7 @@ from seqmarl.agents.scripted import ScriptedPlayer
 from seqmarl.envs.game import TextGame
 from seqmarl.envs.task import Prompt
 
-__all__ = ["MAX_TURNS", "Rollout", "play"]
+__all__ = ["MAX_TURNS", "Rollout", "informative_groups", "play"]
 
 #: Turns of one agent in one episode that group ids keep apart (``prompt * MAX_TURNS + t``).
 MAX_TURNS = 1024
@@ -72,6 +72,8 @@ class Rollout:
             ``infos``: e.g. ``invalid_moves`` and ``forfeit`` of the game suites); empty
             dicts for a task.
         timings: Seconds spent generating and scoring.
+        collector: What the collector did beyond playing (dynamic sampling's draws and
+            dropped groups), logged as they are.
     """
 
     prompts: list[Prompt]
@@ -90,6 +92,7 @@ class Rollout:
     truncated: np.ndarray | None = None
     infos: list[dict[str, dict[str, Any]]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    collector: dict[str, float] = field(default_factory=dict)
 
     def sample(
         self, j: int, ids: Sequence[str], names: Mapping[str, str] | None = None
@@ -118,6 +121,112 @@ class Rollout:
         if any(len(t) > 1 for t in mine.values()):  # a game: the whole transcript
             row["turns"] = [{**t, "agent": names[t["agent"]]} for t in played]
         return row
+
+    def take(self, groups: Sequence[int]) -> Rollout:
+        """The rows of prompt groups ``groups`` (ids of ``group_ids``), in their played order."""
+        wanted = torch.as_tensor(sorted(set(groups)), dtype=self.group_ids.dtype)
+        keep = torch.isin(self.group_ids, wanted)
+        rows = keep.nonzero().squeeze(1)
+        idx = rows.tolist()
+        completions, returns, turn_groups = {}, {}, {}
+        for a, comp in self.completions.items():
+            mine = torch.isin(self.turn_groups[a] // MAX_TURNS, wanted).nonzero().squeeze(1)
+            completions[a] = comp.select(mine)
+            returns[a] = self.returns[a][mine]
+            turn_groups[a] = self.turn_groups[a][mine]
+        n = len(self.group_ids)
+
+        def pick(x):
+            return None if x is None else x[keep.numpy()]
+
+        return Rollout(
+            prompts=[self.prompts[i] for i in idx],
+            group_ids=self.group_ids[rows],
+            seats=self.seats,
+            completions=completions,
+            observations={  # a batch of all rows (a task) follows them; a game's first batch stays
+                a: [o[i] for i in idx] if len(o) == n else o for a, o in self.observations.items()
+            },
+            task_rewards=pick(self.task_rewards),
+            trained_rewards=pick(self.trained_rewards),
+            returns=returns,
+            turn_groups=turn_groups,
+            transcripts=[self.transcripts[i] for i in idx],
+            episode_returns=pick(self.episode_returns),
+            uncredited=pick(self.uncredited),
+            turns=pick(self.turns),
+            truncated=pick(self.truncated),
+            infos=[self.infos[i] for i in idx],
+            timings=dict(self.timings),
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Rollout], pad_ids: Mapping[str, int]) -> Rollout:
+        """The rows of ``parts`` in order, as one rollout (timings summed).
+
+        ``pad_ids``: each agent's pad token id, for its completions' padding.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        first = parts[0]
+        agents = [a for a in first.completions]
+
+        def cat(xs):
+            return None if any(x is None for x in xs) else np.concatenate(xs)
+
+        timings: dict[str, float] = {}
+        for p in parts:
+            for k, v in p.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+        return Rollout(
+            prompts=[x for p in parts for x in p.prompts],
+            group_ids=torch.cat([p.group_ids for p in parts]),
+            seats=first.seats,
+            completions={
+                a: Completions.concat([p.completions[a] for p in parts], pad_id=pad_ids[a])
+                for a in agents
+            },
+            observations={
+                a: [o for p in parts for o in p.observations.get(a, [])] for a in first.observations
+            },
+            task_rewards=np.concatenate([p.task_rewards for p in parts]),
+            trained_rewards=np.concatenate([p.trained_rewards for p in parts]),
+            returns={a: torch.cat([p.returns[a] for p in parts]) for a in agents},
+            turn_groups={a: torch.cat([p.turn_groups[a] for p in parts]) for a in agents},
+            transcripts=[t for p in parts for t in p.transcripts],
+            episode_returns=cat([p.episode_returns for p in parts]),
+            uncredited=cat([p.uncredited for p in parts]),
+            turns=cat([p.turns for p in parts]),
+            truncated=cat([p.truncated for p in parts]),
+            infos=[i for p in parts for i in p.infos],
+            timings=timings,
+        )
+
+
+def informative_groups(roll: Rollout, agents: Sequence[str], atol: float = 1e-9) -> list[int]:
+    """The prompt groups (ids of ``roll.group_ids``, in order) whose returns vary for some agent.
+
+    DAPO's dynamic sampling (Yu et al., 2025, arXiv 2503.14476, section 3.2) drops a group
+    whose K responses all got the same reward: group-relative advantages are zero there, and
+    the group adds rows but no gradient. With several agents, a group is kept when any of
+    ``agents`` (the learners) sees its returns differ within one of its turn groups (the same
+    prompt, the same turn of that agent).
+    """
+    good: set[int] = set()
+    for a in agents:
+        if a not in roll.returns:
+            continue
+        keys, inverse = torch.unique(roll.turn_groups[a], return_inverse=True)
+        r = roll.returns[a]
+        hi = torch.full((len(keys),), -torch.inf, dtype=r.dtype).scatter_reduce(
+            0, inverse, r, "amax"
+        )
+        lo = torch.full((len(keys),), torch.inf, dtype=r.dtype).scatter_reduce(
+            0, inverse, r, "amin"
+        )
+        good.update(int(k) // MAX_TURNS for k in keys[(hi - lo) > atol])
+    order = dict.fromkeys(int(g) for g in roll.group_ids)  # played order, each once
+    return [g for g in order if g in good]
 
 
 def play(

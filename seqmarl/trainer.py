@@ -51,7 +51,7 @@ from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.league import League
 from seqmarl.learner import Learner
-from seqmarl.rollout import Rollout, play
+from seqmarl.rollout import Rollout, informative_groups, play
 from seqmarl.runlock import RunLock, RunLocked
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
@@ -343,9 +343,8 @@ class Trainer:
     def _play(self) -> Rollout:
         t0 = time.perf_counter()
         seats = self.setting.seat_agents(self.iteration)
-        prompts = self.game.sample_prompts(self.cfg.train.batch_size, self.prompt_rng)
+        batch = self.cfg.train.batch_size
         first = self.dist.rank * self.local_batch  # this rank's prompts, with their K copies
-        prompts = prompts[first : first + self.local_batch]
         # every seat's length this iteration, or None: each batch draws its own
         length = self.cfg.agents.generation.iteration_length(self.iteration, self.generator)
         engine = self.pool.engine
@@ -354,22 +353,85 @@ class Trainer:
         if self.league is not None:  # this iteration's opponents, loaded into their slots
             self.league.prepare(self.iteration)
             agents = self.league.players()
-        roll = play(
-            self.game,
-            agents,
-            prompts,
-            seats,
-            copies=self.copies,
-            generator=self.generator,
-            gamma=self.cfg.train.gamma,
-            max_new_tokens=length,
-            first_prompt=first,  # group ids unique over ranks
-        )
+
+        def draw(k: int) -> Rollout | None:
+            """Play the ``k``-th draw of this iteration's prompts (None: sample them only)."""
+            prompts = self.game.sample_prompts(batch, self.prompt_rng)[
+                first : first + self.local_batch
+            ]
+            if short[0] <= 0:  # this rank is full; the draw keeps the prompt stream in step
+                return None
+            return play(
+                self.game,
+                agents,
+                prompts,
+                seats,
+                copies=self.copies,
+                generator=self.generator,
+                gamma=self.cfg.train.gamma,
+                max_new_tokens=length,
+                first_prompt=k * batch + first,  # group ids unique over ranks and draws
+            )
+
+        short = [self.local_batch]
+        if not self.cfg.train.dynamic_sampling:
+            roll = draw(0)
+        else:
+            roll = self._dynamic_sampling(draw, short)
         if engine is not None:  # the weights it serves were pushed lazily, inside generation
             roll.timings["sync"] = engine.push_seconds - pushed
             engine.sleep()  # frees its device memory for the update (agents.vllm.sleep, GPU)
         roll.timings["play"] = time.perf_counter() - t0
         return roll
+
+    def _dynamic_sampling(self, draw: Any, short: list[int]) -> Rollout:
+        """DAPO's dynamic sampling: draw until the batch holds informative groups only.
+
+        Each draw plays ``train.batch_size`` fresh prompts; the groups whose returns vary for
+        some learner are kept (:func:`~seqmarl.rollout.informative_groups`), first come first
+        kept, until this rank has its share. Every rank draws as long as any rank is short,
+        at most ``train.max_draws`` times; still short, the batch is filled with dropped
+        groups in the order they were played. The metrics say how it went.
+        """
+        kept: list[Rollout] = []
+        spare: list[tuple[Rollout, list[int]]] = []
+        dropped = draws = 0
+        learners = list(self.learners)
+        while True:
+            roll = draw(draws)
+            draws += 1
+            if roll is not None:
+                good = informative_groups(roll, learners)
+                groups = list(dict.fromkeys(int(g) for g in roll.group_ids))
+                dropped += len(groups) - len(good)
+                take = good[: short[0]]
+                if take:
+                    kept.append(roll.take(take))
+                    short[0] -= len(take)
+                spare.append((roll, [g for g in groups if g not in good]))
+            need = int(self.dist.all_reduce(torch.tensor([max(short[0], 0)]), op="max").item())
+            if need == 0 or draws >= self.cfg.train.max_draws:
+                break
+        informative = self.local_batch - short[0]
+        for roll, bad in spare:  # bound reached: the batch is filled with dropped groups
+            if short[0] <= 0:
+                break
+            kept.append(roll.take(bad[: short[0]]))
+            short[0] -= len(bad[: short[0]])
+        timings: dict[str, float] = {}
+        for roll, _ in spare:  # every draw's time, kept or not
+            for k, v in roll.timings.items():
+                timings[k] = timings.get(k, 0.0) + v
+        pad = self.pool.tokenizer.pad_token_id
+        out = Rollout.concat(kept, {a: pad for a in self.ids})
+        out.timings = timings
+        counts = self.dist.all_reduce(torch.tensor([informative, dropped, self.local_batch]))
+        out.collector = {
+            "episodes/draws": draws,
+            "episodes/dropped_groups": int(counts[1]),
+            "episodes/informative_groups": float(counts[0]) / float(counts[2]),
+        }
+        return out
 
     def _learn(self, roll: Rollout) -> tuple[dict[str, Any], Rollout]:
         seats = roll.seats
@@ -406,6 +468,7 @@ class Trainer:
             forfeit,
         ) = (np.concatenate([r[k] for r in ranks]) for k in range(8))
         record["episodes/truncated"] = float(truncated.mean())
+        record.update(roll.collector)
         record["episodes/turns"] = float(turns.sum(1).mean())
         if self.league is not None:
             record.update(self.league.record(task_rewards))
