@@ -354,13 +354,10 @@ class Trainer:
             self.league.prepare(self.iteration)
             agents = self.league.players()
 
-        def draw(k: int) -> Rollout | None:
-            """Play the ``k``-th draw of this iteration's prompts (None: sample them only)."""
-            prompts = self.game.sample_prompts(batch, self.prompt_rng)[
-                first : first + self.local_batch
-            ]
-            if short[0] <= 0:  # this rank is full; the draw keeps the prompt stream in step
-                return None
+        def draw(k: int) -> Rollout:
+            """Play the ``k``-th draw of this iteration's prompts."""
+            prompts = self.game.sample_prompts(batch, self.prompt_rng)
+            prompts = prompts[first : first + self.local_batch]
             return play(
                 self.game,
                 agents,
@@ -373,26 +370,24 @@ class Trainer:
                 first_prompt=k * batch + first,  # group ids unique over ranks and draws
             )
 
-        short = [self.local_batch]
-        if not self.cfg.train.dynamic_sampling:
-            roll = draw(0)
-        else:
-            roll = self._dynamic_sampling(draw, short)
+        roll = self._dynamic_sampling(draw) if self.cfg.train.dynamic_sampling else draw(0)
         if engine is not None:  # the weights it serves were pushed lazily, inside generation
             roll.timings["sync"] = engine.push_seconds - pushed
             engine.sleep()  # frees its device memory for the update (agents.vllm.sleep, GPU)
         roll.timings["play"] = time.perf_counter() - t0
         return roll
 
-    def _dynamic_sampling(self, draw: Any, short: list[int]) -> Rollout:
+    def _dynamic_sampling(self, draw: Any) -> Rollout:
         """DAPO's dynamic sampling: draw until the batch holds informative groups only.
 
         Each draw plays ``train.batch_size`` fresh prompts; the groups whose returns vary for
         some learner are kept (:func:`~seqmarl.rollout.informative_groups`), first come first
         kept, until this rank has its share. Every rank draws as long as any rank is short,
-        at most ``train.max_draws`` times; still short, the batch is filled with dropped
-        groups in the order they were played. The metrics say how it went.
+        at most ``train.max_draws`` times (a full rank plays along and keeps nothing: a
+        sharded model generates on every rank together); still short, the batch is filled
+        with dropped groups in the order they were played. The metrics say how it went.
         """
+        short = self.local_batch
         kept: list[Rollout] = []
         spare: list[tuple[Rollout, list[int]]] = []
         dropped = draws = 0
@@ -400,24 +395,23 @@ class Trainer:
         while True:
             roll = draw(draws)
             draws += 1
-            if roll is not None:
-                good = informative_groups(roll, learners)
-                groups = list(dict.fromkeys(int(g) for g in roll.group_ids))
-                dropped += len(groups) - len(good)
-                take = good[: short[0]]
-                if take:
-                    kept.append(roll.take(take))
-                    short[0] -= len(take)
-                spare.append((roll, [g for g in groups if g not in good]))
-            need = int(self.dist.all_reduce(torch.tensor([max(short[0], 0)]), op="max").item())
+            good = informative_groups(roll, learners)
+            groups = list(dict.fromkeys(int(g) for g in roll.group_ids))
+            dropped += len(groups) - len(good)
+            take = good[: max(short, 0)]
+            if take:
+                kept.append(roll.take(take))
+                short -= len(take)
+            spare.append((roll, [g for g in groups if g not in good]))
+            need = int(self.dist.all_reduce(torch.tensor([short]), op="max").item())
             if need == 0 or draws >= self.cfg.train.max_draws:
                 break
-        informative = self.local_batch - short[0]
+        informative = self.local_batch - short
         for roll, bad in spare:  # bound reached: the batch is filled with dropped groups
-            if short[0] <= 0:
+            if short == 0:
                 break
-            kept.append(roll.take(bad[: short[0]]))
-            short[0] -= len(bad[: short[0]])
+            kept.append(roll.take(bad[:short]))
+            short -= len(bad[:short])
         timings: dict[str, float] = {}
         for roll, _ in spare:  # every draw's time, kept or not
             for k, v in roll.timings.items():

@@ -272,3 +272,23 @@ def test_fsdp_refuses_a_pettingzoo_game_whose_rows_drift_by_rank(monkeypatch):
         load_config(None, [*tr, f"env={ENV_ID}"])  # data_parallel takes it
     finally:
         ENVS._items.pop(ENV_ID, None)
+
+
+def test_dynamic_sampling_draws_in_step_on_both_ranks(tmp_path):
+    # each rank keeps its own informative groups; they draw as long as either is short
+    run = tmp_path / "run"
+    overrides = [o for o in TRAIN if o != "env=arithmetic-v0"]
+    overrides += [
+        "env=tests.test_dynamic_sampling:HalfFlat",
+        "algo=grpo",
+        "algo.params.group_size=2",
+        "train.dynamic_sampling=true",
+        "iterations=2",
+    ]
+    torchrun(HERE / "worker.py", "train", tmp_path, run, "-", *overrides)
+    r0, r1 = ranks(tmp_path)
+    equal(r0["learners"], r1["learners"])  # one update on both, no hang
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [r["iteration"] for r in records] == [0, 1]
+    assert all(1 <= r["episodes/draws"] <= 4 for r in records)
+    assert any(r["episodes/dropped_groups"] > 0 for r in records)
