@@ -24,6 +24,7 @@ on a micro model (model, reference, optimizer state, activations; not the interp
     python benchmarks/throughput.py --algos --cory-modes --generators hf vllm vllm-merged
     python benchmarks/throughput.py --algos --cory-modes --generators hf vllm --device cuda
     python benchmarks/throughput.py --models tiny --baseline 88deda3  # before/after a change
+    python benchmarks/throughput.py --cory-modes --algos grpo-seq dr_grpo dapo gspo cispo
 
 ``--baseline REV`` also runs every seqmarl measurement on the code of git revision REV (its
 own copy of this script and of seqmarl, exported to a temporary folder), right after the
@@ -139,6 +140,41 @@ def bench_task(texts: list[str] = PROMPTS):
 
 
 # ------------------------------------------------------------------ children
+#: Part 1's rows: name -> (seqmarl algo, its ``algo.params``, TRL trainer, TRL settings that
+#: equal it; tests/algos/test_trl_parity.py holds each pair to one loss and gradient).
+TRL_GRPO = {"scale_rewards": "group", "use_bias_correction_kl": False}
+ROWS = {
+    "rloo": ("rloo", [], "rloo", {"normalize_advantages": False}),
+    # seqmarl's GRPO: token-mean loss over the batch, plain k3 KL in the loss
+    "grpo": ("grpo", [], "grpo", {**TRL_GRPO, "loss_type": "bnpo"}),
+    "grpo-seq": ("grpo", ["loss_aggregation=sequence"], "grpo", {**TRL_GRPO, "loss_type": "grpo"}),
+    "dr_grpo": (
+        "grpo",
+        ["loss_aggregation=constant", "scale_rewards=none"],
+        "grpo",
+        {**TRL_GRPO, "loss_type": "dr_grpo", "scale_rewards": "none"},
+    ),
+    "dapo": (
+        "grpo",
+        ["clip_high=0.28"],
+        "grpo",
+        {**TRL_GRPO, "loss_type": "bnpo", "epsilon_high": 0.28},
+    ),
+    "gspo": (
+        "grpo",
+        ["importance_sampling=sequence", "loss_aggregation=sequence"],
+        "grpo",
+        {**TRL_GRPO, "loss_type": "grpo", "importance_sampling_level": "sequence"},
+    ),
+    "cispo": (
+        "grpo",
+        ["surrogate=cispo", "cispo_max=5"],
+        "grpo",
+        {**TRL_GRPO, "loss_type": "cispo", "epsilon_high": 5.0},
+    ),
+}
+
+
 def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: int) -> dict:
     """Train ``steps`` iterations; time those after the first ``ns.warmup``.
 
@@ -147,10 +183,12 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
     from seqmarl.config import load_config
     from seqmarl.trainer import Trainer
 
+    algo, params, _, _ = ROWS.get(ns.algo, (ns.algo, [], None, None))
     overrides = [
         "env=bench-v0",
         f"setting={ns.setting}",
-        f"algo={ns.algo}",
+        f"algo={algo}",
+        *(f"algo.params.{p}" for p in params),
         f"algo.params.kl_coef={ns.kl_coef}",
         f"algo.params.lr={ns.lr}",
         f"batch_size={batch}",
@@ -166,7 +204,7 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
         "train.tensorboard=false",
         "train.seed=0",
     ]
-    if ns.algo in ("rloo", "grpo"):
+    if algo in ("rloo", "grpo"):
         overrides.append(f"algo.params.group_size={group}")
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(load_config(None, overrides), out)
@@ -206,15 +244,11 @@ def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: in
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
 
-    config_cls, trainer_cls, extra = {
-        "rloo": (trl.RLOOConfig, trl.RLOOTrainer, {"normalize_advantages": False}),
-        # seqmarl's GRPO: token-mean loss over the batch, plain k3 KL in the loss
-        "grpo": (
-            trl.GRPOConfig,
-            trl.GRPOTrainer,
-            {"loss_type": "bnpo", "scale_rewards": "group", "use_bias_correction_kl": False},
-        ),
-    }[ns.algo]
+    _, _, trl_algo, extra = ROWS[ns.algo]
+    config_cls, trainer_cls = {
+        "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
+        "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
+    }[trl_algo]
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
         args = config_cls(
@@ -542,7 +576,13 @@ def main() -> None:
         choices=["shared", "separate"],
         help="agent modes of the CORY-vs-PPO part; none skips it",
     )
-    p.add_argument("--algos", nargs="*", default=["rloo", "grpo"], choices=["rloo", "grpo"])
+    p.add_argument(
+        "--algos",
+        nargs="*",
+        default=["rloo", "grpo"],
+        choices=list(ROWS),
+        help="part 1's rows: an algorithm or one of GRPO's variants, each against its TRL twin",
+    )
     p.add_argument(
         "--generators",
         nargs="*",
