@@ -233,9 +233,7 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
 
 def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: int) -> dict:
     """Train ``steps`` optimizer steps; time those after the first ``ns.warmup``."""
-    import trl
-    from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self):
@@ -244,53 +242,11 @@ def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: in
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(time.perf_counter())
 
-    _, _, trl_algo, extra = ROWS[ns.algo]
-    config_cls, trainer_cls = {
-        "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
-        "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
-    }[trl_algo]
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as out:
-        args = config_cls(
-            output_dir=out,
-            use_cpu=True,
-            bf16=False,
-            fp16=False,
-            gradient_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
-            disable_dropout=True,  # seqmarl trains in eval mode (no dropout)
-            model_init_kwargs={"dtype": "float32"},
-            report_to=[],
-            save_strategy="no",
-            logging_steps=1,
-            disable_tqdm=True,
-            seed=0,
-            max_steps=steps,
-            per_device_train_batch_size=batch * group,  # completions per optimizer step
-            gradient_accumulation_steps=1,
-            steps_per_generation=1,
-            num_generations=group,
-            num_iterations=1,
-            max_completion_length=new_tokens,
-            # exactly new_tokens per completion, like seqmarl's stop_at_eos=false
-            generation_kwargs={"min_new_tokens": new_tokens},
-            temperature=1.0,
-            top_k=0,
-            top_p=1.0,
-            learning_rate=ns.lr,
-            lr_scheduler_type="constant",
-            max_grad_norm=1.0,
-            beta=ns.kl_coef,
-            epsilon=0.2,
-            **extra,
+        trainer = trl_trainer(
+            path, ns, out, [timer], batch=batch, group=group, new_tokens=new_tokens, steps=steps
         )
-        trainer = trainer_cls(
-            model=path,
-            reward_funcs=lowercase_reward,
-            args=args,
-            train_dataset=Dataset.from_dict({"prompt": prompts(ns)}),
-            callbacks=[timer],
-        )
-        trainer.remove_callback(PrinterCallback)
         trainer.train()
     lengths = [
         h["completions/mean_length"]
@@ -302,6 +258,62 @@ def run_trl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps: in
         "completions": batch * group,
         "mean_length": sum(lengths) / len(lengths),
     }
+
+
+def trl_trainer(
+    path: str, ns, out: str, callbacks: list, *, batch: int, group: int, new_tokens: int, steps: int
+):
+    """TRL's trainer for row ``ns.algo``, set up as seqmarl's run is, writing to ``out``."""
+    import trl
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    _, _, trl_algo, extra = ROWS[ns.algo]
+    config_cls, trainer_cls = {
+        "rloo": (trl.RLOOConfig, trl.RLOOTrainer),
+        "grpo": (trl.GRPOConfig, trl.GRPOTrainer),
+    }[trl_algo]
+    args = config_cls(
+        output_dir=out,
+        use_cpu=True,
+        bf16=False,
+        fp16=False,
+        gradient_checkpointing=False,  # TRL defaults to True; seqmarl does not checkpoint
+        disable_dropout=True,  # seqmarl trains in eval mode (no dropout)
+        model_init_kwargs={"dtype": "float32"},
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+        max_steps=steps,
+        per_device_train_batch_size=batch * group,  # completions per optimizer step
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        num_generations=group,
+        num_iterations=1,
+        max_completion_length=new_tokens,
+        # exactly new_tokens per completion, like seqmarl's stop_at_eos=false
+        generation_kwargs={"min_new_tokens": new_tokens},
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        learning_rate=ns.lr,
+        lr_scheduler_type="constant",
+        max_grad_norm=1.0,
+        beta=ns.kl_coef,
+        epsilon=0.2,
+        **extra,
+    )
+    trainer = trainer_cls(
+        model=path,
+        reward_funcs=lowercase_reward,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": prompts(ns)}),
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def child(ns) -> dict:
