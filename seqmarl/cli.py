@@ -236,7 +236,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if main:
         print(
             f"seqmarl train: {cfg.setting.name} x{cfg.setting.build().num_agents} on "
-            f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode}), out {out}"
+            f"{cfg.task.env}, model {cfg.agents.model} ({cfg.agents.mode})"
+            + "".join(f", {a}: {m.model}" for a, m in cfg.agents.per_agent.items() if m.model)
+            + f", out {out}"
             + (f", {cfg.distributed.strategy}" if cfg.distributed.strategy != "single" else "")
         )
     trainer = None

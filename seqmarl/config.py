@@ -446,6 +446,32 @@ class RunConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _team(self) -> RunConfig:
+        """``agents.per_agent`` names agents of the setting; several bases, where they run."""
+        ids = self.setting.build().agent_ids
+        per_agent = self.agents.per_agent
+        unknown = sorted(set(per_agent) - set(ids))
+        if unknown:
+            raise ValueError(
+                f"agents.per_agent: unknown agent id(s) {unknown}; this setting has "
+                f"{', '.join(ids)}"
+            )
+        bases = {self.agents.for_agent(a).base_key() for a in ids}
+        if len(bases) > 1:
+            refused = [
+                ("agents.generator=vllm", self.agents.generator == "vllm"),
+                ("distributed.strategy=fsdp", self.distributed.strategy == "fsdp"),
+                ("a league (league.opponents)", self.league.enabled),
+            ]
+            for what, on in refused:
+                if on:
+                    raise ValueError(
+                        f"agents.per_agent: a team of {len(bases)} different base models does "
+                        f"not run with {what} yet; give every agent one base, or turn it off"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _dynamic_sampling_groups(self) -> RunConfig:
         """Dynamic sampling compares the K responses of a prompt: it needs groups."""
         if self.train.dynamic_sampling:

@@ -319,8 +319,10 @@ def play(
     )
     trained = mixer.mix(np.reshape(result.outcome, (n_rows, len(ids))), seats)
     acted = [a for a in ids if parts[a]]
-    pad = agents[acted[0]].tokenizer.pad_token_id if acted else 0
-    completions = {a: Completions.concat(parts[a], pad_id=pad) for a in acted}
+    # each agent's rows padded with its own pad id (a team's tokenizers differ)
+    completions = {
+        a: Completions.concat(parts[a], pad_id=agents[a].tokenizer.pad_token_id) for a in acted
+    }
     group_ids = torch.arange(len(prompts)).repeat_interleave(copies) + first_prompt
     returns, turn_groups = {}, {}
     for a in acted:

@@ -142,6 +142,8 @@ def run_signature(cfg: RunConfig) -> dict[str, Any]:
     if a.mode == "shared":
         for k, v in a.lora.model_dump(mode="json").items():
             sig[f"agents.lora.{k}"] = v
+    for agent_id, own in a.per_agent.items():  # a team of different models: each its own
+        sig[f"agents.per_agent.{agent_id}"] = own.model_dump(mode="json", exclude_none=True)
     for agent_id in cfg.setting.build().agent_ids:
         field = f"algos.{agent_id}.name" if agent_id in cfg.algos else "algo.name"
         sig[f"{field} ({agent_id})"] = cfg.algo_for(agent_id).name

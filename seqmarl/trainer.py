@@ -416,8 +416,8 @@ class Trainer:
         for roll, _ in spare:  # every draw's time, kept or not
             for k, v in roll.timings.items():
                 timings[k] = timings.get(k, 0.0) + v
-        pad = self.pool.tokenizer.pad_token_id
-        out = Rollout.concat(kept, {a: pad for a in self.ids})
+        pads = {a: self.pool[a].tokenizer.pad_token_id for a in self.ids}
+        out = Rollout.concat(kept, pads)
         out.timings = timings
         counts = self.dist.all_reduce(torch.tensor([informative, dropped, self.local_batch]))
         out.collector = {

@@ -28,7 +28,10 @@ TINY = [
 def tiny_overrides(path):
     """Shrink an example; hub data sources are swapped for the offline copies in ../shared."""
     out = [*TINY, "agents.mode=shared", "agents.device=cpu", "algo.params.minibatch_size=2"]
-    env = load_config(path).task.env
+    cfg = load_config(path)
+    env = cfg.task.env
+    for agent in cfg.agents.per_agent:  # a team keeps two bases: a tiny GPT-2 beside the llama
+        out.append(f"agents.per_agent.{agent}.model=embedded:tiny-gpt2")
     if env == "imdb-sentiment-v0":
         out += [
             f"task.kwargs.source={require_shared('data', 'imdb')}",

@@ -10,6 +10,7 @@ one merge of the configured and the task's stop strings.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import Field, model_validator
 from seqmarl.ops import draw_length
 from seqmarl.schema import Strict as _Strict
 
-__all__ = ["AgentConfig", "GenerationConfig", "LoraSettings", "VllmSettings"]
+__all__ = ["AgentConfig", "AgentModel", "GenerationConfig", "LoraSettings", "VllmSettings"]
 
 
 class GenerationConfig(_Strict):
@@ -153,6 +154,28 @@ class VllmSettings(_Strict):
     )
 
 
+class AgentModel(_Strict):
+    """One agent's own model: what ``agents.per_agent.<id>`` may set (unset: the run's).
+
+    Agents that end up with the same base (model, files, dtype, device, mode and LoRA shape)
+    share it, one adapter or copy each; each distinct base is loaded once.
+    """
+
+    model: str | None = Field(
+        None,
+        description="Hub id, local folder or `embedded:<name>`; naming one drops the run's "
+        "gguf_file and tokenizer for this agent (set them here if it needs them).",
+    )
+    gguf_file: str | None = Field(None, description="GGUF file inside this agent's model folder.")
+    tokenizer: str | None = Field(None, description="Tokenizer source; None = its model's.")
+    mode: Literal["shared", "separate"] | None = Field(None, description="As agents.mode.")
+    lora: LoraSettings | None = Field(None, description="As agents.lora (the whole shape).")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] | None = Field(
+        None, description="As agents.dtype."
+    )
+    trust_remote_code: bool | None = Field(None, description="As agents.trust_remote_code.")
+
+
 class AgentConfig(_Strict):
     """The language model the agents are made from, and how N of them are held."""
 
@@ -180,6 +203,41 @@ class AgentConfig(_Strict):
         "model) or vllm (one vLLM engine serving every agent; agents.vllm).",
     )
     vllm: VllmSettings = Field(default_factory=VllmSettings)
+    per_agent: dict[str, AgentModel] = Field(
+        default_factory=dict,
+        description="Agent id -> its own model settings (a team of different models), e.g. "
+        "agents.per_agent.llm_1.model=<folder or hub id>; fields: "
+        + ", ".join(AgentModel.model_fields)
+        + ". Agents not named use the fields above.",
+    )
+
+    def for_agent(self, agent_id: str) -> AgentConfig:
+        """The settings ``agent_id`` is built from: the run's, with its own on top."""
+        own = self.per_agent.get(agent_id)
+        if own is None:
+            return self.model_copy(update={"per_agent": {}})
+        update = own.model_dump(exclude_unset=True, exclude_none=True)
+        if "lora" in update:
+            update["lora"] = own.lora
+        if own.model is not None:  # another model brings its own files
+            update.setdefault("gguf_file", None)
+            update.setdefault("tokenizer", None)
+        return self.model_copy(update={**update, "per_agent": {}})
+
+    def base_key(self) -> tuple:
+        """What decides whether two agents share one base: same key, one loaded model."""
+        return (
+            self.model,
+            self.gguf_file,
+            self.tokenizer,
+            self.dtype,
+            self.device,
+            self.trust_remote_code,
+            self.mode,
+            json.dumps(self.lora.model_dump(mode="json"), sort_keys=True)
+            if self.mode == "shared"
+            else None,
+        )
 
     @model_validator(mode="after")
     def _engine_logprobs(self) -> AgentConfig:

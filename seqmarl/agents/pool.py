@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -33,6 +33,9 @@ from seqmarl.agents.hf import ValueHead
 from seqmarl.agents.separate import SeparateCopyPolicy
 from seqmarl.agents.sharded import ShardedCopyPolicy, build_sharded
 from seqmarl.agents.shared import SharedLoraPolicy
+
+if TYPE_CHECKING:
+    from seqmarl.agents.team import AgentTeam
 
 __all__ = ["GENERATORS", "POLICY_KINDS", "AgentPool", "Generator", "PolicyKind"]
 
@@ -216,8 +219,30 @@ class AgentPool:
         value_heads=(),
         seed: int = 0,
         kind: str | None = None,
+    ) -> AgentPool | AgentTeam:
+        """Load the model named in ``cfg`` and build the pool (``kind``: default ``cfg.mode``).
+
+        With ``cfg.per_agent`` giving agents different bases, one pool per base, held by an
+        :class:`~seqmarl.agents.team.AgentTeam` (each base loaded once, its agents' adapters
+        or copies on it).
+        """
+        from seqmarl.agents.team import AgentTeam
+
+        groups: dict[tuple, list[str]] = {}
+        for a in agent_ids:
+            groups.setdefault(cfg.for_agent(a).base_key(), []).append(a)
+        if len(groups) == 1:
+            return cls._load(cfg.for_agent(agent_ids[0]), agent_ids, value_heads, seed, kind)
+        pools = [
+            cls._load(cfg.for_agent(ids[0]), ids, [a for a in value_heads if a in ids], seed, kind)
+            for ids in groups.values()
+        ]
+        return AgentTeam(pools, agent_ids)
+
+    @classmethod
+    def _load(
+        cls, cfg: AgentConfig, agent_ids: Sequence[str], value_heads, seed: int, kind: str | None
     ) -> AgentPool:
-        """Load the model named in ``cfg`` and build the pool (``kind``: default ``cfg.mode``)."""
         from seqmarl.agents.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 
         GENERATORS[cfg.generator].check()  # one line before a model loads, not after

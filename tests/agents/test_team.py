@@ -1,0 +1,148 @@
+"""Teams of different base models: agents.per_agent.<id>.model, one pool per base.
+
+The two bases differ in architecture (llama, GPT-2), width, vocabulary and pad id: the GPT-2
+folder's tokenizer has a ``<pad>`` token of its own (id 257, vocabulary 258) where the
+embedded tiny llama pads with its eos (id 256, vocabulary 257).
+"""
+
+import pytest
+import torch
+
+from seqmarl.agents.team import AgentTeam
+from seqmarl.agents.tiny import byte_tokenizer
+from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
+from seqmarl.config import load_config
+from seqmarl.errors import ConfigError
+from seqmarl.sinks import read_jsonl
+from seqmarl.trainer import Trainer
+
+from ..test_trainer import strip_timing
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    tok = byte_tokenizer()
+    tok.add_special_tokens({"pad_token": "<pad>"})
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=32,
+        n_layer=1,
+        n_head=1,
+        n_positions=256,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        initializer_range=0.1,
+    )
+    torch.manual_seed(7)
+    model = AutoModelForCausalLM.from_config(config)
+    folder = tmp_path_factory.mktemp("gpt2-pad")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def team_cfg(folder, *extra, num_agents=2, who=("llm_1",)):
+    return load_config(
+        None,
+        [
+            "model=embedded:tiny-llama",
+            *(f"agents.per_agent.{a}.model={folder}" for a in who),
+            "env=arithmetic-v0",
+            "setting=cory",
+            f"num_agents={num_agents}",
+            "batch_size=3",
+            "agents.generation.max_new_tokens=4",
+            "algo.params.epochs=1",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "train.checkpoint_every=2",
+            *extra,
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "algo"), [("shared", "ppo"), ("separate", "grpo"), ("shared", "grpo")]
+)
+def test_a_team_of_two_bases_trains_each_agent_on_its_own(tmp_path, gpt2_folder, mode, algo):
+    extra = [f"agents.mode={mode}", f"algo={algo}"]
+    extra += ["algo.params.group_size=2"] if algo == "grpo" else []
+    trainer = Trainer(team_cfg(gpt2_folder, *extra, "iterations=2"), tmp_path)
+    team = trainer.pool
+    assert isinstance(team, AgentTeam) and len(team.groups) == 2
+    llama, gpt2 = team.group_of("llm_0"), team.group_of("llm_1")
+    assert llama.tokenizer.pad_token_id == 256 and gpt2.tokenizer.pad_token_id == 257
+    record, roll = trainer.step()
+    for agent, pad in (("llm_0", 256), ("llm_1", 257)):  # each agent's rows, its own padding
+        comp = roll.completions[agent]
+        assert (comp.response_ids[comp.response_mask == 0] == pad).all()
+        assert int(comp.response_ids.max()) < (257 if agent == "llm_0" else 258)
+        assert record[f"agent/{agent}/loss_policy"] == record[f"agent/{agent}/loss_policy"]
+    # llm_1's KL reference is its own base: the GPT-2 folder's log-probs, not the llama's
+    from transformers import AutoModelForCausalLM
+
+    from seqmarl.agents.sampling import response_forward
+
+    comp = roll.completions["llm_1"]
+    base = AutoModelForCausalLM.from_pretrained(gpt2_folder).eval()
+    with torch.no_grad():
+        want = response_forward(base, comp)[0]
+        got = team["llm_1"].reference(comp)[0]
+    mask = comp.response_mask.bool()
+    assert torch.allclose(got[mask], want[mask], atol=1e-5)
+    trainer.iteration += 1
+    trainer.step()
+
+
+def test_three_agents_two_on_one_base_share_it(tmp_path, gpt2_folder):
+    cfg = team_cfg(gpt2_folder, "iterations=1", num_agents=3, who=("llm_1", "llm_2"))
+    trainer = Trainer(cfg, tmp_path)
+    team = trainer.pool
+    assert [g.agent_ids for g in team.groups] == [("llm_0",), ("llm_1", "llm_2")]
+    assert team["llm_1"].model is team["llm_2"].model  # one frozen base, an adapter each
+    trainer.fit()
+    for a in ("llm_0", "llm_1", "llm_2"):
+        assert (tmp_path / "agents" / a / "adapter_config.json").exists()
+    # eval loads the team back, each agent on its own base with its trained weights
+    from seqmarl.evaluate import load_trained_pool
+
+    loaded = load_trained_pool(tmp_path, trainer.cfg)
+    assert isinstance(loaded, AgentTeam)
+    for a in ("llm_0", "llm_1", "llm_2"):
+        want = trainer.pool[a].state_dict()
+        assert all(torch.equal(v, want[k]) for k, v in loaded[a].state_dict().items())
+
+
+def test_a_resumed_team_run_equals_the_uninterrupted_one(tmp_path, gpt2_folder):
+    extra = ["agents.mode=separate", "algo=grpo", "algo.params.group_size=2"]
+    Trainer(team_cfg(gpt2_folder, *extra, "iterations=3"), tmp_path / "full").fit()
+    Trainer(team_cfg(gpt2_folder, *extra, "iterations=2"), tmp_path / "half").fit()
+    Trainer(team_cfg(gpt2_folder, *extra, "iterations=3"), tmp_path / "half", resume=True).fit()
+    full = strip_timing(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
+    assert strip_timing(read_jsonl(tmp_path / "half" / "metrics.jsonl")) == full
+    a = load_checkpoint(latest_checkpoint(tmp_path / "full" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "half" / "checkpoints"))
+    for agent in a["learners"]:
+        for k, v in a["learners"][agent]["agent"].items():
+            assert torch.equal(v, b["learners"][agent]["agent"][k]), (agent, k)
+    # resuming with another base for an agent is refused in one line, naming the field
+    other = team_cfg("embedded:tiny-gpt2", *extra, "iterations=6")
+    with pytest.raises(ConfigError, match=r"agents\.per_agent\.llm_1=.*does not match"):
+        Trainer(other, tmp_path / "half", resume=True)
+
+
+def test_bad_per_agent_settings_get_one_line():
+    with pytest.raises(ConfigError, match=r"agents\.per_agent: unknown agent id\(s\) \['llm_7'\]"):
+        team_cfg("embedded:tiny-gpt2", who=("llm_7",))
+    with pytest.raises(ConfigError, match=r"agents\.per_agent\.llm_1\.modle"):
+        load_config(None, ["setting=cory", "agents.per_agent.llm_1.modle=x"])
+    with pytest.raises(ConfigError, match=r"agents\.generator=vllm yet"):
+        team_cfg("embedded:tiny-gpt2", "agents.generator=vllm")
+    # one base named twice is no team: the run is a homogeneous one
+    cfg = team_cfg("embedded:tiny-llama")
+    assert {cfg.agents.for_agent(a).base_key() for a in ("llm_0", "llm_1")} == {
+        cfg.agents.for_agent("llm_0").base_key()
+    }
