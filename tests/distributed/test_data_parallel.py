@@ -292,3 +292,16 @@ def test_dynamic_sampling_draws_in_step_on_both_ranks(tmp_path):
     assert [r["iteration"] for r in records] == [0, 1]
     assert all(1 <= r["episodes/draws"] <= 4 for r in records)
     assert any(r["episodes/dropped_groups"] > 0 for r in records)
+
+
+def test_a_team_of_two_bases_trains_in_data_parallel(tmp_path):
+    # llm_1 on a tiny GPT-2, llm_0 on the tiny llama: two groups, each agent's gradients
+    # averaged over both ranks
+    run = tmp_path / "run"
+    overrides = [*TRAIN, "agents.per_agent.llm_1.model=embedded:tiny-gpt2", "iterations=2"]
+    torchrun(HERE / "worker.py", "train", tmp_path, run, "-", *overrides)
+    r0, r1 = ranks(tmp_path)
+    equal(r0["learners"], r1["learners"])
+    assert set(r0["learners"]) == {"llm_0", "llm_1"}
+    records = read_jsonl(run / "metrics.jsonl")
+    assert all(f"agent/{a}/loss_policy" in records[-1] for a in ("llm_0", "llm_1"))
