@@ -458,17 +458,24 @@ class RunConfig(_Strict):
             )
         bases = {self.agents.for_agent(a).base_key() for a in ids}
         if len(bases) > 1:
-            refused = [
-                ("agents.generator=vllm", self.agents.generator == "vllm"),
-                ("distributed.strategy=fsdp", self.distributed.strategy == "fsdp"),
-                ("a league (league.opponents)", self.league.enabled),
-            ]
-            for what, on in refused:
-                if on:
-                    raise ValueError(
-                        f"agents.per_agent: a team of {len(bases)} different base models does "
-                        f"not run with {what} yet; give every agent one base, or turn it off"
-                    )
+            if self.distributed.strategy == "fsdp":
+                raise ValueError(
+                    f"agents.per_agent: a team of {len(bases)} different base models does not "
+                    "run with distributed.strategy=fsdp yet; use data_parallel, or give every "
+                    "agent one base"
+                )
+            league = self.league
+            if league.enabled and league.snapshot_every:
+                learner = league.learner or next(a for a in ids if a not in league.opponents)
+                mine = self.agents.for_agent(learner).base_key()
+                for slot in league.opponents:
+                    if self.agents.for_agent(slot).base_key() != mine:
+                        raise ValueError(
+                            f"league.snapshot_every: a snapshot of {learner} plays only on its "
+                            f"own base, and {slot} is on another (agents.per_agent); give "
+                            f"{slot} {learner}'s model, or set league.snapshot_every=0 to draw "
+                            f"from league.fixed ({slot}'s own model is `base`)"
+                        )
         return self
 
     @model_validator(mode="after")

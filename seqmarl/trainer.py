@@ -177,7 +177,7 @@ class Trainer:
                 seed=seed + i,
                 dist=self.dist,
                 autocast_dtype=torch.bfloat16 if cfg.train.mixed_precision == "bf16" else None,
-                tis_cap=cfg.agents.vllm.tis_cap if pool.engine is not None else None,
+                tis_cap=cfg.agents.vllm.tis_cap if pool.sampled_elsewhere(a) else None,
             )
             for i, a in enumerate(self.ids)
             if a in self.learning
@@ -347,8 +347,7 @@ class Trainer:
         first = self.dist.rank * self.local_batch  # this rank's prompts, with their K copies
         # every seat's length this iteration, or None: each batch draws its own
         length = self.cfg.agents.generation.iteration_length(self.iteration, self.generator)
-        engine = self.pool.engine
-        pushed = engine.push_seconds if engine is not None else 0.0
+        self.pool.play_begins()
         agents: dict[str, Any] = dict(self.pool.agents)
         if self.league is not None:  # this iteration's opponents, loaded into their slots
             self.league.prepare(self.iteration)
@@ -371,9 +370,8 @@ class Trainer:
             )
 
         roll = self._dynamic_sampling(draw) if self.cfg.train.dynamic_sampling else draw(0)
-        if engine is not None:  # the weights it serves were pushed lazily, inside generation
-            roll.timings["sync"] = engine.push_seconds - pushed
-            engine.sleep()  # frees its device memory for the update (agents.vllm.sleep, GPU)
+        # an engine's weight pushes happen lazily, inside generation (time/sync is part of it)
+        roll.timings.update(self.pool.play_ends())
         roll.timings["play"] = time.perf_counter() - t0
         return roll
 
@@ -666,7 +664,7 @@ class Trainer:
 
     def _save_agents(self) -> None:
         """The final agents, loadable alone (sharded copies gather on every rank)."""
-        sharded = self.pool.mode == "fsdp"
+        sharded = self.pool.saves_on_every_rank
         if not (self.dist.is_main or sharded):
             return
         for a in self.learning:

@@ -149,3 +149,66 @@ def test_a_gpt2_shared_base_on_vllm_lora_is_told_to_merge():
         AgentPool(model, tok, ["llm_0", "llm_1"], settings=settings)
     assert "cannot serve LoRA adapters on GPT2LMHeadModel" in str(err.value)
     assert "\n" not in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def vllm_other_dir(tmp_path_factory):
+    """A second base for a team: a narrower llama whose tokenizer pads with a token of its own."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from seqmarl.agents.tiny import byte_tokenizer
+
+    tok = byte_tokenizer()
+    tok.add_special_tokens({"pad_token": "<pad>"})
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        initializer_range=0.1,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(3)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    path = tmp_path_factory.mktemp("vllm-other")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_a_team_of_two_bases_gets_an_engine_each_and_resumes_exactly(
+    vllm_tiny_dir, vllm_other_dir, tmp_path, monkeypatch
+):
+    require_vllm()
+    cfg = cfg_for(vllm_tiny_dir, "cory-ppo", f"agents.per_agent.llm_1.model={vllm_other_dir}")
+    full = Trainer(cfg, tmp_path / "full")
+    team = full.pool
+    engines = {a: team.group_of(a).engine for a in ("llm_0", "llm_1")}
+    assert engines["llm_0"] is not engines["llm_1"]  # one engine per base, side by side
+    for a, engine in engines.items():  # each serves its own agent only
+        assert team[a].engine is engine
+        assert engine.key.model != engines["llm_1" if a == "llm_0" else "llm_0"].key.model
+    full.fit()
+    for r in read_jsonl(tmp_path / "full" / "metrics.jsonl"):
+        for a in ("llm_0", "llm_1"):  # each engine's log-probs are its own agent's HF forward
+            assert 0 <= r[f"agent/{a}/sampler/mismatch_max"] < 1e-3
+        assert r["time/sync"] >= 0
+    real_step = Trainer.step
+
+    def crash_at_2(self):
+        if self.iteration == 2:
+            raise RuntimeError("simulated crash")
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", crash_at_2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(cfg, tmp_path / "crash").fit()
+    monkeypatch.setattr(Trainer, "step", real_step)
+    Trainer(cfg, tmp_path / "crash", resume=True).fit()
+    assert metrics(tmp_path / "crash") == metrics(tmp_path / "full")

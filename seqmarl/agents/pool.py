@@ -17,6 +17,7 @@ a new generator is one entry there (see :mod:`seqmarl.agents.base`).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -113,16 +114,27 @@ class Generator(NamedTuple):
             (sets ``pool.engine``).
         check: Raises :class:`~seqmarl.errors.ConfigError` in one line when the engine cannot
             run here (not installed, an unsupported CPU); called before any model loads.
+        together: A context inside which the pools of a team (one per base) are served side
+            by side (``vllm``: an engine per base; ``hf``: nothing to do).
     """
 
     serve: Callable[[AgentPool, AgentConfig], None]
     check: Callable[[], None] = lambda: None
+    together: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
 
 def _serve_on_vllm(pool: AgentPool, settings: AgentConfig) -> None:
     from seqmarl.agents.vllm import attach  # vLLM is an optional extra
 
     pool.engine = attach(pool, settings.vllm)
+
+
+@contextlib.contextmanager
+def _vllm_engines_together():
+    from seqmarl.agents.vllm import engines_together
+
+    with engines_together():
+        yield
 
 
 def _check_vllm() -> None:
@@ -135,7 +147,7 @@ def _check_vllm() -> None:
 #: weights).
 GENERATORS: dict[str, Generator] = {
     "hf": Generator(lambda pool, settings: None),
-    "vllm": Generator(_serve_on_vllm, _check_vllm),
+    "vllm": Generator(_serve_on_vllm, _check_vllm, _vllm_engines_together),
 }
 
 
@@ -233,10 +245,13 @@ class AgentPool:
             groups.setdefault(cfg.for_agent(a).base_key(), []).append(a)
         if len(groups) == 1:
             return cls._load(cfg.for_agent(agent_ids[0]), agent_ids, value_heads, seed, kind)
-        pools = [
-            cls._load(cfg.for_agent(ids[0]), ids, [a for a in value_heads if a in ids], seed, kind)
-            for ids in groups.values()
-        ]
+        with GENERATORS[cfg.generator].together():  # vllm: an engine per base, side by side
+            pools = [
+                cls._load(
+                    cfg.for_agent(ids[0]), ids, [a for a in value_heads if a in ids], seed, kind
+                )
+                for ids in groups.values()
+            ]
         return AgentTeam(pools, agent_ids)
 
     @classmethod
@@ -265,6 +280,37 @@ class AgentPool:
             seed=seed,
             settings=cfg,
         )
+
+    # ------------------------------------------------------------ what the trainer asks
+    # (the trainer reads no backend internals: these hooks are the pool's whole face to it)
+
+    def sampled_elsewhere(self, agent_id: str) -> bool:
+        """Whether an engine, not the trained weights, samples ``agent_id``.
+
+        Its log-probs then differ from the trainer's by the engine's rounding.
+        """
+        return self.engine is not None
+
+    def play_begins(self) -> None:
+        """Before an iteration's play."""
+        self._pushed = self.engine.push_seconds if self.engine is not None else 0.0
+
+    def play_ends(self) -> dict[str, float]:
+        """After it: the seconds spent pushing weights to the engine (``sync``).
+
+        The pushes are part of generating; the engine then sleeps for the update
+        (``agents.vllm.sleep``, GPU).
+        """
+        if self.engine is None:
+            return {}
+        sync = self.engine.push_seconds - getattr(self, "_pushed", 0.0)
+        self.engine.sleep()
+        return {"sync": sync}
+
+    @property
+    def saves_on_every_rank(self) -> bool:
+        """Sharded copies gather on every rank to save an agent (``fsdp``)."""
+        return self.mode == "fsdp"
 
     def __getitem__(self, agent_id: str) -> Policy:
         return self.agents[agent_id]

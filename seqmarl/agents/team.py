@@ -35,7 +35,6 @@ class AgentTeam:
     Attributes:
         groups: The pools, one per base.
         agents: Agent id -> its policy, in ``agent_ids`` order.
-        engine: ``None``: a team samples with each agent's own weights (``agents.generator=hf``).
     """
 
     def __init__(self, groups: Sequence[Any], agent_ids: Sequence[str]):
@@ -52,15 +51,34 @@ class AgentTeam:
                 f"agents.per_agent: a team's bases must share one device, got {sorted(devices)}; "
                 "set agents.device (or each agent's) to one device"
             )
-        self.engine = None
-        modes = {g.mode for g in self.groups}
-        self.mode = modes.pop() if len(modes) == 1 else "mixed"
 
     def __getitem__(self, agent_id: str) -> Policy:
         return self.agents[agent_id]
 
     def __iter__(self) -> Iterator[Policy]:
         return iter(self.agents.values())
+
+    def sampled_elsewhere(self, agent_id: str) -> bool:
+        """Whether an engine, not the trained weights, samples ``agent_id``."""
+        return self.group_of(agent_id).sampled_elsewhere(agent_id)
+
+    def play_begins(self) -> None:
+        """Before an iteration's play: every group."""
+        for g in self.groups:
+            g.play_begins()
+
+    def play_ends(self) -> dict[str, float]:
+        """After it: every group's engine time, summed."""
+        out: dict[str, float] = {}
+        for g in self.groups:
+            for k, v in g.play_ends().items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    @property
+    def saves_on_every_rank(self) -> bool:
+        """Whether any group's agents gather on every rank to save."""
+        return any(g.saves_on_every_rank for g in self.groups)
 
     def group_of(self, agent_id: str) -> Any:
         """The pool holding ``agent_id``."""

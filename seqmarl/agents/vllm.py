@@ -1,4 +1,4 @@
-"""Generation on vLLM: one engine in this process serves every agent of a pool.
+"""Generation on vLLM: one engine in this process serves every agent of a pool (of a base).
 
 ``agents.generator=vllm`` keeps training, the reference model, value heads and checkpoints on
 the Hugging Face models of :mod:`seqmarl.agents.hf`, and moves only :meth:`Policy.sample` onto
@@ -70,7 +70,7 @@ from seqmarl.agents.vllm_checks import check_servable
 from seqmarl.errors import ConfigError
 from seqmarl.types import PolicyOutput
 
-__all__ = ["VllmEngine", "VllmPolicy", "attach", "engine_for", "shutdown"]
+__all__ = ["VllmEngine", "VllmPolicy", "attach", "engine_for", "engines_together", "shutdown"]
 
 log = logging.getLogger(__name__)
 
@@ -236,18 +236,39 @@ class VllmEngine:
             self.asleep = False
 
 
-_ENGINE: VllmEngine | None = None  # one engine per process
+#: The process's engines by key: one, or one per base while a team is served
+#: (:func:`engines_together`).
+_ENGINES: dict[EngineKey, VllmEngine] = {}
+#: Keys started inside each open :func:`engines_together` (innermost last).
+_TOGETHER: list[set[EngineKey]] = []
+
+
+@contextlib.contextmanager
+def engines_together():
+    """Engines asked for inside run side by side: a team of different bases, one each.
+
+    Outside it, asking for an engine of another key stops the running one (one engine per
+    process, which bounds memory when a process builds pool after pool).
+    """
+    _TOGETHER.append(set())
+    try:
+        yield
+    finally:
+        _TOGETHER.pop()
 
 
 def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
     """The process's engine for ``key``: the running one if it matches, else a new one.
 
-    An engine that does not match is shut down first: one engine per process.
+    Engines of other keys are shut down first, except those asked for in the same
+    :func:`engines_together` block.
     """
-    global _ENGINE
-    if _ENGINE is not None and _ENGINE.key == key:
-        return _ENGINE
-    shutdown()
+    keep = _TOGETHER[-1] if _TOGETHER else set()
+    if key in _ENGINES:
+        keep.add(key)
+        return _ENGINES[key]
+    for other in [k for k in _ENGINES if k not in keep]:
+        _stop(other)
     vllm = import_vllm()
     remove_stale_scratch()
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in this process
@@ -283,8 +304,9 @@ def engine_for(key: EngineKey, tokenizer_dir: str) -> VllmEngine:
                 "use agents.vllm.adapters=merged (each agent's merged weights pushed in place)"
             ) from None
         raise ConfigError(f"agents.generator=vllm: vLLM could not start ({text})") from None
-    _ENGINE = VllmEngine(llm=llm, key=key)
-    return _ENGINE
+    engine = _ENGINES[key] = VllmEngine(llm=llm, key=key)
+    keep.add(key)
+    return engine
 
 
 @contextlib.contextmanager
@@ -325,16 +347,18 @@ def _output_to_log():
 
 
 def shutdown() -> None:
-    """Stop the process's engine (if any) and free what it holds.
+    """Stop the process's engines (if any) and free what they hold.
 
     vLLM's own shutdown also destroys the process group it made in this process; the
     ``atexit`` hook runs it before the interpreter's teardown, so it never meets a half-torn
     ``torch.distributed``.
     """
-    global _ENGINE
-    engine, _ENGINE = _ENGINE, None
-    if engine is None:
-        return
+    for key in list(_ENGINES):
+        _stop(key)
+
+
+def _stop(key: EngineKey) -> None:
+    engine = _ENGINES.pop(key)
     shutil.rmtree(engine._workdir, ignore_errors=True)
     with contextlib.suppress(Exception):
         engine.llm.llm_engine.engine_core.shutdown()

@@ -146,3 +146,22 @@ def test_bad_per_agent_settings_get_one_line():
     assert {cfg.agents.for_agent(a).base_key() for a in ("llm_0", "llm_1")} == {
         cfg.agents.for_agent("llm_0").base_key()
     }
+
+
+def test_a_league_whose_fixed_opponent_is_another_model(tmp_path, gpt2_folder):
+    league = ["league.opponents=[llm_1]", "league.fixed=[base]", "iterations=2"]
+    trainer = Trainer(team_cfg(gpt2_folder, *league), tmp_path)
+    before = {k: v.clone() for k, v in trainer.pool["llm_1"].state_dict().items()}
+    trainer.fit()
+    records = read_jsonl(tmp_path / "metrics.jsonl")
+    assert all("league/llm_1/win_rate" in r for r in records)
+    assert all(
+        "agent/llm_0/loss_policy" in r and "agent/llm_1/loss_policy" not in r for r in records
+    )
+    after = trainer.pool["llm_1"].state_dict()  # the GPT-2 opponent played, never learned
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    # its snapshots would need llm_0's base: refused in one line, naming the way out
+    with pytest.raises(
+        ConfigError, match=r"league\.snapshot_every: a snapshot of llm_0 plays only"
+    ):
+        team_cfg(gpt2_folder, *league, "league.snapshot_every=1")
