@@ -4,7 +4,8 @@ Every path that hands out trained rewards goes through :class:`RewardMixer`: the
 (per turn, with causal credit and the seat order of the iteration), seqmarl's own PettingZoo
 env (:class:`~seqmarl.envs.sequential.SequentialTextEnv`), the PettingZoo face of a wrapped env
 (:class:`~seqmarl.envs.wrappers.TextAECWrapper`) and :meth:`seqmarl.settings.Setting.mix`.
-Inside the library the matrix has one form, a float64 ``(N, N)`` array validated once.
+Inside the library the matrix has one form, a float64 ``(N, N)`` array, validated where a
+setting is built (:func:`seqmarl.settings.coefficient_matrix`).
 
 The rules, with ``r`` a vector of task rewards in agent-id order:
 

@@ -1,4 +1,6 @@
-"""The one place that plays games: B x K rows in lockstep, through :class:`TextGame` only.
+"""Where training and evaluation games are played: B x K rows in lockstep, via :class:`TextGame`.
+
+pass@k samples one agent alone, outside any game (:mod:`seqmarl.passk`).
 
 Each iteration samples B prompts; every prompt is played in K rows (K responses per prompt
 for group algorithms such as RLOO and GRPO). Whenever rows wait on an agent, it observes all

@@ -77,7 +77,7 @@ class Advantages:
     Attributes:
         advantages: ``(B, T)`` per-token advantage (zero on padding).
         returns: ``(B, T)`` value targets, or ``None`` without a critic.
-        stats: Scalars to log (e.g. ``reward/mean_kl_penalty``).
+        stats: Scalars to log (e.g. GRPO's ``overlong_penalty``).
     """
 
     advantages: torch.Tensor

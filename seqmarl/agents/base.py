@@ -1,9 +1,12 @@
 """``Policy``: what the training loop needs from an agent, and nothing more.
 
-The rollout (:func:`seqmarl.rollout.play`), the :class:`~seqmarl.learner.Learner`, the
-trainer, evaluation and pass@k talk to agents only through this protocol. Today's
-implementations are Hugging Face causal LMs (:mod:`seqmarl.agents.hf`), held three ways by an
-:class:`~seqmarl.agents.pool.AgentPool`: :class:`~seqmarl.agents.shared.SharedLoraPolicy`
+The rollout (:func:`seqmarl.rollout.play`), the :class:`~seqmarl.learner.Learner`,
+evaluation and pass@k use an agent through this protocol only; the trainer also calls the
+hooks of what holds the agents (an :class:`~seqmarl.agents.pool.AgentPool`, or an
+:class:`~seqmarl.agents.team.AgentTeam` of pools over different bases): ``play_begins``,
+``play_ends``, ``sampled_elsewhere`` and ``saves_on_every_rank``, never an engine or a mode.
+Today's implementations are Hugging Face causal LMs (:mod:`seqmarl.agents.hf`), held three
+ways by an :class:`~seqmarl.agents.pool.AgentPool`: :class:`~seqmarl.agents.shared.SharedLoraPolicy`
 (one LoRA adapter per agent on a shared frozen base),
 :class:`~seqmarl.agents.separate.SeparateCopyPolicy` (a full copy per agent) and
 :class:`~seqmarl.agents.sharded.ShardedCopyPolicy` (a copy sharded over processes by FSDP2).
@@ -61,7 +64,7 @@ class Policy(Protocol):
 
     @property
     def tokenizer(self) -> Any:
-        """The tokenizer (left padding, pad token set), shared by the agents of a pool."""
+        """The agent's tokenizer (left padding, pad token set), shared by the agents on a base."""
         ...
 
     @property
