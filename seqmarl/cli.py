@@ -129,6 +129,9 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     setting = make_setting(args.setting, num_agents=num_agents, exchange_every=1, **mix)
     env = envs.make(env_id, setting=setting, render_mode="ansi", **kwargs)
     rng = np.random.default_rng(args.seed)
+    from seqmarl.agents.scripted import RandomMovePlayer
+
+    player = RandomMovePlayer(args.seed)  # one scripted player for the whole demo
     print(f"{setting.name}: {setting.description}")
     print(f"reward matrix C = {setting.reward_matrix}")
     print("(the demo exchanges seats every episode so the rotation shows)\n")
@@ -141,7 +144,7 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
             print(env.render())
         else:
             print(f"episode {episode}: seats {list(seats)}")
-            _demo_game_episode(env, rng, verbose=args.verbose)
+            _demo_game_episode(env, player, verbose=args.verbose)
         print()
     return 0
 
@@ -169,15 +172,13 @@ def _demo_task_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
         env.step(answer)
 
 
-def _demo_game_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
+def _demo_game_episode(env, player, *, verbose: bool) -> None:
     """One episode of a PettingZoo game, through its public AEC calls, printed turn by turn.
 
-    Each agent plays a random move among those its observation lists (the ``random`` scripted
-    player); the episode stops at the env's turn bound.
+    Each agent plays a random move among those its observation lists (``player``, the
+    ``random`` scripted player built once for the demo); the episode stops at the env's turn
+    bound.
     """
-    from seqmarl.agents.scripted import RandomMovePlayer
-
-    player = RandomMovePlayer(int(rng.integers(2**31)))
     final: dict[str, tuple[float, float]] = {}
     turns = 0
     for agent in env.agent_iter(max_iter=getattr(env, "max_turns", 256)):

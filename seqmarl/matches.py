@@ -29,7 +29,7 @@ import torch
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.agents.scripted import SCRIPTED, make_scripted
+from seqmarl.agents.scripted import SCRIPTED, derive_seed, make_scripted
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
@@ -90,7 +90,7 @@ class Contenders:
             f"{', '.join(self.names())} or a scripted player's module:factory"
         )
 
-    def seat(self, name: str, slot: str, seed: Sequence[int]) -> Any:
+    def seat(self, name: str, slot: str, seed: int) -> Any:
         """Put ``name`` in agent ``slot``: its weights loaded there, or a scripted player."""
         self.check(name)
         if name in SCRIPTED or (":" in name and not name.startswith("snapshot:")):
@@ -142,8 +142,8 @@ def play_match(
         )
     game = envs.build_game(cfg.task, setting, tokenizer=contenders.pool.tokenizer)
     players = {
-        _SLOTS[0]: contenders.seat(a, _SLOTS[0], [seed, 0]),
-        _SLOTS[1]: contenders.seat(b, _SLOTS[1], [seed, 1]),
+        _SLOTS[0]: contenders.seat(a, _SLOTS[0], derive_seed(seed, 0)),
+        _SLOTS[1]: contenders.seat(b, _SLOTS[1], derive_seed(seed, 1)),
     }
     rng = np.random.default_rng(seed)
     prompts = game.sample_prompts(games - games // 2, rng)
