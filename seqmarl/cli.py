@@ -425,10 +425,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
-    """``eval RUN --opponent NAME`` or ``--round-robin``: games, rates with SEs, ratings."""
+    """``eval RUN --opponent NAME`` or ``--round-robin``: games, returns and rates with SEs."""
     from seqmarl.agents.pool import AgentPool
     from seqmarl.evaluate import free_stem, write_new
-    from seqmarl.matches import Contenders, play_match, round_robin, summarize
+    from seqmarl.matches import Contenders, play_match, summarize
 
     if args.pass_k or args.model:
         raise ConfigError("--opponent/--round-robin: not with --pass-k or --model; use base")
@@ -440,13 +440,32 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     _hold(args, out)
     games = args.prompts
     if args.round_robin:
+        from seqmarl.interrupts import StopSignals
+        from seqmarl.roundrobin import round_robin
+        from seqmarl.settings import agent_ids
+
         names = contenders.names()
+        models = [n for n in names if not contenders.scripted(n)]
+        if cfg.agents.mode == "shared" and cfg.agents.generator == "hf" and len(models) > len(ids):
+            # one adapter per model contender on the one base: every pair can be batched
+            pool = AgentPool.from_config(cfg.agents, agent_ids(len(models)), seed=cfg.train.seed)
+            contenders = Contenders(run, cfg, pool)
         stem = free_stem(out, "ratings", [".json", ".png"])  # a new pair: ratings-N.json/.png
-        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out, stem=stem)
+        with StopSignals(announce=lambda _: None) as stop:
+            result = round_robin(
+                contenders,
+                names,
+                games=games,
+                seed=args.seed,
+                rows=args.batch_games,
+                out_dir=out,
+                stem=stem,
+                stop=stop,
+            )
         print(f"round robin of {len(names)} contenders, {games} games a pair ({cfg.task.env})")
-        for r in result["ratings"]["players"].items():
-            name, row = r
+        for name, row in result["ratings"]["players"].items():
             print(f"  {name:<16} mu {row['mu']:6.2f} ± {row['sigma']:.2f}  ({row['games']} games)")
+        partial = result.pop("partial")
     else:
         # --agent: any contender (an agent id, base, snapshot:<i>, ...); default the learner
         agents = [x.strip() for a in args.agent or [] for x in a.split(",") if x.strip()]
@@ -457,15 +476,20 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
         for a in agents:
             rows = play_match(contenders, a, args.opponent, games=games, seed=args.seed)
             result["agents"][a] = summarize(rows)
-            print(f"{a} vs {args.opponent}: {games} games on {cfg.task.env}, both seat orders")
+            print(f"{a} vs {args.opponent}: {games} games on {cfg.task.env}, every seat in turn")
             for seat, row in result["agents"][a].items():
                 print(
-                    f"  {seat:<7} win {_pm(row['win'])}  draw {_pm(row['draw'])}  loss "
-                    f"{_pm(row['loss'])}  illegal/move {_pm(row['illegal_move_rate'])}  "
-                    f"forfeit {_pm(row['forfeit'])}  length {_pm(row['length'], 1)}"
+                    f"  {seat:<7} return {_pm(row['return'])} (opponent "
+                    f"{_pm(row['opponent_return'])})  win {_pm(row['win'])}  draw "
+                    f"{_pm(row['draw'])}  loss {_pm(row['loss'])}  illegal/move "
+                    f"{_pm(row['illegal_move_rate'])}  forfeit {_pm(row['forfeit'])}  "
+                    f"length {_pm(row['length'], 1)}"
                 )
         stem = free_stem(out, "match", [".json"])
+        partial = None
     path = write_new(out, stem, json.dumps(result, indent=2))
+    if partial is not None:  # the ratings are written: the kept games are in them
+        Path(partial).unlink(missing_ok=True)
     print(f"wrote {path}" + (f" and {result['plot']}" if result.get("plot") else ""))
     return 0
 
@@ -568,6 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every pair of the run's agents, league snapshots, base and random plays "
         "--prompts games; openskill ratings and a plot of rating over training",
+    )
+    p.add_argument(
+        "--batch-games",
+        type=int,
+        default=64,
+        metavar="N",
+        help="--round-robin: games played at once (whole pairs, as many as fit; at least one)",
     )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument(
