@@ -116,6 +116,7 @@ class League:
         #: candidate -> [games, wins, draws] of the learner against it
         self.stats: dict[str, list[float]] = {}
         self.current: dict[str, str] = {}
+        self.iteration = 0  # the iteration of the last draw
         #: slot -> the scripted player drawn for it this iteration (None: a model plays)
         self._scripted: dict[str, ScriptedPlayer] = {}
         #: "slot/name" -> the scripted player built for that slot, once per run
@@ -163,6 +164,7 @@ class League:
             drawn[slot] = names[int(rng.choice(len(names), p=p))]
             self._load(slot, drawn[slot], iteration)
         self.current = drawn
+        self.iteration = iteration
         return drawn
 
     def players(self) -> dict[str, Policy | ScriptedPlayer]:
@@ -173,8 +175,11 @@ class League:
         """Count this iteration's games (all processes' rows) against the drawn opponents.
 
         Returns:
-            Metrics: ``league/<slot>/win_rate``, ``.../draw_rate`` this iteration, and the
-            league's size.
+            Metrics: ``league/<slot>/win_rate``, ``.../draw_rate`` and ``.../return`` (the
+            learner's mean task reward) this iteration, the same three under
+            ``league/<slot>/vs/<kind>/`` for the kind drawn (``random``, ``base``, a scripted
+            player's name, or ``snapshot`` with ``league/<slot>/snapshot_age``, the iterations
+            since it was taken), and the league's size.
         """
         i = self.ids.index(self.learner)
         out: dict[str, float] = {"league/candidates": float(len(self.candidates))}
@@ -186,11 +191,21 @@ class League:
                 wins + float((results == 1).sum()),
                 draws + float((results == 0.5).sum()),
             ]
-            out[f"league/{slot}/win_rate"] = float((results == 1).mean())
-            out[f"league/{slot}/draw_rate"] = float((results == 0.5).mean())
-            out[f"league/{slot}/snapshot"] = (
-                float(name.partition(":")[2]) if name.startswith("snapshot:") else -1.0
-            )
+            snapshot = name.startswith("snapshot:")
+            kind = "snapshot" if snapshot else name
+            now = {
+                "win_rate": float((results == 1).mean()),
+                "draw_rate": float((results == 0.5).mean()),
+                "return": float(np.mean(task_rewards[:, i])),
+            }
+            for what, value in now.items():
+                out[f"league/{slot}/{what}"] = value
+                out[f"league/{slot}/vs/{kind}/{what}"] = value
+            out[f"league/{slot}/snapshot"] = float(name.partition(":")[2]) if snapshot else -1.0
+            if snapshot:
+                out[f"league/{slot}/snapshot_age"] = float(
+                    self.iteration - int(name.partition(":")[2])
+                )
         return out
 
     def _load(self, slot: str, name: str, iteration: int) -> None:

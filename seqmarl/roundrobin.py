@@ -107,7 +107,8 @@ def round_robin(
     Returns:
         ``{"contenders", "games_per_pair", "pairs": {"a vs b": summary}, "ratings", "plot"}``;
         the plot (``out_dir/<stem>.png``, never over an existing file) is the learner's
-        snapshots' and final agent's rating over training.
+        snapshots' and final agent's rating over training, with ``random`` and ``base`` as
+        reference lines.
 
     Raises:
         ConfigError: ``out_dir/<stem>.png`` exists already, or the partial file holds a round
@@ -183,14 +184,16 @@ def round_robin(
         "pairs": {_label(p): summarize(kept[_label(p)])["both"] for p in pairs},
         "ratings": ratings.to_dict(),
     }
-    points = []
+    points, refs = [], {}
     for r in ratings.table():
         if r.name.startswith("snapshot:"):
             points.append((int(r.name.partition(":")[2]), r.mu, r.sigma))
         elif r.name == contenders.learner:
             points.append((contenders.iteration, r.mu, r.sigma))
+        elif r.name in ("random", "base"):  # reference lines across the plot
+            refs[r.name] = (r.mu, r.sigma)
     if plot is not None and points:
-        path = plot_rating_history(sorted(points), plot, label=contenders.learner)
+        path = plot_rating_history(sorted(points), plot, label=contenders.learner, lines=refs)
         result["plot"] = str(path)
     result["partial"] = str(partial) if partial is not None else None
     return result
