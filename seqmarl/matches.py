@@ -75,6 +75,7 @@ class Contenders:
         self.slots = tuple(pool.agents)
         self.initial = {s: slot_state(pool[s].state_dict(), s, s) for s in self.slots}
         self._held: dict[str, str] = {}  # slot -> the contender whose weights it holds
+        self._games: list[Any] = []
 
     def names(self) -> list[str]:
         """Every contender of the run: its agents, snapshots and fixed opponents."""
@@ -136,6 +137,14 @@ class Contenders:
                 where[n] = free.pop(0)
         return {n: self.seat(n, where[n], 0) for n in wanted}
 
+    def games(self, n: int) -> list[Any]:
+        """``n`` games of the run (one per seat order), built once and reused: their envs too."""
+        setting = self.cfg.setting.build()
+        while len(self._games) < n:
+            game = envs.build_game(self.cfg.task, setting, tokenizer=self.pool.tokenizer)
+            self._games.append(game)
+        return self._games[:n]
+
     def _state(self, name: str, slot: str) -> dict[str, torch.Tensor]:
         if name == "base":
             return self.initial[slot]
@@ -195,12 +204,11 @@ def play_pairs(
         ``return`` and the opponents' mean ``opponent_return``, A's ``moves``, ``invalid``
         moves and ``forfeit``, and the game's ``length`` (turns).
     """
-    cfg = contenders.cfg
     ids = contenders.agent_ids
-    setting = cfg.setting.build()
     orders = rotations(ids)
     counts = [games // len(ids) + (k < games % len(ids)) for k in range(len(ids))]
-    proto = envs.build_game(cfg.task, setting, tokenizer=contenders.pool.tokenizer)
+    built = contenders.games(len(orders))
+    proto = built[0]
     prompts = proto.sample_prompts(max(counts), np.random.default_rng(seed))
     models = contenders.players([n for p in pairs for n in p])
     scripted = {  # one per pair and contender, seeded per (seed, stream, pair, side)
@@ -213,12 +221,7 @@ def play_pairs(
     gen.manual_seed(derive_seed(seed, stream))
     # one game per seat order, its rows: every pair's games in that order, pair-major
     tables = []
-    for k, seats in enumerate(orders):
-        game = (
-            proto
-            if k == 0
-            else envs.build_game(cfg.task, setting, tokenizer=contenders.pool.tokenizer)
-        )
+    for k, (game, seats) in enumerate(zip(built, orders, strict=True)):
         pair_of = [i for i in range(len(pairs)) for _ in range(counts[k])]
         game.reset([p for _ in pairs for p in prompts[: counts[k]]], seats)
         tables.append((game, seats, pair_of, np.zeros((len(pair_of), len(ids)), dtype=np.int64)))

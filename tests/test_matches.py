@@ -164,3 +164,33 @@ def test_a_round_robin_stopped_by_sigterm_continues_to_the_same_ratings(
     resumed = json.loads((split / "ratings.json").read_text())
     assert resumed["ratings"] == whole["ratings"] and resumed["pairs"] == whole["pairs"]
     assert not partial.exists()
+
+
+def test_pairs_played_together_make_one_generation_per_contender_per_turn(league_run):
+    """Three pairs with llm_0: its rows of every pair and seat answered in one call a turn."""
+    from seqmarl.agents.pool import AgentPool
+    from seqmarl.config import load_config
+    from seqmarl.matches import Contenders, play_pairs
+    from seqmarl.settings import agent_ids
+
+    cfg = load_config(league_run / "config.yaml", [], run_dir=league_run)
+    pool = AgentPool.from_config(cfg.agents, agent_ids(4), seed=cfg.train.seed)
+    contenders = Contenders(league_run, cfg, pool)
+    pairs = [("llm_0", "snapshot:0"), ("llm_0", "base"), ("llm_0", "random")]
+    calls = {}
+    players = contenders.players(["llm_0", "snapshot:0", "base"])
+    for name, policy in players.items():
+        real = policy.sample
+
+        def counted(obs, *a, _real=real, _name=name, **kw):
+            calls.setdefault(_name, []).append(len(obs))
+            return _real(obs, *a, **kw)
+
+        policy.sample = counted
+    rows = play_pairs(contenders, pairs, games=6, seed=5)  # (the fixture keeps the env)
+    # one move each: turn 1 is seat 0 of every game, turn 2 seat 1; llm_0 is in both seats
+    # (3 games each) of all three pairs, so 9 rows a turn, two calls in all
+    assert calls["llm_0"] == [9, 9]
+    assert calls["snapshot:0"] == calls["base"] == [3, 3]
+    assert [len(r) for r in rows] == [6, 6, 6]
+    assert [sum(g["seat"] == 0 for g in r) for r in rows] == [3, 3, 3]
