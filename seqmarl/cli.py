@@ -444,6 +444,8 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
         from seqmarl.roundrobin import round_robin
         from seqmarl.settings import agent_ids
 
+        if args.batch_games < 1:
+            raise ConfigError(f"--batch-games {args.batch_games}: play at least 1 game at once")
         names = contenders.names()
         models = [n for n in names if not contenders.scripted(n)]
         if cfg.agents.mode == "shared" and cfg.agents.generator == "hf" and len(models) > len(ids):

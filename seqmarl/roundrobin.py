@@ -23,6 +23,7 @@ of other settings (contenders, games, seed, checkpoint, groups) is refused in on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -154,24 +155,19 @@ def round_robin(
             if all(_label(pairs[i]) in kept for i in group):
                 continue
             mine = [pairs[i] for i in group]
-            try:
-                if stop is not None:
-                    with stop.rewindable():
-                        played = play_pairs(
-                            contenders, mine, games=games, seed=seed, stream=group[0]
-                        )
-                else:
-                    played = play_pairs(contenders, mine, games=games, seed=seed, stream=group[0])
-            except (Rewind, Abort) as exc:
-                signum = exc.signum if isinstance(exc, Abort) else stop.signum  # type: ignore[union-attr]
-                raise _stopped(signum, kept, pairs, partial) from None
-            for pair, got in zip(mine, played, strict=True):
-                kept[_label(pair)] = got
-            if partial is not None:
-                write_atomic(partial, json.dumps({"key": key, "pairs": kept}))
+            with stop.rewindable() if stop is not None else contextlib.nullcontext():
+                played = play_pairs(contenders, mine, games=games, seed=seed, stream=group[0])
+            grown = {**kept, **{_label(p): got for p, got in zip(mine, played, strict=True)}}
+            if partial is not None:  # whole or not at all, also when a signal comes meanwhile
+                write_atomic(partial, json.dumps({"key": key, "pairs": grown}))
+            kept = grown  # (counted as kept once written)
             bar.update(len(group))
             if stop is not None and stop.requested:
                 raise _stopped(stop.signum, kept, pairs, partial)
+    except Rewind:  # stopped while a group played: its games are dropped, the kept stay
+        raise _stopped(stop.signum if stop is not None else None, kept, pairs, partial) from None
+    except Abort as exc:  # a second signal: at once; the partial file is as last written
+        raise _stopped(exc.signum, kept, pairs, partial) from None
     finally:
         bar.close()
     ratings = Ratings()

@@ -194,3 +194,35 @@ def test_pairs_played_together_make_one_generation_per_contender_per_turn(league
     assert calls["snapshot:0"] == calls["base"] == [3, 3]
     assert [len(r) for r in rows] == [6, 6, 6]
     assert [sum(g["seat"] == 0 for g in r) for r in rows] == [3, 3, 3]
+
+
+def test_a_second_signal_while_saving_ends_at_once_with_the_pairs_on_disk(
+    league_run, tmp_path, capsys, monkeypatch
+):
+    import os
+    import signal
+
+    import seqmarl.roundrobin as rr
+
+    real, writes = rr.write_atomic, []
+
+    def interrupted_write(path, text):
+        writes.append(path)
+        if len(writes) == 2:  # the first stop is noted while saving; a second one aborts
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(path, text)
+
+    monkeypatch.setattr(rr, "write_atomic", interrupted_write)
+    out = tmp_path / "eval"
+    args = ["eval", str(league_run), "--round-robin", "--prompts", "4", "--batch-games", "8"]
+    capsys.readouterr()
+    # a terminal's SIGINT handler, whatever the suite inherited (nohup leaves it ignored)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main([*args, "--out", str(out)]) == 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("seqmarl: round robin stopped by SIGINT: 2 of 10 pairs kept in ")
+    assert len(json.loads((out / "ratings.partial.json").read_text())["pairs"]) == 2
