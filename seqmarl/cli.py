@@ -586,14 +586,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--opponent",
         metavar="NAME",
-        help="play a run's agent (--agent, default the learner) against NAME in both seat "
-        "orders: base, random, snapshot:<i>, another agent id, or module:factory",
+        help="play a run's agent (--agent, default the learner) against NAME, the agent in "
+        "every seat in turn: base, random, snapshot:<i>, another agent id, or module:factory",
     )
     p.add_argument(
         "--round-robin",
         action="store_true",
         help="every pair of the run's agents, league snapshots, base and random plays "
-        "--prompts games; openskill ratings and a plot of rating over training",
+        "--prompts games; openskill ratings and a plot of rating over training. Finished "
+        "pairs are kept in ratings.partial.json: a stopped round robin continues when run again",
     )
     p.add_argument(
         "--batch-games",
