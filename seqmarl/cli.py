@@ -433,8 +433,16 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     if args.pass_k or args.model:
         raise ConfigError("--opponent/--round-robin: not with --pass-k or --model; use base")
     ids = cfg.setting.build().agent_ids
-    pool = AgentPool.from_config(cfg.agents, ids, seed=cfg.train.seed)
-    contenders = Contenders(run, cfg, pool)
+    contenders = Contenders(run, cfg)  # the checkpoint is read; no model loaded yet
+    if args.round_robin and args.batch_games < 1:
+        raise ConfigError(f"--batch-games {args.batch_games}: play at least 1 game at once")
+    models = [n for n in contenders.names() if not contenders.scripted(n)]
+    if args.round_robin and cfg.agents.mode == "shared" and cfg.agents.generator == "hf":
+        from seqmarl.settings import agent_ids
+
+        # one adapter per model contender on the one base: every pair can be batched
+        ids = agent_ids(max(len(ids), len(models)))
+    contenders.attach(AgentPool.from_config(cfg.agents, ids, seed=cfg.train.seed))
     out = Path(args.out) if args.out else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
     _hold(args, out)
@@ -442,16 +450,8 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     if args.round_robin:
         from seqmarl.interrupts import StopSignals
         from seqmarl.roundrobin import round_robin
-        from seqmarl.settings import agent_ids
 
-        if args.batch_games < 1:
-            raise ConfigError(f"--batch-games {args.batch_games}: play at least 1 game at once")
         names = contenders.names()
-        models = [n for n in names if not contenders.scripted(n)]
-        if cfg.agents.mode == "shared" and cfg.agents.generator == "hf" and len(models) > len(ids):
-            # one adapter per model contender on the one base: every pair can be batched
-            pool = AgentPool.from_config(cfg.agents, agent_ids(len(models)), seed=cfg.train.seed)
-            contenders = Contenders(run, cfg, pool)
         stem = free_stem(out, "ratings", [".json", ".png"])  # a new pair: ratings-N.json/.png
         with StopSignals(announce=lambda _: None) as stop:
             result = round_robin(

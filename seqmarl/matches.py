@@ -56,10 +56,11 @@ class Contenders:
         cfg: The run's config.
         pool: A pool of the run's agents, untrained and without value heads (its initial
             weights are ``base``). A pool with more slots than the game has agents (on a shared
-            base: more adapters) holds more model contenders at once (:meth:`players`).
+            base: more adapters) holds more model contenders at once (:meth:`players`). None:
+            give it later with :meth:`attach` (the contenders' names need none).
     """
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, pool: AgentPool):
+    def __init__(self, run_dir: Path, cfg: RunConfig, pool: AgentPool | None = None):
         try:
             path, state = load_latest(Path(run_dir) / "checkpoints", move_damaged=False)
         except CheckpointError as exc:
@@ -72,6 +73,12 @@ class Contenders:
         self.snapshots = {_snapshot_key(k, path): v for k, v in league.get("snapshots", {}).items()}
         self.agent_ids = cfg.setting.build().agent_ids
         self.learner = cfg.league.learner or next(a for a in self.agent_ids if a in self.learners)
+        if pool is not None:
+            self.attach(pool)
+
+    def attach(self, pool: AgentPool) -> None:
+        """Play with ``pool``'s slots from now on (untrained: its initial weights are ``base``)."""
+        self.pool = pool
         self.slots = tuple(pool.agents)
         self.initial = {s: slot_state(pool[s].state_dict(), s, s) for s in self.slots}
         self._held: dict[str, str] = {}  # slot -> the contender whose weights it holds
