@@ -129,6 +129,9 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     setting = make_setting(args.setting, num_agents=num_agents, exchange_every=1, **mix)
     env = envs.make(env_id, setting=setting, render_mode="ansi", **kwargs)
     rng = np.random.default_rng(args.seed)
+    from seqmarl.agents.scripted import RandomMovePlayer
+
+    player = RandomMovePlayer(args.seed)  # one scripted player for the whole demo
     print(f"{setting.name}: {setting.description}")
     print(f"reward matrix C = {setting.reward_matrix}")
     print("(the demo exchanges seats every episode so the rotation shows)\n")
@@ -141,7 +144,7 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
             print(env.render())
         else:
             print(f"episode {episode}: seats {list(seats)}")
-            _demo_game_episode(env, rng, verbose=args.verbose)
+            _demo_game_episode(env, player, verbose=args.verbose)
         print()
     return 0
 
@@ -169,15 +172,13 @@ def _demo_task_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
         env.step(answer)
 
 
-def _demo_game_episode(env, rng: np.random.Generator, *, verbose: bool) -> None:
+def _demo_game_episode(env, player, *, verbose: bool) -> None:
     """One episode of a PettingZoo game, through its public AEC calls, printed turn by turn.
 
-    Each agent plays a random move among those its observation lists (the ``random`` scripted
-    player); the episode stops at the env's turn bound.
+    Each agent plays a random move among those its observation lists (``player``, the
+    ``random`` scripted player built once for the demo); the episode stops at the env's turn
+    bound.
     """
-    from seqmarl.agents.scripted import RandomMovePlayer
-
-    player = RandomMovePlayer(int(rng.integers(2**31)))
     final: dict[str, tuple[float, float]] = {}
     turns = 0
     for agent in env.agent_iter(max_iter=getattr(env, "max_turns", 256)):
@@ -426,28 +427,49 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
-    """``eval RUN --opponent NAME`` or ``--round-robin``: games, rates with SEs, ratings."""
+    """``eval RUN --opponent NAME`` or ``--round-robin``: games, returns and rates with SEs."""
     from seqmarl.agents.pool import AgentPool
     from seqmarl.evaluate import free_stem, write_new
-    from seqmarl.matches import Contenders, play_match, round_robin, summarize
+    from seqmarl.matches import Contenders, play_match, summarize
 
     if args.pass_k or args.model:
         raise ConfigError("--opponent/--round-robin: not with --pass-k or --model; use base")
     ids = cfg.setting.build().agent_ids
-    pool = AgentPool.from_config(cfg.agents, ids, seed=cfg.train.seed)
-    contenders = Contenders(run, cfg, pool)
+    contenders = Contenders(run, cfg)  # the checkpoint is read; no model loaded yet
+    if args.round_robin and args.batch_games < 1:
+        raise ConfigError(f"--batch-games {args.batch_games}: play at least 1 game at once")
+    models = [n for n in contenders.names() if not contenders.scripted(n)]
+    if args.round_robin and cfg.agents.mode == "shared" and cfg.agents.generator == "hf":
+        from seqmarl.settings import agent_ids
+
+        # one adapter per model contender on the one base: every pair can be batched
+        ids = agent_ids(max(len(ids), len(models)))
+    contenders.attach(AgentPool.from_config(cfg.agents, ids, seed=cfg.train.seed))
     out = Path(args.out) if args.out else run / "eval"
     out.mkdir(parents=True, exist_ok=True)
     _hold(args, out)
     games = args.prompts
     if args.round_robin:
+        from seqmarl.interrupts import StopSignals
+        from seqmarl.roundrobin import round_robin
+
         names = contenders.names()
         stem = free_stem(out, "ratings", [".json", ".png"])  # a new pair: ratings-N.json/.png
-        result = round_robin(contenders, names, games=games, seed=args.seed, out_dir=out, stem=stem)
+        with StopSignals(announce=lambda _: None) as stop:
+            result = round_robin(
+                contenders,
+                names,
+                games=games,
+                seed=args.seed,
+                rows=args.batch_games,
+                out_dir=out,
+                stem=stem,
+                stop=stop,
+            )
         print(f"round robin of {len(names)} contenders, {games} games a pair ({cfg.task.env})")
-        for r in result["ratings"]["players"].items():
-            name, row = r
+        for name, row in result["ratings"]["players"].items():
             print(f"  {name:<16} mu {row['mu']:6.2f} ± {row['sigma']:.2f}  ({row['games']} games)")
+        partial = result.pop("partial")
     else:
         # --agent: any contender (an agent id, base, snapshot:<i>, ...); default the learner
         agents = [x.strip() for a in args.agent or [] for x in a.split(",") if x.strip()]
@@ -458,15 +480,20 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
         for a in agents:
             rows = play_match(contenders, a, args.opponent, games=games, seed=args.seed)
             result["agents"][a] = summarize(rows)
-            print(f"{a} vs {args.opponent}: {games} games on {cfg.task.env}, both seat orders")
+            print(f"{a} vs {args.opponent}: {games} games on {cfg.task.env}, every seat in turn")
             for seat, row in result["agents"][a].items():
                 print(
-                    f"  {seat:<7} win {_pm(row['win'])}  draw {_pm(row['draw'])}  loss "
-                    f"{_pm(row['loss'])}  illegal/move {_pm(row['illegal_move_rate'])}  "
-                    f"forfeit {_pm(row['forfeit'])}  length {_pm(row['length'], 1)}"
+                    f"  {seat:<7} return {_pm(row['return'])} (opponent "
+                    f"{_pm(row['opponent_return'])})  win {_pm(row['win'])}  draw "
+                    f"{_pm(row['draw'])}  loss {_pm(row['loss'])}  illegal/move "
+                    f"{_pm(row['illegal_move_rate'])}  forfeit {_pm(row['forfeit'])}  "
+                    f"length {_pm(row['length'], 1)}"
                 )
         stem = free_stem(out, "match", [".json"])
+        partial = None
     path = write_new(out, stem, json.dumps(result, indent=2))
+    if partial is not None:  # the ratings are written: the kept games are in them
+        Path(partial).unlink(missing_ok=True)
     print(f"wrote {path}" + (f" and {result['plot']}" if result.get("plot") else ""))
     return 0
 
@@ -561,14 +588,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--opponent",
         metavar="NAME",
-        help="play a run's agent (--agent, default the learner) against NAME in both seat "
-        "orders: base, random, snapshot:<i>, another agent id, or module:factory",
+        help="play a run's agent (--agent, default the learner) against NAME, the agent in "
+        "every seat in turn: base, random, snapshot:<i>, another agent id, or module:factory",
     )
     p.add_argument(
         "--round-robin",
         action="store_true",
         help="every pair of the run's agents, league snapshots, base and random plays "
-        "--prompts games; openskill ratings and a plot of rating over training",
+        "--prompts games; openskill ratings and a plot of rating over training. Finished "
+        "pairs are kept in ratings.partial.json: a stopped round robin continues when run again",
+    )
+    p.add_argument(
+        "--batch-games",
+        type=int,
+        default=64,
+        metavar="N",
+        help="--round-robin: games played at once (whole pairs, as many as fit; at least one)",
     )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument(

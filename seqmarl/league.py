@@ -12,7 +12,10 @@ against that opponent. The candidates are
   optimizer);
 * ``base``: the opponent slot's initial weights (on a shared base a zero LoRA update, that
   is the base model itself);
-* a scripted player (``random``, or ``module:factory``; :mod:`seqmarl.agents.scripted`).
+* a scripted player (``random``, or ``module:factory``; :mod:`seqmarl.agents.scripted`),
+  built once per run and slot with ``factory(seed)``, ``seed`` one int derived from the run's
+  seed, the process's rank and the slot; its stream goes on from draw to draw, and its
+  ``state_dict()`` is checkpointed per rank (:meth:`League.scripted_state`).
 
 Sampling (``league.sampling``): ``latest`` (the newest snapshot), ``uniform``, or
 ``prioritized``: candidate ``c`` with weight ``(1 - w_c)^power``, where ``w_c`` is the learner's
@@ -26,6 +29,7 @@ process and after a resume; the snapshots and the win counts are part of the che
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 
 from seqmarl.agents.base import Policy
-from seqmarl.agents.scripted import ScriptedPlayer, make_scripted
+from seqmarl.agents.scripted import ScriptedPlayer, derive_seed, make_scripted
 
 __all__ = ["League", "game_outcomes", "slot_state", "snapshot_iteration"]
 
@@ -112,7 +116,13 @@ class League:
         #: candidate -> [games, wins, draws] of the learner against it
         self.stats: dict[str, list[float]] = {}
         self.current: dict[str, str] = {}
+        self.iteration = 0  # the iteration of the last draw
+        #: slot -> the scripted player drawn for it this iteration (None: a model plays)
         self._scripted: dict[str, ScriptedPlayer] = {}
+        #: "slot/name" -> the scripted player built for that slot, once per run
+        self._built: dict[str, ScriptedPlayer] = {}
+        #: "slot/name" -> a checkpointed state for a player not built yet
+        self._pending: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ candidates
     @property
@@ -154,6 +164,7 @@ class League:
             drawn[slot] = names[int(rng.choice(len(names), p=p))]
             self._load(slot, drawn[slot], iteration)
         self.current = drawn
+        self.iteration = iteration
         return drawn
 
     def players(self) -> dict[str, Policy | ScriptedPlayer]:
@@ -164,8 +175,11 @@ class League:
         """Count this iteration's games (all processes' rows) against the drawn opponents.
 
         Returns:
-            Metrics: ``league/<slot>/win_rate``, ``.../draw_rate`` this iteration, and the
-            league's size.
+            Metrics: ``league/<slot>/win_rate``, ``.../draw_rate`` and ``.../return`` (the
+            learner's mean task reward) this iteration, the same three under
+            ``league/<slot>/vs/<kind>/`` for the kind drawn (``random``, ``base``, a scripted
+            player's name, or ``snapshot`` with ``league/<slot>/snapshot_age``, the iterations
+            since it was taken), and the league's size.
         """
         i = self.ids.index(self.learner)
         out: dict[str, float] = {"league/candidates": float(len(self.candidates))}
@@ -177,11 +191,21 @@ class League:
                 wins + float((results == 1).sum()),
                 draws + float((results == 0.5).sum()),
             ]
-            out[f"league/{slot}/win_rate"] = float((results == 1).mean())
-            out[f"league/{slot}/draw_rate"] = float((results == 0.5).mean())
-            out[f"league/{slot}/snapshot"] = (
-                float(name.partition(":")[2]) if name.startswith("snapshot:") else -1.0
-            )
+            snapshot = name.startswith("snapshot:")
+            kind = "snapshot" if snapshot else name
+            now = {
+                "win_rate": float((results == 1).mean()),
+                "draw_rate": float((results == 0.5).mean()),
+                "return": float(np.mean(task_rewards[:, i])),
+            }
+            for what, value in now.items():
+                out[f"league/{slot}/{what}"] = value
+                out[f"league/{slot}/vs/{kind}/{what}"] = value
+            out[f"league/{slot}/snapshot"] = float(name.partition(":")[2]) if snapshot else -1.0
+            if snapshot:
+                out[f"league/{slot}/snapshot_age"] = float(
+                    self.iteration - int(name.partition(":")[2])
+                )
         return out
 
     def _load(self, slot: str, name: str, iteration: int) -> None:
@@ -190,14 +214,47 @@ class League:
             state = slot_state(self.snapshots[int(name.partition(":")[2])], self.learner, slot)
         elif name == "base":
             state = self.initial[slot]
-        else:  # a scripted player, seeded per iteration and process
-            self._scripted[slot] = make_scripted(name, [self.seed, iteration, self.rank])
+        else:  # a scripted player: built once per run, slot and process
+            self._scripted[slot] = self._scripted_player(slot, name)
             return
         agent = self.agents[slot]
         agent.load_state_dict(state)
         agent.sync()  # an engine serving the slot pushes the new weights before generating
 
+    def _scripted_player(self, slot: str, name: str) -> ScriptedPlayer:
+        key = f"{slot}/{name}"
+        if key not in self._built:
+            seed = derive_seed(self.seed, self.rank, self.ids.index(slot))
+            player = make_scripted(name, seed)
+            if key in self._pending and hasattr(player, "load_state_dict"):
+                player.load_state_dict(self._pending.pop(key))
+            self._built[key] = player
+        return self._built[key]
+
     # ------------------------------------------------------------------ checkpoints
+    def scripted_state(self) -> dict[str, Any]:
+        """This process's scripted players' states (``"slot/name"`` -> ``state_dict()``).
+
+        Per rank (each process seeds its own), so the trainer keeps it with the rank's random
+        streams, and restores it when a stop abandons an iteration's play. A player without
+        ``state_dict()`` starts again from its seed after a resume.
+        """
+        out = {k: v for k, v in self._pending.items()}
+        for key, player in self._built.items():
+            if hasattr(player, "state_dict"):
+                out[key] = copy.deepcopy(player.state_dict())
+        return out
+
+    def load_scripted_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`scripted_state` (players not built yet take it when built)."""
+        self._pending = {}
+        for key, value in state.items():
+            player = self._built.get(key)
+            if player is not None and hasattr(player, "load_state_dict"):
+                player.load_state_dict(copy.deepcopy(value))
+            else:
+                self._pending[key] = copy.deepcopy(value)
+
     def state_dict(self) -> dict[str, Any]:
         """Snapshots and win counts (the draws are derived from the seed and iteration)."""
         return {

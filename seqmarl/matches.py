@@ -1,20 +1,29 @@
-"""Matches: a run's agents against opponents, in both seat orders, and round-robin ratings.
+"""Matches: a run's agents against opponents, in every seat, and the games of many pairs at once.
 
-``seqmarl eval RUN --opponent NAME`` plays a trained agent of a two-player game against one
-opponent; ``seqmarl eval RUN --round-robin`` plays every pair of the run's contenders and rates
-them. A contender is
+``seqmarl eval RUN --opponent NAME`` plays a trained agent against one opponent;
+``seqmarl eval RUN --round-robin`` plays every pair of the run's contenders and rates them
+(:mod:`seqmarl.roundrobin`). A contender is
 
 * an agent id of the run (``llm_0``): its weights in the newest checkpoint;
 * ``snapshot:<i>``: the league's snapshot of the learner taken at iteration ``i``;
 * ``base``: the initial model (what every agent started from);
 * a scripted player: ``random`` or ``module:factory`` (:mod:`seqmarl.agents.scripted`).
 
-Two models play from one pool: contender A's weights go into agent ``llm_0``'s slot and B's
-into ``llm_1``'s (on a shared base: two adapters). Half the games are played with A in seat 0
-and half with A in seat 1, on the same reset seeds, so a first-mover advantage and the deal
-of a card game cancel out. Per seat and over both: win, draw and loss rates, the rate of
-refused (illegal) moves and of games lost by them (forfeits), and game length, each with its
-standard error (``sqrt(p (1 - p) / n)`` for a rate, ``std / sqrt(n)`` for a mean).
+In a match of A against B, A plays agent ``llm_0`` and B every other agent of the game (in a
+game of N players, B fills N - 1 seats). The seats rotate: ``games // N`` games (one more for
+the first ``games % N`` seats) with A in each seat, on the same reset seeds, so a first-mover
+advantage and the deal of a card game cancel out. Per seat and over ``both`` (every seat):
+A's mean **return** (its task reward) and the opponents' (``opponent_return``, their mean),
+win, draw and loss rates (a win: A's return above every opponent's; a draw: tied with the
+best), the rate of refused (illegal) moves and of games lost by them (forfeits), and game
+length, each with its standard error (``sqrt(p (1 - p) / n)`` for a rate, ``std / sqrt(n)``
+for a mean). Returns are what a general-sum game is judged by; wins are the zero-sum view.
+
+:func:`play_pairs` plays the games of several pairs at once: each contender with a model sits
+in its own agent slot (on a shared base, its own adapter), and whenever rows of any pair wait
+on it, it answers all of them in one batched generation. A group's random streams (sampling,
+scripted players) are derived from ``(seed, index of its first pair)``, so a group replays the
+same games whenever it is played again.
 """
 
 from __future__ import annotations
@@ -29,29 +38,29 @@ import torch
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.agents.scripted import SCRIPTED, make_scripted
+from seqmarl.agents.sampling import ContextLengthError
+from seqmarl.agents.scripted import SCRIPTED, ScriptedPlayer, derive_seed, make_scripted
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
-from seqmarl.league import game_outcomes, slot_state, snapshot_iteration
-from seqmarl.rollout import play
+from seqmarl.league import slot_state, snapshot_iteration
 
-__all__ = ["Contenders", "play_match", "round_robin", "summarize"]
-
-_SLOTS = ("llm_0", "llm_1")
+__all__ = ["Contenders", "play_match", "play_pairs", "rotations", "summarize"]
 
 
 class Contenders:
-    """Where each contender's weights come from: the run's checkpoint and the initial model.
+    """Where each contender's weights come from, and the agent slots that hold them.
 
     Args:
         run_dir: The run folder (its newest usable checkpoint is read).
         cfg: The run's config.
-        pool: A pool of the run's two agents, untrained and without value heads (its
-            initial weights are ``base``).
+        pool: A pool of the run's agents, untrained and without value heads (its initial
+            weights are ``base``). A pool with more slots than the game has agents (on a shared
+            base: more adapters) holds more model contenders at once (:meth:`players`). None:
+            give it later with :meth:`attach` (the contenders' names need none).
     """
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, pool: AgentPool):
+    def __init__(self, run_dir: Path, cfg: RunConfig, pool: AgentPool | None = None):
         try:
             path, state = load_latest(Path(run_dir) / "checkpoints", move_damaged=False)
         except CheckpointError as exc:
@@ -62,9 +71,18 @@ class Contenders:
         self.learners = {a: s["agent"] for a, s in state["learners"].items()}
         league = state.get("league") or {}
         self.snapshots = {_snapshot_key(k, path): v for k, v in league.get("snapshots", {}).items()}
-        ids = cfg.setting.build().agent_ids
-        self.learner = cfg.league.learner or next(a for a in ids if a in self.learners)
-        self.initial = {s: slot_state(pool[s].state_dict(), s, s) for s in _SLOTS}
+        self.agent_ids = cfg.setting.build().agent_ids
+        self.learner = cfg.league.learner or next(a for a in self.agent_ids if a in self.learners)
+        if pool is not None:
+            self.attach(pool)
+
+    def attach(self, pool: AgentPool) -> None:
+        """Play with ``pool``'s slots from now on (untrained: its initial weights are ``base``)."""
+        self.pool = pool
+        self.slots = tuple(pool.agents)
+        self.initial = {s: slot_state(pool[s].state_dict(), s, s) for s in self.slots}
+        self._held: dict[str, str] = {}  # slot -> the contender whose weights it holds
+        self._games: list[Any] = []
 
     def names(self) -> list[str]:
         """Every contender of the run: its agents, snapshots and fixed opponents."""
@@ -90,22 +108,57 @@ class Contenders:
             f"{', '.join(self.names())} or a scripted player's module:factory"
         )
 
-    def seat(self, name: str, slot: str, seed: Sequence[int]) -> Any:
+    @staticmethod
+    def scripted(name: str) -> bool:
+        """Whether ``name`` is a scripted player (no model)."""
+        return name in SCRIPTED or (":" in name and not name.startswith("snapshot:"))
+
+    def seat(self, name: str, slot: str, seed: int) -> Any:
         """Put ``name`` in agent ``slot``: its weights loaded there, or a scripted player."""
         self.check(name)
-        if name in SCRIPTED or (":" in name and not name.startswith("snapshot:")):
+        if self.scripted(name):
             return make_scripted(name, seed)
+        if self._held.get(slot) != name:
+            agent = self.pool[slot]
+            agent.load_state_dict(self._state(name, slot))
+            agent.sync()
+            self._held[slot] = name
+        return self.pool[slot]
+
+    def players(self, names: Sequence[str]) -> dict[str, Any]:
+        """The policies of the model contenders ``names``, each in its own slot.
+
+        A contender already in a slot stays there (its weights are not loaded again).
+
+        Raises:
+            ValueError: More model contenders than the pool has slots.
+        """
+        wanted = list(dict.fromkeys(n for n in names if not self.scripted(n)))
+        if len(wanted) > len(self.slots):
+            raise ValueError(f"{len(wanted)} model contenders need as many slots; the pool has "
+                             f"{len(self.slots)}")  # fmt: skip
+        where = {n: s for s, n in self._held.items() if n in wanted}
+        free = [s for s in self.slots if s not in where.values()]
+        for n in wanted:
+            if n not in where:
+                where[n] = free.pop(0)
+        return {n: self.seat(n, where[n], 0) for n in wanted}
+
+    def games(self, n: int) -> list[Any]:
+        """``n`` games of the run (one per seat order), built once and reused: their envs too."""
+        setting = self.cfg.setting.build()
+        while len(self._games) < n:
+            game = envs.build_game(self.cfg.task, setting, tokenizer=self.pool.tokenizer)
+            self._games.append(game)
+        return self._games[:n]
+
+    def _state(self, name: str, slot: str) -> dict[str, torch.Tensor]:
         if name == "base":
-            state = self.initial[slot]
-        elif name.startswith("snapshot:"):
+            return self.initial[slot]
+        if name.startswith("snapshot:"):
             snap = self.snapshots[int(name.partition(":")[2])]
-            state = slot_state(snap, self.learner, slot)
-        else:
-            state = slot_state(self.learners[name], name, slot)
-        agent = self.pool[slot]
-        agent.load_state_dict(state)
-        agent.sync()
-        return agent
+            return slot_state(snap, self.learner, slot)
+        return slot_state(self.learners[name], name, slot)
 
 
 def _snapshot_key(key: Any, checkpoint: Path) -> int:
@@ -118,55 +171,139 @@ def _snapshot_key(key: Any, checkpoint: Path) -> int:
         ) from None
 
 
+def rotations(agent_ids: Sequence[str]) -> list[tuple[str, ...]]:
+    """The seat orders of a match: ``agent_ids[0]`` (A) in seat 0, 1, ..., the rest in order."""
+    first, rest = agent_ids[0], list(agent_ids[1:])
+    return [(*rest[:k], first, *rest[k:]) for k in range(len(agent_ids))]
+
+
+def _outcome(returns: np.ndarray) -> float:
+    """A's result from one row's returns (A first): 1 above all, 0.5 tied for best, else 0."""
+    mine, best = returns[0], returns[1:].max()
+    return 1.0 if mine > best else 0.5 if mine == best else 0.0
+
+
+def play_pairs(
+    contenders: Contenders,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    games: int,
+    seed: int = 1234,
+    stream: int = 0,
+) -> list[list[dict[str, Any]]]:
+    """The games of every pair of ``pairs``, played together; one row list per pair.
+
+    Each pair plays ``games`` games, its first contender (A) in each seat in turn (see the
+    module docstring), on the same reset seeds (from ``seed``) as every other pair. Whenever
+    rows of any pair wait on a model contender, it answers them all in one generation.
+
+    Args:
+        contenders: The run's contenders (enough slots for the pairs' model contenders).
+        pairs: ``(a, b)`` pairs.
+        games: Games per pair.
+        seed: Seeds the reset seeds (shared by every pair) and, with ``stream``, the rest.
+        stream: Which random streams play (the index of the first pair in a round robin):
+            the sampling generator and the scripted players are seeded from ``(seed,
+            stream)``.
+
+    Returns:
+        Per pair, one row per game: A's ``seat``, ``score`` (1 win, 0.5 draw, 0 loss),
+        ``return`` and the opponents' mean ``opponent_return``, A's ``moves``, ``invalid``
+        moves and ``forfeit``, and the game's ``length`` (turns).
+    """
+    ids = contenders.agent_ids
+    orders = rotations(ids)
+    counts = [games // len(ids) + (k < games % len(ids)) for k in range(len(ids))]
+    built = contenders.games(len(orders))
+    proto = built[0]
+    prompts = proto.sample_prompts(max(counts), np.random.default_rng(seed))
+    models = contenders.players([n for p in pairs for n in p])
+    scripted = {  # one per pair and contender, seeded per (seed, stream, pair, side)
+        (i, side): make_scripted(name, derive_seed(seed, stream, i, side))
+        for i, pair in enumerate(pairs)
+        for side, name in enumerate(pair)
+        if contenders.scripted(name)
+    }
+    gen = torch.Generator(device=contenders.pool.device)
+    gen.manual_seed(derive_seed(seed, stream))
+    # one game per seat order, its rows: every pair's games in that order, pair-major
+    tables = []
+    for k, (game, seats) in enumerate(zip(built, orders, strict=True)):
+        pair_of = [i for i in range(len(pairs)) for _ in range(counts[k])]
+        game.reset([p for _ in pairs for p in prompts[: counts[k]]], seats)
+        tables.append((game, seats, pair_of, np.zeros((len(pair_of), len(ids)), dtype=np.int64)))
+
+    def who(i: int, agent: str) -> tuple[int, str]:  # (side, contender) playing agent in pair i
+        side = 0 if agent == ids[0] else 1
+        return side, pairs[i][side]
+
+    while True:
+        todo: dict[Any, list[tuple[int, str, list[int]]]] = {}  # player -> (table, agent, rows)
+        for t, (game, _, pair_of, _) in enumerate(tables):
+            for agent, rows in game.waiting().items():
+                for r in rows:
+                    side, name = who(pair_of[r], agent)
+                    key = name if name in models else (pair_of[r], side)
+                    runs = todo.setdefault(key, [])
+                    if runs and runs[-1][:2] == (t, agent):
+                        runs[-1][2].append(r)
+                    else:
+                        runs.append((t, agent, [r]))
+        if not todo:
+            break
+        for key, runs in todo.items():
+            obs = [o for t, a, rows in runs for o in tables[t][0].observe(a, rows)]
+            player = models[key] if isinstance(key, str) else scripted[key]
+            texts = _answer(player, obs, gen, proto, key)
+            for t, agent, rows in runs:
+                game, _, _, turns = tables[t]
+                mine, texts = texts[: len(rows)], texts[len(rows) :]
+                turns[rows, ids.index(agent)] += 1
+                game.act(agent, rows, mine)
+    out: list[list[dict[str, Any]]] = [[] for _ in pairs]
+    for game, seats, pair_of, turns in tables:
+        res = game.result()
+        infos = res.infos or [{} for _ in pair_of]
+        for r, i in enumerate(pair_of):
+            rets = np.asarray(res.outcome[r], dtype=float)
+            info = infos[r].get(ids[0], {})
+            out[i].append(
+                {
+                    "seat": seats.index(ids[0]),
+                    "score": _outcome(rets),
+                    "return": float(rets[0]),
+                    "opponent_return": float(rets[1:].mean()),
+                    "moves": int(turns[r, 0]),
+                    "invalid": float(info.get("invalid_moves", math.nan)),
+                    "forfeit": float(info["forfeit"]) if "forfeit" in info else math.nan,
+                    "length": int(turns[r].sum()),
+                }
+            )
+    return out
+
+
+def _answer(player: Any, obs: list[str], gen: torch.Generator, game: Any, key: Any) -> list[str]:
+    """One text per observation from a model (one batched generation) or a scripted player."""
+    if isinstance(player, ScriptedPlayer):
+        return [str(t) for t in player.act(obs)]
+    try:
+        return player.sample(obs, generator=gen, stop_strings=game.stop_strings).texts
+    except ContextLengthError as exc:
+        raise ContextLengthError(f"env {game.env_id!r}, contender {key}: {exc}") from None
+
+
 def play_match(
     contenders: Contenders,
     a: str,
     b: str,
     *,
     games: int,
-    batch_size: int = 16,
     seed: int = 1234,
 ) -> list[dict[str, Any]]:
-    """``games`` games of ``a`` against ``b``, half with ``a`` in each seat, same seeds.
-
-    Returns:
-        One row per game: ``seat`` (a's), ``score`` (a's: 1 win, 0.5 draw, 0 loss), a's
-        ``moves``, ``invalid`` moves and ``forfeit``, and the game's ``length`` (turns).
-    """
-    cfg = contenders.cfg
-    setting = cfg.setting.build()
-    if setting.agent_ids != _SLOTS:
-        raise ConfigError(
-            f"eval --opponent plays two-player games; this run has agents "
-            f"{', '.join(setting.agent_ids)}"
-        )
-    game = envs.build_game(cfg.task, setting, tokenizer=contenders.pool.tokenizer)
-    players = {
-        _SLOTS[0]: contenders.seat(a, _SLOTS[0], [seed, 0]),
-        _SLOTS[1]: contenders.seat(b, _SLOTS[1], [seed, 1]),
-    }
-    rng = np.random.default_rng(seed)
-    prompts = game.sample_prompts(games - games // 2, rng)
-    gen = torch.Generator(device=contenders.pool.device).manual_seed(seed)
-    rows: list[dict[str, Any]] = []
-    for k, seats in enumerate((_SLOTS, _SLOTS[::-1])):
-        todo = prompts[: games - games // 2] if k == 0 else prompts[: games // 2]
-        for start in range(0, len(todo), batch_size):
-            roll = play(game, players, todo[start : start + batch_size], seats, generator=gen)
-            scores = game_outcomes(roll.task_rewards, 0, 1)
-            for r in range(len(scores)):
-                info = roll.infos[r].get(_SLOTS[0], {}) if roll.infos else {}
-                rows.append(
-                    {
-                        "seat": seats.index(_SLOTS[0]),
-                        "score": float(scores[r]),
-                        "moves": int(roll.turns[r, 0]),
-                        "invalid": float(info.get("invalid_moves", math.nan)),
-                        "forfeit": float(info["forfeit"]) if "forfeit" in info else math.nan,
-                        "length": int(roll.turns[r].sum()),
-                    }
-                )
-    return rows
+    """``games`` games of ``a`` against ``b``, ``a`` in each seat in turn (:func:`play_pairs`)."""
+    for n in (a, b):
+        contenders.check(n)
+    return play_pairs(contenders, [(a, b)], games=games, seed=seed)[0]
 
 
 def _rate(x: np.ndarray) -> dict[str, float]:
@@ -183,9 +320,10 @@ def _mean(x: np.ndarray) -> dict[str, float]:
 
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per seat (``seat_0``, ``seat_1``) and over ``both``: rates and means with their SEs."""
+    """Per seat (``seat_0``, ``seat_1``, ...) and over ``both`` (every seat): means with SEs."""
+    seats = sorted({int(r["seat"]) for r in rows}) or [0, 1]
     out = {}
-    for key, pick in (("seat_0", 0), ("seat_1", 1), ("both", None)):
+    for key, pick in [*((f"seat_{k}", k) for k in seats), ("both", None)]:
         sel = [r for r in rows if pick is None or r["seat"] == pick]
         score = np.array([r["score"] for r in sel])
         invalid = np.array([r["invalid"] for r in sel], dtype=float)
@@ -195,6 +333,10 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         illegal = float(invalid[known].sum()) / attempts if attempts else math.nan
         out[key] = {
             "games": len(sel),
+            "return": _mean(np.array([r.get("return", math.nan) for r in sel], dtype=float)),
+            "opponent_return": _mean(
+                np.array([r.get("opponent_return", math.nan) for r in sel], dtype=float)
+            ),
             "win": _rate(score == 1.0),
             "draw": _rate(score == 0.5),
             "loss": _rate(score == 0.0),
@@ -208,63 +350,3 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             "length": _mean(np.array([r["length"] for r in sel], dtype=float)),
         }
     return out
-
-
-def round_robin(
-    contenders: Contenders,
-    names: Sequence[str],
-    *,
-    games: int,
-    batch_size: int = 16,
-    seed: int = 1234,
-    out_dir: Path | None = None,
-    stem: str = "ratings",
-) -> dict[str, Any]:
-    """Every pair of ``names`` plays ``games`` games; ratings (openskill) from all of them.
-
-    Returns:
-        ``{"contenders", "games_per_pair", "pairs": {"a vs b": summary}, "ratings", "plot"}``;
-        the plot (``out_dir/<stem>.png``, never over an existing file) is the learner's
-        snapshots' and final agent's rating over training.
-
-    Raises:
-        ConfigError: ``out_dir/<stem>.png`` exists already (pick a free stem:
-            :func:`seqmarl.evaluate.free_stem`).
-    """
-    from tqdm.auto import tqdm
-
-    from seqmarl.ratings import Ratings, plot_rating_history
-
-    for n in names:
-        contenders.check(n)
-    plot = Path(out_dir) / f"{stem}.png" if out_dir is not None else None
-    if plot is not None and plot.exists():  # before any game: eval never overwrites
-        raise ConfigError(f"{plot} exists; eval never overwrites its outputs")
-    ratings = Ratings()
-    pairs = {}
-    todo = [
-        (a, b)
-        for i, a in enumerate(names)
-        for b in names[i + 1 :]
-        if not (a in SCRIPTED and b in SCRIPTED)  # two rules: nothing about the run
-    ]
-    for a, b in tqdm(todo, desc="round robin", unit="pair", dynamic_ncols=True):
-        rows = play_match(contenders, a, b, games=games, batch_size=batch_size, seed=seed)
-        ratings.record_many((a, b, r["score"]) for r in rows)
-        pairs[f"{a} vs {b}"] = summarize(rows)["both"]
-    result: dict[str, Any] = {
-        "contenders": list(names),
-        "games_per_pair": games,
-        "pairs": pairs,
-        "ratings": ratings.to_dict(),
-    }
-    points = []
-    for r in ratings.table():
-        if r.name.startswith("snapshot:"):
-            points.append((int(r.name.partition(":")[2]), r.mu, r.sigma))
-        elif r.name == contenders.learner:
-            points.append((contenders.iteration, r.mu, r.sigma))
-    if plot is not None and points:
-        path = plot_rating_history(sorted(points), plot, label=contenders.learner)
-        result["plot"] = str(path)
-    return result

@@ -20,6 +20,9 @@ from seqmarl.sinks import read_jsonl
 __all__ = [
     "game_curves_figure",
     "has_game_metrics",
+    "league_slots",
+    "learners",
+    "opponent_series",
     "plot_runs",
     "reward_vs_kl_figure",
     "seat_exchanges",
@@ -81,6 +84,18 @@ def _mean_over_agents(records: list[dict], agents: Sequence[str], name: str) -> 
     return np.asarray(out)
 
 
+def league_slots(records: list[dict]) -> list[str]:
+    """Agents whose seat a league fills with drawn opponents (they log ``league/<slot>/...``)."""
+    return sorted({k.split("/")[1] for r in records for k in r if k.endswith("/win_rate")
+                   and k.startswith("league/")})  # fmt: skip
+
+
+def learners(records: list[dict]) -> list[str]:
+    """The agents that learn: every agent but the league's drawn seats."""
+    drawn = set(league_slots(records))
+    return [a for a in _agents(records) if a not in drawn]
+
+
 def seat_exchanges(records: list[dict]) -> list[int]:
     """Iterations whose seats (``agent/<id>/seat``) differ from the previous record's."""
     agents = _agents(records)
@@ -119,10 +134,12 @@ def _smoothing_note(runs: Sequence[Run]) -> str:
 
 
 def training_curves_figure(runs: Sequence[Run]):
-    """Four panels (task reward, trained reward, KL, combined reward) with seat exchanges.
+    """Up to four panels (task reward, trained reward, KL, combined reward), seat exchanges.
 
-    One run: a colour per agent. Several runs: a colour per run, a dash style per agent. The
-    legend sits below the panels, outside every axes.
+    One run: a colour per agent. Several runs: a colour per run, a dash style per agent. A seat
+    the league fills by draws is dotted and named so (``llm_1 (league: drawn opponents)``): its
+    curve is whoever was drawn, not one player. Panels no agent logged are left out. The legend
+    sits below the panels, outside every axes.
     """
     import matplotlib
     from matplotlib.figure import Figure
@@ -130,18 +147,32 @@ def training_curves_figure(runs: Sequence[Run]):
     from matplotlib.ticker import MaxNLocator
 
     colors = matplotlib.colormaps["tab10"]
-    fig = Figure(figsize=(13, 8.5))
-    axes = fig.subplots(2, 2, sharex=True)
-    axes = axes.ravel()
+    panels = [
+        (key, title)
+        for key, title in PANELS
+        if any(len(_series(rec, a, key)[0]) for _, rec in runs for a in _agents(rec))
+    ] or list(PANELS[:1])
+    cols = 2 if len(panels) > 1 else 1
+    rows = (len(panels) + 1) // 2
+    fig = Figure(figsize=(6.5 * cols, 4.25 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True)).ravel()
+    for ax in axes[len(panels) :]:
+        fig.delaxes(ax)
+    axes = axes[: len(panels)]
     handles: list = []
     for r_i, (label, records) in enumerate(runs):
         window = smoothing_window(len(records))
+        drawn = set(league_slots(records))
         for a_i, agent in enumerate(_agents(records)):
             color = colors((a_i if len(runs) == 1 else r_i) % 10)
             style = "-" if len(runs) == 1 else ["-", "--", ":", "-."][a_i % 4]
+            if agent in drawn:
+                style = ":"
             name = agent if len(runs) == 1 else f"{label} {agent}"
+            if agent in drawn:
+                name += " (league: drawn opponents)"
             marker = "o" if window == 1 else None
-            for ax, (key, title) in zip(axes, PANELS, strict=True):
+            for ax, (key, title) in zip(axes, panels, strict=True):
                 ax.set_title(title, fontsize=10)
                 it, val = _series(records, agent, key)
                 if not len(it):
@@ -154,7 +185,7 @@ def training_curves_figure(runs: Sequence[Run]):
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes[2:]:
+    for ax in axes[-cols:]:
         ax.set_xlabel("iteration")
     note = _smoothing_note(runs)
     fig.suptitle("training curves" + (f" ({note})" if note else ""))
@@ -197,7 +228,11 @@ def _draw_exchanges(axes, runs: Sequence[Run], colors) -> list:
 
 
 def reward_vs_kl_figure(runs: Sequence[Run]):
-    """Task reward against KL (means over agents) along training, legend right of the axes."""
+    """Task reward against KL (means over the learners) along training, legend at the right.
+
+    A seat the league fills by draws is left out: it does not learn, and its reward is that of
+    whoever was drawn.
+    """
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -205,7 +240,7 @@ def reward_vs_kl_figure(runs: Sequence[Run]):
     fig = Figure(figsize=(6.5, 5))
     ax = fig.subplots()
     for r_i, (label, records) in enumerate(runs):
-        agents = _agents(records)
+        agents = learners(records)
         kl = _mean_over_agents(records, agents, "kl")
         rew = _mean_over_agents(records, agents, "task_reward")
         kept = ~np.isnan(kl)  # iterations in which no agent acted have no KL
@@ -217,11 +252,11 @@ def reward_vs_kl_figure(runs: Sequence[Run]):
         ax.scatter(skl[:1], srew[:1], s=40, marker="s", facecolors="none", edgecolors=color)
         ax.scatter(skl[-1:], srew[-1:], s=60, color=color, label=f"{label} (end)", zorder=3)
     ax.set_xlabel(
-        "KL to reference (mean over agents that acted)\n"
+        "KL to reference (mean over the learners that acted)\n"
         "sum over tokens of log p - log p_ref (k1: unbiased, so noise can make it < 0)",
         fontsize=9,
     )
-    ax.set_ylabel("task reward (mean over agents)")
+    ax.set_ylabel("task reward (mean over the learners)")
     note = _smoothing_note(runs).replace("faint: per iteration; bold: ", "")
     ax.set_title(
         "task reward against KL over training\n(square: start" + (f"; {note})" if note else ")"),
@@ -249,51 +284,103 @@ def has_game_metrics(runs: Sequence[Run]) -> bool:
     )
 
 
+def _age_groups(ages: Sequence[float], most: int = 4) -> list[tuple[float, float]]:
+    """Snapshot ages cut into at most ``most`` ranges ``(lo, hi)`` (one per age if few)."""
+    distinct = sorted(set(ages))
+    if len(distinct) <= most:
+        return [(a, a) for a in distinct]
+    parts = np.array_split(np.asarray(distinct), most)
+    return [(float(p[0]), float(p[-1])) for p in parts if len(p)]
+
+
+def opponent_series(records: list[dict], slot: str, what: str) -> dict[str, tuple]:
+    """``what`` (``win_rate``, ``return``) against each opponent kind: label -> (it, values).
+
+    Fixed opponents by name (``random``, ``base``, ...); snapshots by their age when drawn
+    (``snapshot age 3``, or a range of ages). Runs that logged no kinds: one series, the
+    drawn opponent whoever it was.
+    """
+    prefix = f"league/{slot}/vs/"
+    kinds = sorted({k[len(prefix) :].rpartition("/")[0] for r in records for k in r
+                    if k.startswith(prefix)})  # fmt: skip
+    out: dict[str, tuple] = {}
+    for kind in kinds:
+        key = f"{prefix}{kind}/{what}"
+        pts = [(r["iteration"], r[key], r.get(f"league/{slot}/snapshot_age", -1.0))
+               for r in records if key in r]  # fmt: skip
+        if not pts:
+            continue
+        if kind != "snapshot":
+            it, val, _ = zip(*pts, strict=True)
+            out[kind] = (np.asarray(it, dtype=float), np.asarray(val, dtype=float))
+            continue
+        for lo, hi in _age_groups([p[2] for p in pts]):
+            mine = [(i, v) for i, v, a in pts if lo <= a <= hi]
+            name = f"snapshot age {lo:g}" if lo == hi else f"snapshot age {lo:g}-{hi:g}"
+            it, val = zip(*mine, strict=True)
+            out[name] = (np.asarray(it, dtype=float), np.asarray(val, dtype=float))
+    if not kinds:  # an older run: only the drawn opponent's numbers
+        key = f"league/{slot}/{what}"
+        pts = [(r["iteration"], r[key]) for r in records if key in r]
+        if pts:
+            it, val = zip(*pts, strict=True)
+            out["whoever was drawn"] = (np.asarray(it, dtype=float), np.asarray(val, dtype=float))
+    return out
+
+
+LEAGUE_PANELS = (
+    ("win_rate", "league: the learner's win rate against each opponent kind"),
+    ("return", "league: the learner's return against each opponent kind"),
+)
+
+
 def game_curves_figure(runs: Sequence[Run]):
-    """A game's own curves: legal-move and forfeit rates per agent, league win/draw rates."""
+    """A game's own curves, each panel only if some run logged it.
+
+    Legal-move and forfeit rates per agent (OpenSpiel envs log no forfeits: no panel), and the
+    league learner's win rate and return against each opponent kind (``random``, ``base``,
+    snapshots by age) over training.
+    """
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(15, 4.5))
-    axes = fig.subplots(1, 3, sharex=True)
-    for r_i, (label, records) in enumerate(runs):
-        window = smoothing_window(len(records))
-        prefix = "" if len(runs) == 1 else f"{label} "
-        for ax, (key, title) in zip(axes[:2], GAME_PANELS, strict=True):
-            ax.set_title(title, fontsize=10)
+    drawn: list[tuple] = []  # (panel key, title, [(label, it, values, style)])
+    for key, title in GAME_PANELS:
+        lines = []
+        for label, records in runs:
+            prefix = "" if len(runs) == 1 else f"{label} "
             for agent in _agents(records):
                 it, val = _series(records, agent, key)
                 if len(it):
-                    ax.plot(
-                        it,
-                        smooth(val, window),
-                        marker="o" if window == 1 else None,
-                        markersize=3,
-                        label=f"{prefix}{agent}",
-                    )
-        slots = sorted({k.split("/")[1] for r in records for k in r if k.endswith("/win_rate")})
-        axes[2].set_title(
-            "league: the learner's win / draw rate against the drawn opponent", fontsize=10
-        )
-        for slot in slots:
-            for what, style in (("win_rate", "-"), ("draw_rate", ":")):
-                pts = [
-                    (r["iteration"], r[f"league/{slot}/{what}"])
-                    for r in records
-                    if f"league/{slot}/{what}" in r
-                ]
-                if pts:
-                    it, val = (np.asarray(x, dtype=float) for x in zip(*pts, strict=True))
-                    axes[2].plot(
-                        it,
-                        smooth(val, window),
-                        style,
-                        color=f"C{r_i}",
-                        label=f"{prefix}vs {slot}: {what.split('_')[0]}",
-                    )
+                    lines.append((f"{prefix}{agent}", it, val, smoothing_window(len(records))))
+        drawn.append((key, title, lines))
+    for what, title in LEAGUE_PANELS:
+        lines = []
+        for label, records in runs:
+            prefix = "" if len(runs) == 1 else f"{label} "
+            for slot in league_slots(records):
+                many = len(league_slots(records)) > 1
+                for kind, (it, val) in opponent_series(records, slot, what).items():
+                    where = f" (seat {slot})" if many else ""
+                    window = smoothing_window(len(it))
+                    lines.append((f"{prefix}vs {kind}{where}", it, val, window))
+        drawn.append((what, title, lines))
+    panels = [p for p in drawn if p[2]]
+    if not panels:
+        panels = [drawn[0]]
+    fig = Figure(figsize=(5 * len(panels), 4.5))
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True))
+    for ax, (key, title, lines) in zip(axes, panels, strict=True):
+        ax.set_title(title, fontsize=10)
+        for name, it, val, window in lines:
+            ax.plot(
+                it, smooth(val, window), marker="o" if window == 1 else None, markersize=3,
+                label=name,
+            )  # fmt: skip
+        if key != "return":
+            ax.set_ylim(-0.02, 1.02)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:

@@ -21,14 +21,14 @@ openskill ships with the optional extra ``seqmarl[games]``; it is imported when 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seqmarl.errors import UnknownNameError
 
-__all__ = ["Rating", "Ratings", "plot_rating_history"]
+__all__ = ["Rating", "Ratings", "plot_rating_history", "rating_history_figure"]
 
 #: ``score_a`` -> openskill's ranks of ``[a, b]`` (lower wins; equal ranks are a tie).
 _RANKS = {1.0: [0, 1], 0.0: [1, 0], 0.5: [0, 0]}
@@ -167,6 +167,7 @@ def plot_rating_history(
     *,
     label: str,
     reference: str | None = None,
+    lines: Mapping[str, tuple[float, float]] | None = None,
 ) -> Path:
     """Plot a player's rating (``mu`` ± ``sigma``) against the training iteration.
 
@@ -175,6 +176,8 @@ def plot_rating_history(
         path: The PNG to write (its folder is made).
         label: What was rated, e.g. the agent's name.
         reference: The opponent the snapshots were rated against, named in the title.
+        lines: Fixed players' ratings drawn across the plot as reference lines (``mu``, with
+            a band of ± ``sigma``), e.g. ``{"random": (mu, sigma), "base": (mu, sigma)}``.
 
     Returns:
         The written file.
@@ -182,6 +185,21 @@ def plot_rating_history(
     Raises:
         ValueError: ``points`` is empty.
     """
+    fig = rating_history_figure(points, label=label, reference=reference, lines=lines)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    return out
+
+
+def rating_history_figure(
+    points: Sequence[tuple[int, float, float]],
+    *,
+    label: str,
+    reference: str | None = None,
+    lines: Mapping[str, tuple[float, float]] | None = None,
+) -> Any:
+    """The figure of :func:`plot_rating_history` (a matplotlib ``Figure``)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -197,6 +215,10 @@ def plot_rating_history(
     ax.errorbar(
         it, mu, yerr=sigma, fmt="-o", color="C0", markersize=4, capsize=3, label=f"{label} (mu)"
     )
+    for i, (name, (ref_mu, ref_sigma)) in enumerate((lines or {}).items()):
+        color = f"C{i + 1}"
+        ax.axhline(ref_mu, color=color, linestyle="--", linewidth=1, label=f"{name} (mu ± sigma)")
+        ax.axhspan(ref_mu - ref_sigma, ref_mu + ref_sigma, color=color, alpha=0.08, linewidth=0)
     ax.set_xlabel("training iteration of the snapshot")
     ax.set_ylabel("rating mu (Plackett-Luce; prior 25 ± 8.3)")
     against = f" against {reference}" if reference else ""
@@ -205,8 +227,4 @@ def plot_rating_history(
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    return out
+    return fig

@@ -207,6 +207,8 @@ class Trainer:
         several processes this is a collective: every rank must call it.
         """
         mine = {"generator": self.generator.get_state(), "torch_rng": torch.get_rng_state()}
+        if self.league is not None:  # each rank's scripted players have their own streams
+            mine["scripted"] = self.league.scripted_state()
         return {
             "iteration": self.iteration,
             "bad_iterations": self.bad_iterations,
@@ -233,6 +235,8 @@ class Trainer:
         mine = ranks[self.dist.rank]
         self.generator.set_state(mine["generator"])
         torch.set_rng_state(mine["torch_rng"])
+        if self.league is not None:
+            self.league.load_scripted_state(mine.get("scripted", {}))
 
     def _find_checkpoint(self) -> tuple[Path, dict[str, Any]]:
         """The newest usable checkpoint and its state, checked against the config.
@@ -333,12 +337,15 @@ class Trainer:
             self.prompt_rng.bit_generator.state,
             self.generator.get_state(),
             torch.get_rng_state(),
+            self.league.scripted_state() if self.league is not None else None,
         )
 
     def _set_streams(self, streams: tuple[Any, ...]) -> None:
         self.prompt_rng.bit_generator.state = streams[0]
         self.generator.set_state(streams[1])
         torch.set_rng_state(streams[2])
+        if self.league is not None:
+            self.league.load_scripted_state(streams[3])
 
     def _play(self) -> Rollout:
         t0 = time.perf_counter()

@@ -248,3 +248,58 @@ def test_a_league_on_vllm_serves_each_drawn_snapshot_as_an_adapter(vllm_tiny_dir
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["league/llm_1/snapshot"] for r in rows] == [0.0, 1.0]
     assert all(r["agent/llm_0/sampler/mismatch_max"] < 1e-2 for r in rows)
+
+
+def test_a_scripted_player_is_built_once_per_run_from_an_int_seed(tmp_path):
+    """``factory(seed)``: one int, as documented; the player lives across draws and resumes."""
+    from seqmarl.agents.scripted import SCRIPTED, RandomMovePlayer
+
+    seeds = []
+
+    def counting(seed):
+        seeds.append(seed)
+        return RandomMovePlayer(seed)
+
+    SCRIPTED.register("counting-test", counting)
+    try:
+        extra = ["league.fixed=[counting-test]", "league.snapshot_every=0"]
+        whole = _league_run(tmp_path / "whole", 4, *extra)
+        assert len(seeds) == 1 and type(seeds[0]) is int  # an int, not numpy
+        _league_run(tmp_path / "split", 2, *extra)
+        resumed = _league_run(tmp_path / "split", 4, *extra, resume=True)
+    finally:
+        SCRIPTED._items.pop("counting-test", None)
+    assert seeds == [seeds[0]] * 3  # once per run (and per process), from the same seed
+    a = _no_times(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
+    assert a == _no_times(read_jsonl(tmp_path / "split" / "metrics.jsonl"))
+    key = "llm_1/counting-test"
+    assert whole.league.scripted_state()[key] == resumed.league.scripted_state()[key]
+
+
+def test_a_stop_while_a_scripted_player_plays_rewinds_its_stream(tmp_path, monkeypatch):
+    """The abandoned iteration's moves are taken back from the player's stream too."""
+    import os
+    import signal
+
+    from seqmarl.agents.scripted import RandomMovePlayer
+    from seqmarl.errors import Interrupted
+
+    # random every iteration; the checkpoint is the one written on the way out of the stop
+    extra = ["league.fixed=[random]", "league.snapshot_every=0", "train.checkpoint_every=10"]
+    _league_run(tmp_path / "whole", 4, *extra)
+    real, calls = RandomMovePlayer.act, []
+
+    def act(self, observations):
+        out = real(self, observations)  # its stream has moved
+        calls.append(len(observations))
+        if len(calls) == 3:  # during iteration 2's play
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(RandomMovePlayer, "act", act)
+    with pytest.raises(Interrupted, match="after iteration 2 of 4"):
+        _league_run(tmp_path / "split", 4, *extra)
+    monkeypatch.setattr(RandomMovePlayer, "act", real)
+    _league_run(tmp_path / "split", 4, *extra, resume=True)
+    a = _no_times(read_jsonl(tmp_path / "whole" / "metrics.jsonl"))
+    assert a == _no_times(read_jsonl(tmp_path / "split" / "metrics.jsonl"))

@@ -15,7 +15,10 @@ Built in:
 
 Your own: ``module:factory`` where ``factory(seed)`` returns an object with
 ``act(observations: list[str]) -> list[str]`` (and, to resume exactly, ``state_dict()`` /
-``load_state_dict()``), or register it in :data:`SCRIPTED`.
+``load_state_dict()``), or register it in :data:`SCRIPTED`. ``seed`` is one ``int`` in
+``[0, 2**63)``: the league derives it from the run's seed and the process's rank
+(:func:`derive_seed`) and builds each scripted player once per run; its ``state_dict()``, if it
+has one, goes into the checkpoint, so a resumed run continues its stream.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ import numpy as np
 
 from seqmarl.registry import Registry
 
-__all__ = ["SCRIPTED", "RandomMovePlayer", "ScriptedPlayer", "listed_moves", "make_scripted"]
+__all__ = [
+    "SCRIPTED",
+    "RandomMovePlayer",
+    "ScriptedPlayer",
+    "derive_seed",
+    "listed_moves",
+    "make_scripted",
+]
 
 #: A line that lists moves: it names them and holds bracketed options.
 _MOVES_LINE = re.compile(r"(available|legal|valid)[^\n]*(moves?|actions?)", re.IGNORECASE)
@@ -92,13 +102,24 @@ SCRIPTED: Registry[Callable[..., ScriptedPlayer]] = Registry("scripted player")
 SCRIPTED.register("random", RandomMovePlayer)
 
 
-def make_scripted(name: str, seed: int | Sequence[int] = 0) -> ScriptedPlayer:
-    """The scripted player ``name`` seeded with ``seed``.
+def derive_seed(*parts: int) -> int:
+    """One ``int`` in ``[0, 2**63)`` from several (``derive_seed(seed, rank)``): a factory's seed.
+
+    numpy's ``SeedSequence`` mixes the parts, so nearby tuples give unrelated streams.
+    """
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def make_scripted(name: str, seed: int = 0) -> ScriptedPlayer:
+    """The scripted player ``name``: ``factory(seed)`` with ``seed`` one ``int``.
 
     Raises:
         UnknownNameError: ``name`` is not registered (the message lists the names).
+        TypeError: ``seed`` is not an ``int`` (derive one: :func:`derive_seed`).
     """
-    player = SCRIPTED.get(name)(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"scripted player {name!r}: seed must be an int, got {seed!r}")
+    player = SCRIPTED.get(name)(int(seed))
     if not isinstance(player, ScriptedPlayer):
         raise TypeError(f"scripted player {name!r}: {player!r} has no act(observations)")
     return player
