@@ -139,8 +139,8 @@ def test_bad_per_agent_settings_get_one_line():
         team_cfg("embedded:tiny-gpt2", who=("llm_7",))
     with pytest.raises(ConfigError, match=r"agents\.per_agent\.llm_1\.modle"):
         load_config(None, ["setting=cory", "agents.per_agent.llm_1.modle=x"])
-    with pytest.raises(ConfigError, match=r"agents\.generator=vllm yet"):
-        team_cfg("embedded:tiny-gpt2", "agents.generator=vllm")
+    with pytest.raises(ConfigError, match=r"distributed\.strategy=fsdp yet"):
+        team_cfg("embedded:tiny-gpt2", "agents.mode=separate", "distributed.strategy=fsdp")
     # one base named twice is no team: the run is a homogeneous one
     cfg = team_cfg("embedded:tiny-llama")
     assert {cfg.agents.for_agent(a).base_key() for a in ("llm_0", "llm_1")} == {
