@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqmarl.agents.base import Policy
-from seqmarl.agents.scripted import ScriptedPlayer, derive_seed, make_scripted
+from seqmarl.agents.base import Player, Policy
+from seqmarl.agents.scripted import derive_seed, make_scripted
 
 __all__ = ["League", "game_outcomes", "slot_state", "snapshot_iteration"]
 
@@ -118,9 +118,9 @@ class League:
         self.current: dict[str, str] = {}
         self.iteration = 0  # the iteration of the last draw
         #: slot -> the scripted player drawn for it this iteration (None: a model plays)
-        self._scripted: dict[str, ScriptedPlayer] = {}
+        self._scripted: dict[str, Player] = {}
         #: "slot/name" -> the scripted player built for that slot, once per run
-        self._built: dict[str, ScriptedPlayer] = {}
+        self._built: dict[str, Player] = {}
         #: "slot/name" -> a checkpointed state for a player not built yet
         self._pending: dict[str, Any] = {}
 
@@ -167,7 +167,7 @@ class League:
         self.iteration = iteration
         return drawn
 
-    def players(self) -> dict[str, Policy | ScriptedPlayer]:
+    def players(self) -> dict[str, Player]:
         """Agent id -> who plays it this iteration (a policy, or a scripted player)."""
         return {a: self._scripted.get(a) or self.agents[a] for a in self.ids}
 
@@ -221,7 +221,7 @@ class League:
         agent.load_state_dict(state)
         agent.sync()  # an engine serving the slot pushes the new weights before generating
 
-    def _scripted_player(self, slot: str, name: str) -> ScriptedPlayer:
+    def _scripted_player(self, slot: str, name: str) -> Player:
         key = f"{slot}/{name}"
         if key not in self._built:
             seed = derive_seed(self.seed, self.rank, self.ids.index(slot))

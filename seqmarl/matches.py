@@ -39,7 +39,7 @@ import torch
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.agents.sampling import ContextLengthError
-from seqmarl.agents.scripted import SCRIPTED, ScriptedPlayer, derive_seed, make_scripted
+from seqmarl.agents.scripted import SCRIPTED, derive_seed, make_scripted
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
@@ -284,10 +284,8 @@ def play_pairs(
 
 def _answer(player: Any, obs: list[str], gen: torch.Generator, game: Any, key: Any) -> list[str]:
     """One text per observation from a model (one batched generation) or a scripted player."""
-    if isinstance(player, ScriptedPlayer):
-        return [str(t) for t in player.act(obs)]
     try:
-        return player.sample(obs, generator=gen, stop_strings=game.stop_strings).texts
+        return player.respond(obs, generator=gen, stop_strings=game.stop_strings).texts
     except ContextLengthError as exc:
         raise ContextLengthError(f"env {game.env_id!r}, contender {key}: {exc}") from None
 

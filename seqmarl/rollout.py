@@ -34,9 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqmarl.agents.base import Policy
+from seqmarl.agents.base import Player
 from seqmarl.agents.sampling import Completions, ContextLengthError
-from seqmarl.agents.scripted import ScriptedPlayer
 from seqmarl.envs.game import TextGame
 from seqmarl.envs.task import Prompt
 
@@ -233,7 +232,7 @@ def informative_groups(roll: Rollout, agents: Sequence[str], atol: float = 1e-9)
 
 def play(
     game: TextGame | Sequence,
-    agents: Mapping[str, Policy | ScriptedPlayer],
+    agents: Mapping[str, Player],
     prompts: Sequence[Prompt],
     seats: Sequence[str],
     *,
@@ -249,9 +248,10 @@ def play(
         game: The game (:func:`seqmarl.envs.build_game`); a list of PettingZoo faces
             (:class:`~seqmarl.envs.sequential.SequentialTextEnv`, ``TextAECWrapper``) plays
             their game, and must hold at least ``len(prompts) * copies`` of them.
-        agents: Agent id -> agent: a model (:class:`~seqmarl.agents.base.Policy`) or a
-            :class:`~seqmarl.agents.scripted.ScriptedPlayer`, whose turns are played but
-            carry no tokens (it is in no ``completions`` and has no ``returns``).
+        agents: Agent id -> its :class:`~seqmarl.agents.base.Player`: a model (every
+            :class:`~seqmarl.agents.base.Policy`) or a scripted rule
+            (:func:`~seqmarl.agents.scripted.make_scripted`), whose turns are played but carry
+            no tokens (it is in no ``completions`` and has no ``returns``).
         prompts: The B prompts.
         seats: Agent id in each seat (a permutation of the game's agents).
         copies: K, rows per prompt.
@@ -286,25 +286,21 @@ def play(
             j = ids.index(agent_id)
             obs = game.observe(agent_id, rows)
             t0 = time.perf_counter()
-            agent = agents[agent_id]
-            if isinstance(agent, ScriptedPlayer):  # a rule, no tokens: nothing to learn from
-                texts = [str(t) for t in agent.act(obs)]
-            else:
-                try:
-                    comp = agent.sample(
-                        obs,
-                        generator=generator,
-                        max_new_tokens=max_new_tokens,
-                        stop_strings=game.stop_strings,
-                    )
-                except ContextLengthError as exc:
-                    turn = int(turns[rows, j].max())
-                    raise ContextLengthError(
-                        f"env {game.env_id!r}, agent {agent_id} (its turn {turn}): {exc}"
-                    ) from None
+            try:
+                texts, comp = agents[agent_id].respond(
+                    obs,
+                    generator=generator,
+                    max_new_tokens=max_new_tokens,
+                    stop_strings=game.stop_strings,
+                )
+            except ContextLengthError as exc:
+                turn = int(turns[rows, j].max())
+                raise ContextLengthError(
+                    f"env {game.env_id!r}, agent {agent_id} (its turn {turn}): {exc}"
+                ) from None
+            if comp is not None:  # a model's tokens (a rule's moves have none to learn from)
                 t_gen += time.perf_counter() - t0
                 parts[agent_id].append(comp)
-                texts = comp.texts
             observations.setdefault(agent_id, obs)
             for r, o, text in zip(rows, obs, texts, strict=True):
                 rows_of[agent_id].append((r, int(turns[r, j])))

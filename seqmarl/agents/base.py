@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -50,7 +50,39 @@ from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.sampling import Completions
 from seqmarl.types import PolicyOutput
 
-__all__ = ["Policy"]
+__all__ = ["Player", "Policy", "Turn"]
+
+
+class Turn(NamedTuple):
+    """What a player answered to the rows waiting on it.
+
+    Attributes:
+        texts: One answer per observation.
+        completions: The sampled tokens and log-probs (a model), or ``None`` (a rule played:
+            there is nothing to learn from).
+    """
+
+    texts: list[str]
+    completions: Completions | None
+
+
+@runtime_checkable
+class Player(Protocol):
+    """What plays a seat: a model (every :class:`Policy`) or a scripted rule.
+
+    The rollout, evaluation, matches and league seats play through :meth:`respond` only.
+    """
+
+    def respond(
+        self,
+        observations: Sequence[str],
+        *,
+        generator: torch.Generator | None = None,
+        max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] = (),
+    ) -> Turn:
+        """One answer per observation (a model: one batched generation)."""
+        ...
 
 
 @runtime_checkable

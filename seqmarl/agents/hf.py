@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seqmarl.agents.base import Turn
 from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.sampling import Completions, response_forward, sample
 from seqmarl.ops import entropy_from_logits, full_kl
@@ -163,6 +164,23 @@ class HFPolicy(abc.ABC):
                 value_head=self.value_head,
                 all_done=self._all_done,
             )
+
+    def respond(
+        self,
+        observations: Sequence[str],
+        *,
+        generator: torch.Generator | None = None,
+        max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] = (),
+    ) -> Turn:
+        """The :class:`~seqmarl.agents.base.Player` face: :meth:`sample`'s texts and tokens."""
+        comp = self.sample(
+            list(observations),
+            generator=generator,
+            max_new_tokens=max_new_tokens,
+            stop_strings=stop_strings,
+        )
+        return Turn(comp.texts, comp)
 
     def evaluate(
         self,

@@ -29,11 +29,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from seqmarl.agents.base import Player, Turn
 from seqmarl.registry import Registry
 
 __all__ = [
     "SCRIPTED",
     "RandomMovePlayer",
+    "RulePlayer",
     "ScriptedPlayer",
     "derive_seed",
     "listed_moves",
@@ -88,6 +90,10 @@ class RandomMovePlayer:
             out.append(str(moves[int(self.rng.integers(len(moves)))]) if moves else "")
         return out
 
+    def respond(self, observations: Sequence[str], **_: Any) -> Turn:
+        """The :class:`~seqmarl.agents.base.Player` face: :meth:`act`, no tokens."""
+        return Turn(self.act(observations), None)
+
     def state_dict(self) -> dict[str, Any]:
         """The generator's state."""
         return {"rng": self.rng.bit_generator.state}
@@ -122,4 +128,23 @@ def make_scripted(name: str, seed: int = 0) -> ScriptedPlayer:
     player = SCRIPTED.get(name)(int(seed))
     if not isinstance(player, ScriptedPlayer):
         raise TypeError(f"scripted player {name!r}: {player!r} has no act(observations)")
-    return player
+    return player if isinstance(player, Player) else RulePlayer(player)
+
+
+class RulePlayer:
+    """A scripted player with ``act`` only, given the :class:`~seqmarl.agents.base.Player` face.
+
+    Everything else (``act``, ``state_dict``, ...) is the wrapped player's.
+    """
+
+    def __init__(self, rule: ScriptedPlayer):
+        self.rule = rule
+
+    def respond(self, observations: Sequence[str], **_: Any) -> Turn:
+        """The rule's moves as text; no tokens."""
+        return Turn([str(t) for t in self.rule.act(observations)], None)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "rule":  # not yet set (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.rule, name)

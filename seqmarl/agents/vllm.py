@@ -62,6 +62,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from seqmarl.agents.base import Turn
 from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
 from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
@@ -518,6 +519,23 @@ class VllmPolicy:
             )
             out.append((ids[row][attn[row] == 1].tolist(), params, lora))
         return enc, out
+
+    def respond(
+        self,
+        observations: Sequence[str],
+        *,
+        generator: torch.Generator | None = None,
+        max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] = (),
+    ) -> Turn:
+        """The :class:`~seqmarl.agents.base.Player` face: :meth:`sample`'s texts and tokens."""
+        comp = self.sample(
+            list(observations),
+            generator=generator,
+            max_new_tokens=max_new_tokens,
+            stop_strings=stop_strings,
+        )
+        return Turn(comp.texts, comp)
 
     def sample(
         self,
