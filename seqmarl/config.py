@@ -587,10 +587,12 @@ class RunConfig(_Strict):
         factory = getattr(spec, "aec_factory", None)
         if factory is None:
             return self
-        try:
-            zero_sum = bool(getattr(factory(), "metadata", {}).get("zero_sum", False))
+        meta = getattr(spec, "metadata", None)
+        try:  # a suite's game says it without being built; a user's env is built to ask
+            meta = meta if meta is not None else getattr(factory(), "metadata", {})
         except Exception:  # the game's own fault is reported, in one line, when it is played
             return self
+        zero_sum = bool(meta.get("zero_sum", False))
         if not zero_sum:
             return self
         setting = self.setting.build()

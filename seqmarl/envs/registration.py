@@ -14,7 +14,7 @@ import difflib
 import functools
 import inspect
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,9 @@ class EnvSpec:
     description: str = ""
     #: Builds a plain PettingZoo AEC text env instead (see :func:`register_pettingzoo`).
     aec_factory: Callable[[], Any] | None = None
+    #: The AEC env's ``metadata`` where it is known without building one (a suite's game);
+    #: ``None``: a config check that needs it (``zero_sum``) builds the env.
+    metadata: Mapping[str, Any] | None = None
 
 
 ENVS: Registry[EnvSpec] = Registry("env", entry_point_group="seqmarl.envs")

@@ -256,3 +256,24 @@ def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_pat
 
 def math_close(a, b):
     return abs(a - b) < 1e-9
+
+
+def test_a_config_check_builds_no_game(monkeypatch):
+    """The zero-sum check reads the registry's metadata; the game is built when it is played."""
+    from seqmarl.config import load_config
+
+    built = []
+    real_init = TextArenaEnv.__init__
+
+    def counting(self, *a, **kw):
+        built.append(a)
+        real_init(self, *a, **kw)
+
+    monkeypatch.setattr(TextArenaEnv, "__init__", counting)
+    env = "env=textarena/TicTacToe-v0"
+    load_config(None, [env, "setting=cory", "setting.reward_matrix=competitive"])
+    with pytest.raises(ConfigError, match="is zero-sum"):
+        load_config(None, [env, "setting=cory", "setting.reward_matrix=cooperative"])
+    assert built == []
+    spec = envs.ENVS.get("textarena/TicTacToe-v0")
+    assert spec.metadata == TextArenaEnv("TicTacToe-v0").metadata  # the same answer

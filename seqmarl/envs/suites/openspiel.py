@@ -328,4 +328,4 @@ def resolve(env_id: str) -> EnvSpec:
     def factory(illegal_penalty: float = -1.0) -> OpenSpielTextEnv:
         return OpenSpielTextEnv(game, illegal_penalty=illegal_penalty)
 
-    return EnvSpec(env_id, None, description, aec_factory=factory)
+    return EnvSpec(env_id, None, description, aec_factory=factory, metadata=dict(probe.metadata))

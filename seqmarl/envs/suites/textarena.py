@@ -94,7 +94,7 @@ class TextArenaEnv(AECEnv):
         self._random = random.Random(0).getstate()
         self.num_players = num_players or players_of(game_id)
         self.possible_agents = [f"player_{k}" for k in range(self.num_players)]
-        self.metadata = {
+        self.metadata = {  # as the registry's spec says (resolve), without building one
             "name": f"textarena_{game_id}",
             "is_parallelizable": False,
             "zero_sum": self.num_players == 2,
@@ -316,4 +316,5 @@ def resolve(env_id: str) -> EnvSpec:
     def factory(invalid_move_penalty: float = 0.0) -> TextArenaEnv:
         return TextArenaEnv(game_id, num_players=n, invalid_move_penalty=invalid_move_penalty)
 
-    return EnvSpec(env_id, None, description, aec_factory=factory)
+    meta = {"name": f"textarena_{game_id}", "is_parallelizable": False, "zero_sum": n == 2}
+    return EnvSpec(env_id, None, description, aec_factory=factory, metadata=meta)
