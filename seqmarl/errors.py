@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "ConfigError",
+    "ContextLengthError",
     "EnvCheckError",
     "EnvError",
     "Interrupted",
@@ -45,6 +46,10 @@ class Interrupted(SeqmarlError):
 
 class ConfigError(SeqmarlError, ValueError):
     """A configuration value is wrong; the message names the field and what is allowed."""
+
+
+class ContextLengthError(ConfigError):
+    """A prompt plus its answer would not fit the model's positions (one line, exit 2)."""
 
 
 class UnknownNameError(SeqmarlError, KeyError):

@@ -26,11 +26,10 @@ from typing import Any
 import torch
 
 from seqmarl.agents.base import Policy
-from seqmarl.agents.sampling import Completions
 from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
 from seqmarl.algos.core import RunningMoments, masked_sum
 from seqmarl.distributed import DistContext
-from seqmarl.types import Advantages, RolloutBatch
+from seqmarl.types import Advantages, Completions, RolloutBatch
 
 __all__ = ["Learner", "length_chunks"]
 

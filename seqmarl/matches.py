@@ -38,11 +38,10 @@ import torch
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.agents.sampling import ContextLengthError
 from seqmarl.agents.scripted import SCRIPTED, derive_seed, make_scripted
 from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
-from seqmarl.errors import ConfigError
+from seqmarl.errors import ConfigError, ContextLengthError
 from seqmarl.league import slot_state, snapshot_iteration
 
 __all__ = ["Contenders", "play_match", "play_pairs", "rotations", "summarize"]

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 
 from seqmarl.agents.base import Player
-from seqmarl.agents.sampling import Completions, ContextLengthError
 from seqmarl.envs.game import TextGame
 from seqmarl.envs.task import Prompt
+from seqmarl.errors import ContextLengthError
+from seqmarl.types import Completions
 
 __all__ = ["MAX_TURNS", "Rollout", "informative_groups", "play"]
 

@@ -6,11 +6,13 @@ them), right-padded, with ``mask`` marking real tokens.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["Advantages", "LossOutput", "PolicyOutput", "RolloutBatch"]
+__all__ = ["Advantages", "Completions", "LossOutput", "PolicyOutput", "RolloutBatch"]
 
 
 @dataclass
@@ -122,3 +124,95 @@ class LossOutput:
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Completions:
+    """A batch of sampled responses.
+
+    Attributes:
+        query_ids: ``(B, Tq)`` prompt tokens, left-padded.
+        query_mask: ``(B, Tq)`` 1 on real prompt tokens.
+        response_ids: ``(B, T)`` sampled tokens, right-padded with the pad id (EOS included).
+        response_mask: ``(B, T)`` float, 1 on response tokens.
+        logprobs: ``(B, T)`` log-prob of each sampled token under the policy (0 on padding).
+        values: ``(B, T)`` value estimates ``V(s_t)`` before each token, or ``None``.
+        texts: Decoded responses (special tokens removed).
+        entropy: ``(B, T)`` entropy of the sampling policy at each step (0 on padding); it
+            comes free with the log-softmax computed for sampling.
+        engine_logprobs: ``(B, T)`` the sampled tokens' log-probs under the distribution that
+            really sampled them, where that is not the trained model (an inference engine such
+            as vLLM: its kernels round differently), else ``None``. ``logprobs - engine_logprobs``
+            is the inference/training mismatch the learner logs and can correct for.
+        logprobs_from_engine: ``logprobs`` are the engine's (``agents.vllm.logprobs=engine``),
+            not a pass of the trained model.
+    """
+
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    logprobs: torch.Tensor
+    values: torch.Tensor | None
+    texts: list[str]
+    entropy: torch.Tensor | None = None
+    engine_logprobs: torch.Tensor | None = None
+    logprobs_from_engine: bool = False
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """``(B,)`` response lengths in tokens."""
+        return self.response_mask.sum(1)
+
+    @staticmethod
+    def concat(parts: Sequence[Completions], pad_id: int) -> Completions:
+        """Rows of several batches in order (one part: itself).
+
+        Prompts are left-padded and responses right-padded to the widest, with ``pad_id``
+        ids and zero masks, log-probs, values and entropies.
+        """
+        if len(parts) == 1:
+            return parts[0]
+        tq = max(p.query_ids.shape[1] for p in parts)
+        t = max(p.response_ids.shape[1] for p in parts)
+
+        def left(x, width, value):
+            return F.pad(x, (width - x.shape[1], 0), value=value)
+
+        def right(x, width, value=0):
+            return None if x is None else F.pad(x, (0, width - x.shape[1]), value=value)
+
+        def cat(xs):
+            return None if any(x is None for x in xs) else torch.cat(xs)
+
+        return Completions(
+            query_ids=torch.cat([left(p.query_ids, tq, pad_id) for p in parts]),
+            query_mask=torch.cat([left(p.query_mask, tq, 0) for p in parts]),
+            response_ids=torch.cat([right(p.response_ids, t, pad_id) for p in parts]),
+            response_mask=torch.cat([right(p.response_mask, t) for p in parts]),
+            logprobs=torch.cat([right(p.logprobs, t) for p in parts]),
+            values=cat([right(p.values, t) for p in parts]),
+            texts=[text for p in parts for text in p.texts],
+            entropy=cat([right(p.entropy, t) for p in parts]),
+            engine_logprobs=cat([right(p.engine_logprobs, t) for p in parts]),
+            logprobs_from_engine=any(p.logprobs_from_engine for p in parts),
+        )
+
+    def select(self, idx: torch.Tensor) -> Completions:
+        """The rows ``idx``."""
+        rows = idx.tolist()
+        return Completions(
+            self.query_ids[idx],
+            self.query_mask[idx],
+            self.response_ids[idx],
+            self.response_mask[idx],
+            self.logprobs[idx],
+            None if self.values is None else self.values[idx],
+            [self.texts[i] for i in rows],
+            None if self.entropy is None else self.entropy[idx],
+            None if self.engine_logprobs is None else self.engine_logprobs[idx],
+            self.logprobs_from_engine,
+        )

@@ -47,8 +47,7 @@ import torch
 from torch import nn
 
 from seqmarl.agents.config import GenerationConfig
-from seqmarl.agents.sampling import Completions
-from seqmarl.types import PolicyOutput
+from seqmarl.types import Completions, PolicyOutput
 
 __all__ = ["Player", "Policy", "Turn"]
 

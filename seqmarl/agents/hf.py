@@ -18,9 +18,9 @@ from torch import nn
 
 from seqmarl.agents.base import Turn
 from seqmarl.agents.config import GenerationConfig
-from seqmarl.agents.sampling import Completions, response_forward, sample
+from seqmarl.agents.sampling import response_forward, sample
 from seqmarl.ops import entropy_from_logits, full_kl
-from seqmarl.types import PolicyOutput
+from seqmarl.types import Completions, PolicyOutput
 
 __all__ = ["HFPolicy", "LMAgent", "ValueHead"]
 

@@ -65,11 +65,11 @@ from torch import nn
 from seqmarl.agents.base import Turn
 from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
-from seqmarl.agents.sampling import Completions, ContextLengthError, cut_at_stop
+from seqmarl.agents.sampling import cut_at_stop
 from seqmarl.agents.scratch import remove_stale_scratch, scratch
 from seqmarl.agents.vllm_checks import check_servable
-from seqmarl.errors import ConfigError
-from seqmarl.types import PolicyOutput
+from seqmarl.errors import ConfigError, ContextLengthError
+from seqmarl.types import Completions, PolicyOutput
 
 __all__ = ["VllmEngine", "VllmPolicy", "attach", "engine_for", "engines_together", "shutdown"]
 
