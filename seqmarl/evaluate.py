@@ -309,7 +309,15 @@ def evaluate_pass_at_k_for_pool(
         )
     ids = list(agent_ids) if agent_ids is not None else list(pool.agents)
     return {
-        a: evaluate_pass_at_k(task, pool[a], num_questions=num_questions, n=n, seed=seed)
+        a: evaluate_pass_at_k(
+            task,
+            pool[a],
+            num_questions=num_questions,
+            n=n,
+            seed=seed,
+            max_observation_chars=cfg.task.max_observation_chars,
+            env_id=cfg.task.env,
+        )
         for a in ids
     }
 

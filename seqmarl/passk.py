@@ -47,12 +47,24 @@ def evaluate_pass_at_k(
     n: int,
     batch_size: int = 32,
     seed: int = 0,
+    max_observation_chars: int | None = None,
+    env_id: str = "task",
 ) -> dict[str, Any]:
     """Sample ``n`` answers per question from ``agent`` (answering alone) and score them.
+
+    Each batch of questions is played as the training games are (:func:`seqmarl.rollout.play`
+    on a one-seat :class:`~seqmarl.envs.game.TaskGame`, with the run's observation limit), each
+    question in ``n`` rows, at most ``batch_size`` rows at a time.
 
     Returns:
         ``{"n", "num_questions", "pass_at_k": {k: value}, "correct": [...], "samples": [...]}``.
     """
+    from tqdm.auto import tqdm
+
+    from seqmarl.envs.game import TaskGame
+    from seqmarl.mixing import RewardMixer
+    from seqmarl.rollout import play
+
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=agent.device).manual_seed(seed)
     pool = getattr(task, "prompts", None)
@@ -60,16 +72,22 @@ def evaluate_pass_at_k(
         questions = [pool[i] for i in sorted(rng.choice(len(pool), num_questions, replace=False))]
     else:
         questions = guard.sample_prompts(task, num_questions, rng)
-    flat = [q for q in questions for _ in range(n)]
+    me = agent.agent_id
+    game = TaskGame(
+        task,
+        mixer=RewardMixer(np.ones((1, 1)), (me,)),
+        max_observation_chars=max_observation_chars,
+        env_id=env_id,
+    )
+    per = max(1, batch_size // n)  # questions a batch
     texts: list[str] = []
-    from tqdm.auto import tqdm
-
-    starts = range(0, len(flat), batch_size)
+    scores: list[float] = []
+    starts = range(0, len(questions), per)
     for i in tqdm(starts, desc=f"pass@k: {num_questions} questions x {n}", unit="batch"):
-        chunk = flat[i : i + batch_size]
-        obs = [task.observe(q, []) for q in chunk]
-        texts += agent.sample(obs, generator=gen, stop_strings=task.stop_strings).texts
-    scores = guard.score_rewards(task, flat, texts).reshape(num_questions, n)
+        roll = play(game, {me: agent}, questions[i : i + per], (me,), copies=n, generator=gen)
+        texts += roll.completions[me].texts
+        scores += roll.task_rewards[:, 0].tolist()
+    scores = np.asarray(scores).reshape(num_questions, n)
     correct = (scores > 0.5).sum(1).astype(int).tolist()
     return {
         "n": n,

@@ -34,3 +34,28 @@ def test_table_is_monotone_and_averages_questions():
     assert list(table) == [1, 2, 3, 4]
     assert table[1] == pytest.approx((0 + 0.25 + 1) / 3)
     assert all(table[k] <= table[k + 1] for k in range(1, 4))
+
+
+def test_pass_at_k_plays_as_training_does_within_the_observation_limit(make_pool):
+    """The questions go through the rollout's game: the run's observation limit holds there."""
+    from seqmarl.envs.game import CUT
+    from seqmarl.envs.tasks.arithmetic import ArithmeticTask
+    from seqmarl.passk import evaluate_pass_at_k
+
+    pool = make_pool(agent_ids=("llm_0",))
+    agent = pool["llm_0"]
+    seen = []
+    real = agent.respond
+
+    def recording(obs, **kw):
+        seen.extend(obs)
+        return real(obs, **kw)
+
+    agent.respond = recording
+    task = ArithmeticTask()
+    out = evaluate_pass_at_k(
+        task, agent, num_questions=3, n=2, batch_size=4, max_observation_chars=24, seed=1
+    )
+    assert len(seen) == 6 and out["n"] == 2 and len(out["correct"]) == 3
+    assert all(len(o) <= 24 for o in seen)  # whole observations are longer: each was cut
+    assert all(CUT in o for o in seen)
