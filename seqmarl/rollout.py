@@ -232,7 +232,7 @@ def informative_groups(roll: Rollout, agents: Sequence[str], atol: float = 1e-9)
 
 
 def play(
-    game: TextGame | Sequence,
+    game: TextGame,
     agents: Mapping[str, Player],
     prompts: Sequence[Prompt],
     seats: Sequence[str],
@@ -246,9 +246,8 @@ def play(
     """Play ``prompts`` (each in ``copies`` rows) with the agents in ``seats`` order.
 
     Args:
-        game: The game (:func:`seqmarl.envs.build_game`); a list of PettingZoo faces
-            (:class:`~seqmarl.envs.sequential.SequentialTextEnv`, ``TextAECWrapper``) plays
-            their game, and must hold at least ``len(prompts) * copies`` of them.
+        game: The game (:func:`seqmarl.envs.build_game`; a PettingZoo face's is
+            ``face.as_game()``).
         agents: Agent id -> its :class:`~seqmarl.agents.base.Player`: a model (every
             :class:`~seqmarl.agents.base.Policy`) or a scripted rule
             (:func:`~seqmarl.agents.scripted.make_scripted`), whose turns are played but carry
@@ -264,13 +263,6 @@ def play(
             offset), so group ids are unique over ranks.
     """
     n_rows = len(prompts) * copies
-    if not isinstance(game, TextGame):  # PettingZoo faces: play their game
-        faces = list(game)
-        if len(faces) < n_rows:
-            raise ValueError(
-                f"need {n_rows} envs for {len(prompts)} prompts x {copies}, got {len(faces)}"
-            )
-        game = faces[0].as_game()
     game.reset(prompts, seats, copies)
     ids = game.possible_agents
     parts: dict[str, list[Completions]] = {a: [] for a in ids}

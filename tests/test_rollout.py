@@ -19,9 +19,8 @@ def test_rollout_stops_at_the_tasks_stop_strings(make_pool, monkeypatch):
 
     monkeypatch.setattr(type(pool.agents["llm_0"]), "sample", spy)
     prompts = env.task.sample_prompts(4, 0)
-    copies = [env] + [env.clone() for _ in range(7)]
     roll = play(
-        copies,
+        env.as_game(),
         pool.agents,
         prompts,
         ["llm_0", "llm_1"],

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from seqmarl import envs
+from seqmarl.agents.base import Turn
 from seqmarl.envs.task import Prompt, TextTask
 from seqmarl.rollout import play
 
@@ -29,11 +30,11 @@ class Scripted:
         self.agent, self.lines, self.calls = agent, lines, 0
         self.tokenizer = agent.tokenizer
 
-    def sample(self, prompts, **kw):
+    def respond(self, prompts, **kw):
         comp = self.agent.sample(prompts, **kw)
         comp.texts = [self.lines[self.calls]] * len(prompts)
         self.calls += 1
-        return comp
+        return Turn(comp.texts, comp)
 
 
 # llm_0 says yes, then win; llm_1 says no, then yes (turn rewards 1, 0, 0, 1; finals 1, 0)
@@ -53,7 +54,7 @@ def test_reward_to_go_per_turn_by_hand(make_pool, matrix):
         "llm_0": Scripted(pool["llm_0"], ["yes", "win"]),
         "llm_1": Scripted(pool["llm_1"], ["no", "yes"]),
     }
-    roll = play([env], agents, [Prompt("Game:")], ["llm_0", "llm_1"], gamma=0.5)
+    roll = play(env.as_game(), agents, [Prompt("Game:")], ["llm_0", "llm_1"], gamma=0.5)
     for agent, want in EXPECTED[matrix].items():
         assert roll.returns[agent].tolist() == want
         assert len(roll.completions[agent]) == 2  # one training row per turn
@@ -110,9 +111,8 @@ def test_multi_round_training_runs_with_group_algorithms(tmp_path):
 def test_returns_equal_trained_rewards_with_one_round(make_pool):
     pool = make_pool(max_new_tokens=3)
     env = envs.make("arithmetic-v0", num_agents=2)
-    copies = [env] + [env.clone() for _ in range(3)]
     prompts = env.task.sample_prompts(2, np.random.default_rng(0))
-    roll = play(copies, pool.agents, prompts, ["llm_1", "llm_0"], copies=2,
+    roll = play(env.as_game(), pool.agents, prompts, ["llm_1", "llm_0"], copies=2,
                 generator=torch.Generator().manual_seed(0))  # fmt: skip
     for i, a in enumerate(["llm_0", "llm_1"]):
         assert torch.equal(roll.returns[a], torch.as_tensor(roll.trained_rewards[:, i]))

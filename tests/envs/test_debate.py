@@ -251,7 +251,7 @@ def test_training_returns_of_a_right_round_0_answer_beat_an_empty_one(make_pool,
     pool = make_pool(max_new_tokens=3)
     env = _env(2, 2, score_rounds=score_rounds)
     agents = {a: Scripted(pool[a], FREE_RIDE[a]) for a in FREE_RIDE}
-    roll = play([env], agents, [QUESTION], ["llm_0", "llm_1"], gamma=0.5)
+    roll = play(env.as_game(), agents, [QUESTION], ["llm_0", "llm_1"], gamma=0.5)
     empty, right = roll.returns["llm_0"].tolist(), roll.returns["llm_1"].tolist()
     assert empty == [0.5, 1.0]  # 0 + 0.5 * 1 (the final answer), then 1
     assert right == [gap + 0.5, 1.0]

@@ -41,12 +41,11 @@ def test_every_episode_of_a_rollout_sums_to_zero(make_pool):
 
     setting = make_setting("cory", num_agents=3, reward_matrix="cooperative")
     env = envs.make("sentiment-duel-v0", setting=setting)
-    copies = [env] + [env.clone() for _ in range(11)]
     pool = make_pool(agent_ids=setting.agent_ids, max_new_tokens=6)
     prompts = env.task.sample_prompts(6, np.random.default_rng(0))
     import torch
 
-    roll = play(copies, pool.agents, prompts, setting.seat_agents(0), copies=2,
+    roll = play(env.as_game(), pool.agents, prompts, setting.seat_agents(0), copies=2,
                 generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert roll.task_rewards.shape == (12, 3)
     assert np.allclose(roll.task_rewards.sum(axis=1), 0.0)  # zero-sum in every episode

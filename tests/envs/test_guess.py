@@ -156,7 +156,7 @@ def test_a_full_game_returns_by_hand(make_pool, matrix):
         "llm_0": Scripted(pool["llm_0"], ["abc", "5", "9"]),
         "llm_1": Scripted(pool["llm_1"], ["15", "25", "9"]),
     }
-    roll = play([env], agents, [game(9)], ["llm_1", "llm_0"])
+    roll = play(env.as_game(), agents, [game(9)], ["llm_1", "llm_0"])
     for agent, want in EXPECTED[matrix].items():
         assert roll.returns[agent].tolist() == want
     assert roll.task_rewards.tolist() == [[0.0, 0.0]]  # every reward is a turn reward

@@ -70,10 +70,9 @@ def pool():
 
 def play_batch(task, pool, n=4):
     env = make_env(task)
-    copies = [env] + [env.clone() for _ in range(n - 1)]
     prompts = env.sample_prompts(n, 0)
     gen = torch.Generator().manual_seed(0)
-    return play(copies, pool.agents, prompts, ["llm_0", "llm_1"], generator=gen)
+    return play(env.as_game(), pool.agents, prompts, ["llm_0", "llm_1"], generator=gen)
 
 
 BAD_REWARDS = [
@@ -174,7 +173,7 @@ def test_an_empty_prompt_given_to_play_names_its_index(pool):
     env = make_env(FaultyTask())
     prompts = [Prompt("Question: a"), Prompt("Question: b"), Prompt("")]
     with pytest.raises(TaskError, match=r"the batch's prompts item 2 has empty text ''"):
-        play([env, env.clone(), env.clone()], pool.agents, prompts, ["llm_0", "llm_1"])
+        play(env.as_game(), pool.agents, prompts, ["llm_0", "llm_1"])
 
 
 @pytest.mark.parametrize(
