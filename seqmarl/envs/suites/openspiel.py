@@ -166,6 +166,7 @@ class OpenSpielTextEnv(AECEnv):
                 f"OpenSpiel game {game!r}: Shimmy cannot serve it ({_one_line(exc)})"
             ) from None
         self.game = game
+        self.params = dict(params or {})
         self.long_name = kind.long_name
         self.illegal_penalty = float(illegal_penalty)
         self.possible_agents = list(self._inner.possible_agents)
