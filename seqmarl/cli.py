@@ -479,7 +479,7 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
 def _eval_exploitability(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     """``eval RUN --exploitability``: OpenSpiel's exploitability of the run's models, a table."""
     from seqmarl.evaluate import free_stem, write_new
-    from seqmarl.exploitability import evaluate_run, plot_exploitability
+    from seqmarl.exploitability import evaluate_run, plot_exploitability, tree_of
 
     clash = [
         f
@@ -498,7 +498,10 @@ def _eval_exploitability(args: argparse.Namespace, cfg: RunConfig, run: Path) ->
         raise ConfigError("--exploitability-samples: at least 2 responses per information state")
     if args.cfr_iterations < 1:
         raise ConfigError("--cfr-iterations: at least 1")
+    tree_of(cfg)  # a game that cannot be walked is refused before any folder or model
     out = Path(args.out) if args.out else run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    _hold(args, out)
     result = evaluate_run(
         run,
         cfg,
@@ -506,8 +509,6 @@ def _eval_exploitability(args: argparse.Namespace, cfg: RunConfig, run: Path) ->
         cfr_iterations=args.cfr_iterations,
         seed=args.seed,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    _hold(args, out)
     stem = free_stem(out, "exploitability", [".json", ".png"])
     result["plot"] = str(plot_exploitability(result, out / f"{stem}.png"))
     print(
