@@ -75,13 +75,27 @@ def exact_blocker(
     if g.top_k or g.top_p < 1.0 or g.repetition_penalty != 1.0:
         return "top_k, top_p or repetition_penalty reshape the sampling distribution"
     room = min(g.length_cycle) if g.length_cycle else (g.min_new_tokens or g.max_new_tokens)
+    cache: dict[str, list[int]] = {}
+
+    def tokens(text: str) -> list[int]:
+        if text not in cache:
+            cache[text] = list(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return cache[text]
+
     for moves in answers.values():
         legal = dict.fromkeys(moves, "")  # ids alone: a name must not decide the canonical text
+        seqs = {a: tokens(t) for a, t in moves.items()}
+        for a, x in seqs.items():
+            for b, y in seqs.items():
+                if a != b and y[: len(x)] == x:  # the events must be disjoint
+                    return f"the answer {moves[a]!r}'s tokens begin {moves[b]!r}'s"
         for move, text in moves.items():
-            n = len(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
-            if n > room:
-                return f"the answer {text!r} takes {n} tokens, and responses may end at {room}"
-            if parse_move(prefix + cut_at_stop(text, stops), legal) != move:
+            ids = seqs[move]
+            if len(ids) > room:
+                return f"the answer {text!r} takes {len(ids)} tokens; responses may end at {room}"
+            # what a response beginning with these tokens reads as (a tokenizer may add a space)
+            said = policy.tokenizer.decode(ids, skip_special_tokens=True)
+            if parse_move(prefix + cut_at_stop(said, stops), legal) != move:
                 return f"the answer {text!r} is not read as move {move} (a stop string cuts it)"
     return None
 
@@ -174,7 +188,10 @@ def read_policy(
                 mass.setdefault(k, {})[a] = math.exp(x)
             probs, left = {}, []
             for k, _, moves in states:
-                rest = max(0.0, 1.0 - sum(mass[k].values()))
+                total = sum(mass[k].values())
+                if total > 1.0:  # rounding only: the events are disjoint
+                    mass[k] = {a: p / total for a, p in mass[k].items()}
+                rest = max(0.0, 1.0 - total)
                 left.append(rest)
                 probs[k] = {a: mass[k][a] + rest / len(moves) for a in moves}
             return {
