@@ -40,11 +40,13 @@ import torch
 
 __all__ = [
     "FALLBACK_SAMPLES",
-    "answer_logprobs",
+    "answer_mass",
     "canonical_answer",
     "exact_blocker",
     "read_policy",
+    "sequence_logprobs",
     "shares",
+    "spellings",
 ]
 
 #: Responses per information state where a policy cannot be read exactly and none were asked.
@@ -63,81 +65,136 @@ def exact_blocker(
     """Why ``policy``'s move probabilities cannot be read exactly, or None when they can.
 
     Args:
-        policy: The agent (its ``generation`` settings and tokenizer).
+        policy: The agent (its ``generation`` settings).
         answers: Per information state, legal move -> its canonical answer.
         prefix: ``task.action_prefix``.
         stops: Every stop string of a response.
     """
-    from seqmarl.agents.sampling import cut_at_stop
     from seqmarl.envs.suites.openspiel import parse_move
 
     g = policy.generation
     if g.top_k or g.top_p < 1.0 or g.repetition_penalty != 1.0:
         return "top_k, top_p or repetition_penalty reshape the sampling distribution"
-    room = min(g.length_cycle) if g.length_cycle else (g.min_new_tokens or g.max_new_tokens)
-    cache: dict[str, list[int]] = {}
-
-    def tokens(text: str) -> list[int]:
-        if text not in cache:
-            cache[text] = list(policy.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return cache[text]
-
     for moves in answers.values():
         legal = dict.fromkeys(moves, "")  # ids alone: a name must not decide the canonical text
-        seqs = {a: tokens(t) for a, t in moves.items()}
-        for a, x in seqs.items():
-            for b, y in seqs.items():
-                if a != b and y[: len(x)] == x:  # the events must be disjoint
-                    return f"the answer {moves[a]!r}'s tokens begin {moves[b]!r}'s"
         for move, text in moves.items():
-            ids = seqs[move]
-            if len(ids) > room:
-                return f"the answer {text!r} takes {len(ids)} tokens; responses may end at {room}"
-            # what a response beginning with these tokens reads as (a tokenizer may add a space)
-            said = policy.tokenizer.decode(ids, skip_special_tokens=True)
-            if parse_move(prefix + cut_at_stop(said, stops), legal) != move:
-                return f"the answer {text!r} is not read as move {move} (a stop string cuts it)"
+            if parse_move(prefix + text, legal) != move:
+                return f"the answer {text!r} is not read as move {move} after {prefix!r}"
+            for stop in stops:  # a stop string that starts inside the answer cuts it
+                if any(stop.startswith(text[i:]) or stop in text for i in range(len(text))):
+                    return f"the answer {text!r} can be cut by the stop string {stop!r}"
     return None
 
 
+_VOCAB: dict[int, list[str]] = {}
+
+
+def _vocab(tokenizer: Any) -> list[str]:
+    """Each token id's text (empty for special tokens), cached per tokenizer."""
+    key = id(tokenizer)
+    if key not in _VOCAB:
+        special = set(tokenizer.all_special_ids)
+        _VOCAB[key] = ["" if i in special else tokenizer.decode([i]) for i in range(len(tokenizer))]
+    return _VOCAB[key]
+
+
+def spellings(tokenizer: Any, text: str, room: int) -> list[list[int]]:
+    """Every token sequence (at most ``room`` tokens) whose text begins with ``text``.
+
+    Each sequence ends at the token that completes ``text`` (``[1]`` may be ``[``, ``1``,
+    ``]`` or ``[``, ``1``, ``],``, ...), so no sequence begins another: a response begins with
+    ``text`` exactly when its tokens begin with one of them. Sequences are checked by decoding
+    them whole; a tokenizer whose tokens do not spell text one by one loses spellings (a lower
+    bound, then).
+    """
+    vocab = _vocab(tokenizer)
+    found: list[list[int]] = []
+
+    def walk(rest: str, seq: list[int]) -> None:
+        if len(seq) >= room:
+            return
+        for i, piece in enumerate(vocab):
+            if not piece:
+                continue
+            if piece.startswith(rest):
+                found.append([*seq, i])
+            elif rest.startswith(piece):
+                walk(rest[len(piece) :], [*seq, i])
+
+    walk(text, [])
+    return [s for s in found if tokenizer.decode(s, skip_special_tokens=True).startswith(text)]
+
+
 @torch.no_grad()
-def answer_logprobs(
-    policy: Any, prompts: Sequence[str], answers: Sequence[str], *, batch_size: int = 32
+def sequence_logprobs(
+    policy: Any, prompts: Sequence[str], responses: Sequence[Sequence[int]]
 ) -> np.ndarray:
-    """``(len(prompts),)``: log-probability that ``policy``'s response to prompt ``i`` starts so.
+    """``(len(prompts),)``: log-probability that response ``i`` begins with token sequence ``i``.
 
-    Row ``i``'s event is that the response's first tokens are answer ``i``'s tokens.
-
-    Prompts are tokenized as sampling tokenizes them; an answer's tokens are the tokenizer's
-    encoding of it alone; log-probs are taken under the sampling temperature
-    (:meth:`~seqmarl.agents.base.Policy.evaluate`).
+    Under the sampling temperature, in one batched :meth:`~seqmarl.agents.base.Policy.evaluate`;
+    prompts are tokenized as sampling tokenizes them.
     """
     from seqmarl.agents.sampling import Completions
 
     tok, device = policy.tokenizer, policy.device
-    out: list[float] = []
-    for i in range(0, len(prompts), batch_size):
-        ps, ans = list(prompts[i : i + batch_size]), list(answers[i : i + batch_size])
-        enc = tok(ps, padding=True, return_tensors="pt")
-        ids = [tok(a, add_special_tokens=False)["input_ids"] for a in ans]
-        width = max(len(x) for x in ids)
-        response = torch.full((len(ids), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(ids), width))
-        for j, x in enumerate(ids):
-            response[j, : len(x)] = torch.tensor(x, dtype=torch.long)
-            mask[j, : len(x)] = 1.0
-        comp = Completions(
-            query_ids=enc["input_ids"].to(device),
-            query_mask=enc["attention_mask"].to(device),
-            response_ids=response.to(device),
-            response_mask=mask.to(device),
-            logprobs=torch.zeros((len(ids), width), device=device),
-            values=None,
-            texts=ans,
+    enc = tok(list(prompts), padding=True, return_tensors="pt")
+    width = max(len(x) for x in responses)
+    response = torch.full((len(responses), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(responses), width))
+    for j, x in enumerate(responses):
+        response[j, : len(x)] = torch.tensor(list(x), dtype=torch.long)
+        mask[j, : len(x)] = 1.0
+    comp = Completions(
+        query_ids=enc["input_ids"].to(device),
+        query_mask=enc["attention_mask"].to(device),
+        response_ids=response.to(device),
+        response_mask=mask.to(device),
+        logprobs=torch.zeros((len(responses), width), device=device),
+        values=None,
+        texts=[tok.decode(x) for x in responses],
+    )
+    logprobs = policy.evaluate(comp).logprobs  # (B, T), 0 on padding
+    return (logprobs.double() * comp.response_mask.double()).sum(1).cpu().numpy()
+
+
+def answer_mass(
+    policy: Any,
+    states: Sequence[tuple[str, str, Mapping[int, str]]],
+    answers: Mapping[str, Mapping[int, str]],
+    *,
+    max_rows: int = 256,
+) -> dict[str, dict[int, float]]:
+    """Per state and move, the probability that the response begins with the move's answer.
+
+    Sums :func:`sequence_logprobs` over the answer's :func:`spellings` that fit the
+    shortest response length; one state's rows go to the model together (its prompt is run
+    once), several states per call up to ``max_rows`` rows.
+    """
+    g = policy.generation
+    room = min(g.length_cycle) if g.length_cycle else (g.min_new_tokens or g.max_new_tokens)
+    spelled: dict[str, list[list[int]]] = {}
+    rows = [
+        (k, prompt, a, seq)
+        for k, prompt, moves in states
+        for a in moves
+        for seq in spelled.setdefault(
+            answers[k][a], spellings(policy.tokenizer, answers[k][a], room)
         )
-        logprobs = policy.evaluate(comp).logprobs  # (B, T), 0 on padding
-        out += (logprobs.float() * comp.response_mask).sum(1).tolist()
-    return np.array(out, dtype=np.float64)
+    ]
+    mass = {k: dict.fromkeys(moves, 0.0) for k, _, moves in states}
+    batch: list[tuple[str, str, int, list[int]]] = []
+    by_state: dict[str, list] = {}
+    for row in rows:
+        by_state.setdefault(row[0], []).append(row)
+    groups = list(by_state.values())
+    for n, group in enumerate(groups):
+        batch += group
+        if len(batch) >= max_rows or n == len(groups) - 1:
+            lp = sequence_logprobs(policy, [r[1] for r in batch], [r[3] for r in batch])
+            for (k, _, a, _), x in zip(batch, lp, strict=True):
+                mass[k][a] += math.exp(x)
+            batch = []
+    return mass
 
 
 def read_policy(
@@ -176,16 +233,7 @@ def read_policy(
     if samples is None:
         why = exact_blocker(policy, answers, action_prefix, stops)
         if why is None:
-            rows = [(k, p, a) for k, p, moves in states for a in moves]
-            lp = answer_logprobs(
-                policy,
-                [p for _, p, _ in rows],
-                [answers[k][a] for k, _, a in rows],
-                batch_size=batch_size,
-            )
-            mass: dict[str, dict[int, float]] = {}
-            for (k, _, a), x in zip(rows, lp, strict=True):
-                mass.setdefault(k, {})[a] = math.exp(x)
+            mass = answer_mass(policy, states, answers, max_rows=max(batch_size, 256))
             probs, left = {}, []
             for k, _, moves in states:
                 total = sum(mass[k].values())
