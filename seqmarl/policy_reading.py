@@ -47,6 +47,7 @@ __all__ = [
     "sequence_logprobs",
     "shares",
     "spellings",
+    "trie_mass",
 ]
 
 #: Responses per information state where a policy cannot be read exactly and none were asked.
@@ -168,10 +169,13 @@ def answer_mass(
 
     Sums :func:`sequence_logprobs` over the answer's :func:`spellings` that fit the
     shortest response length; one state's rows go to the model together (its prompt is run
-    once), several states per call up to ``max_rows`` rows.
+    once), several states per call up to ``max_rows`` rows. A Hugging Face policy takes the
+    same sum faster, from whole next-token distributions (:func:`trie_mass`).
     """
     g = policy.generation
     room = min(g.length_cycle) if g.length_cycle else (g.min_new_tokens or g.max_new_tokens)
+    if hasattr(policy, "_policy_module"):  # an HF policy: walk the token trie, one prompt pass
+        return trie_mass(policy, states, answers, room)
     spelled: dict[str, list[list[int]]] = {}
     rows = [
         (k, prompt, a, seq)
@@ -283,3 +287,86 @@ def shares(counts: Sequence[int], moves: Sequence[int]) -> tuple[dict[int, float
     x = np.array([[(c == a) + (c == -1) / k for a in moves] for c in counts])  # (n, |A|)
     se = float((x.std(0, ddof=1) / math.sqrt(n)).max()) if n > 1 else math.nan
     return {a: float(x[:, i].mean()) for i, a in enumerate(moves)}, se
+
+
+_PIECES: dict[tuple[int, str], tuple[list[int], list[tuple[int, str]]]] = {}
+
+
+def _pieces(vocab: list[str], rest: str) -> tuple[list[int], list[tuple[int, str]]]:
+    """Tokens whose text begins with ``rest``; tokens whose text ``rest`` continues (+ the rest)."""
+    key = (id(vocab), rest)
+    if key not in _PIECES:
+        whole = [i for i, p in enumerate(vocab) if p and p.startswith(rest)]
+        part = [(i, rest[len(p) :]) for i, p in enumerate(vocab) if p and rest.startswith(p)]
+        _PIECES[key] = (whole, [(i, tail) for i, tail in part if tail])
+    return _PIECES[key]
+
+
+@torch.no_grad()
+def trie_mass(
+    policy: Any,
+    states: Sequence[tuple[str, str, Mapping[int, str]]],
+    answers: Mapping[str, Mapping[int, str]],
+    room: int,
+    *,
+    chunk: int = 16,
+) -> dict[str, dict[int, float]]:
+    """:func:`answer_mass` for a Hugging Face policy, from whole next-token distributions.
+
+    One pass over each prompt gives the first token's distribution (at the sampling
+    temperature): the tokens whose text begins with the answer add their probability; each
+    token whose text the answer continues (``1`` of ``1]``) is fed once more, from the
+    prompt's KV cache, and the walk goes on with the rest of the answer, up to ``room``
+    tokens. The same sum as over :func:`spellings`, at about the cost of the prompt.
+    """
+    from seqmarl.agents.sampling import _cache_of, _positions, _with_cache
+
+    tok, temperature = policy.tokenizer, policy.generation.temperature
+    vocab = _vocab(tok)
+    mass = {k: dict.fromkeys(moves, 0.0) for k, _, moves in states}
+    with policy._policy_module() as model:
+        device = next(model.parameters()).device
+        for i in range(0, len(states), chunk):
+            part = states[i : i + chunk]
+            enc = tok([p for _, p, _ in part], padding=True, return_tensors="pt").to(device)
+            mask = enc["attention_mask"]
+            out = model(
+                input_ids=enc["input_ids"],
+                attention_mask=mask,
+                position_ids=_positions(mask),
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            logp = (out.logits[:, -1].float() / temperature).log_softmax(-1)  # (B, V)
+            past = _cache_of(out)
+            # (row of logp and the cache, state, move, log-prob so far, answer still to spell)
+            frontier = [
+                (b, k, a, 0.0, answers[k][a]) for b, (k, _, moves) in enumerate(part) for a in moves
+            ]
+            for depth in range(1, room + 1):
+                grow = []
+                for row, k, a, acc, rest in frontier:
+                    whole, partial = _pieces(vocab, rest)
+                    if whole:
+                        got = float(logp[row, whole].double().exp().sum())
+                        mass[k][a] += math.exp(acc) * got
+                    if depth < room:
+                        grow += [
+                            (row, t, k, a, acc + float(logp[row, t]), tail) for t, tail in partial
+                        ]
+                if not grow:
+                    break
+                rows = torch.tensor([g[0] for g in grow], device=device)
+                past.batch_select_indices(rows)  # one cache row per branch (rows may repeat)
+                mask = torch.cat([mask[rows], torch.ones_like(mask[rows][:, :1])], dim=1)
+                out = model(
+                    input_ids=torch.tensor([[g[1]] for g in grow], device=device),
+                    attention_mask=mask,
+                    position_ids=_positions(mask)[:, -1:],
+                    **_with_cache(past),
+                    use_cache=True,
+                )
+                logp = (out.logits[:, -1].float() / temperature).log_softmax(-1)
+                past = _cache_of(out)
+                frontier = [(j, k, a, acc, tail) for j, (_, _, k, a, acc, tail) in enumerate(grow)]
+    return mass
