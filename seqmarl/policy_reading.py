@@ -87,16 +87,19 @@ def exact_blocker(
     return None
 
 
-_VOCAB: dict[int, list[str]] = {}
+#: id(tokenizer) -> (the tokenizer, each token's text); holding the tokenizer keeps its id
+#: from being reused by a later object while the entry lives
+_VOCAB: dict[int, tuple[Any, list[str]]] = {}
 
 
 def _vocab(tokenizer: Any) -> list[str]:
     """Each token id's text (empty for special tokens), cached per tokenizer."""
-    key = id(tokenizer)
-    if key not in _VOCAB:
+    held = _VOCAB.get(id(tokenizer))
+    if held is None or held[0] is not tokenizer:
         special = set(tokenizer.all_special_ids)
-        _VOCAB[key] = ["" if i in special else tokenizer.decode([i]) for i in range(len(tokenizer))]
-    return _VOCAB[key]
+        texts = ["" if i in special else tokenizer.decode([i]) for i in range(len(tokenizer))]
+        held = _VOCAB[id(tokenizer)] = (tokenizer, texts)
+    return held[1]
 
 
 def spellings(tokenizer: Any, text: str, room: int) -> list[list[int]]:
@@ -289,17 +292,17 @@ def shares(counts: Sequence[int], moves: Sequence[int]) -> tuple[dict[int, float
     return {a: float(x[:, i].mean()) for i, a in enumerate(moves)}, se
 
 
-_PIECES: dict[tuple[int, str], tuple[list[int], list[tuple[int, str]]]] = {}
+_PIECES: dict[tuple[int, str], tuple[list[str], list[int], list[tuple[int, str]]]] = {}
 
 
 def _pieces(vocab: list[str], rest: str) -> tuple[list[int], list[tuple[int, str]]]:
     """Tokens whose text begins with ``rest``; tokens whose text ``rest`` continues (+ the rest)."""
-    key = (id(vocab), rest)
-    if key not in _PIECES:
+    held = _PIECES.get((id(vocab), rest))
+    if held is None or held[0] is not vocab:
         whole = [i for i, p in enumerate(vocab) if p and p.startswith(rest)]
         part = [(i, rest[len(p) :]) for i, p in enumerate(vocab) if p and rest.startswith(p)]
-        _PIECES[key] = (whole, [(i, tail) for i, tail in part if tail])
-    return _PIECES[key]
+        held = _PIECES[(id(vocab), rest)] = (vocab, whole, [(i, t) for i, t in part if t])
+    return held[1], held[2]
 
 
 @torch.no_grad()
