@@ -372,6 +372,8 @@ def _eval(args: argparse.Namespace) -> int:
             run / "config.yaml", [*model, *overrides], run_dir=run, allow=args.imports
         )
         _check_run_trust(cfg, overrides, run)
+        if args.exploitability:
+            return _eval_exploitability(args, cfg, run)
         if args.opponent or args.round_robin:
             return _eval_matches(args, cfg, run)
         alone = select_agents(cfg, args.agent) if args.agent else None
@@ -379,6 +381,11 @@ def _eval(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else run / "eval"
         what = f"{args.model} untrained in {run}'s config" if args.model else f"run {run}"
     else:
+        if args.exploitability:
+            raise ConfigError(
+                "--exploitability reads a run's models: give the run folder first, "
+                "e.g. seqmarl eval runs/x --exploitability"
+            )
         if args.opponent or args.round_robin:
             raise ConfigError(
                 "--opponent and --round-robin play a run's agents: give the run folder first, "
@@ -498,6 +505,84 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     return 0
 
 
+def _eval_exploitability(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
+    """``eval RUN --exploitability``: OpenSpiel's exploitability of the run's models, a table."""
+    from seqmarl.evaluate import free_stem, write_new
+    from seqmarl.exploitability import evaluate_run, plot_exploitability, tree_of
+
+    clash = [
+        f
+        for f, on in (
+            ("--opponent", args.opponent),
+            ("--round-robin", args.round_robin),
+            ("--pass-k", args.pass_k),
+            ("--model", args.model),
+            ("--agent", args.agent),
+        )
+        if on
+    ]
+    if clash:
+        raise ConfigError(f"--exploitability reads every model of the run; not with {clash[0]}")
+    if args.exploitability_samples is not None and args.exploitability_samples < 2:
+        raise ConfigError("--exploitability-samples: at least 2 responses per information state")
+    if args.cfr_iterations < 1:
+        raise ConfigError("--cfr-iterations: at least 1")
+    tree_of(cfg)  # a game that cannot be walked is refused before any folder or model
+    out = Path(args.out) if args.out else run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    _hold(args, out)
+    result = evaluate_run(
+        run,
+        cfg,
+        samples=args.exploitability_samples,
+        cfr_iterations=args.cfr_iterations,
+        seed=args.seed,
+    )
+    stem = free_stem(out, "exploitability", [".json", ".png"])
+    result["plot"] = str(plot_exploitability(result, out / f"{stem}.png"))
+    print(
+        f"exploitability on {cfg.task.env} ({result['game']}, {result['information_states']} "
+        f"information states; OpenSpiel's exploitability = NashConv / players)"
+    )
+    print(
+        f"  {'policy':<14} {'iteration':>9} {'exploitability':>14} {'nash_conv':>9} "
+        f"{'value p0':>9}  read"
+    )
+    for r in result["rows"]:
+        it = "-" if r.get("iteration") is None else str(r["iteration"])
+        e = r["exploitability"]
+        e = (
+            "-"
+            if e is None
+            else f"{e:.4f}"
+            + (f"±{r['exploitability_sd']:.4f}" if r.get("exploitability_sd") is not None else "")
+        )
+        print(
+            f"  {r['name']:<14} {it:>9} {e:>14} {r['nash_conv']:>9.4f} {r['value'][0]:>+9.4f}  "
+            f"{_how_read(r)}"
+        )
+    print(
+        f"  game value for player 0 (CFR after {result['cfr_iterations']} iterations): "
+        f"{result['game_value'][0]:+.4f}; {result['seconds']:.1f} s in all"
+    )
+    path = write_new(out, stem, json.dumps(result, indent=2))
+    print(f"wrote {path} and {result['plot']}")
+    return 0
+
+
+def _how_read(row: dict) -> str:
+    """How a table row's policy was read, in a few words."""
+    if row.get("method") == "exact":
+        return (
+            f"exact (mass off the canonical answers: mean {row['leftover_mean']:.3f}, "
+            f"max {row['leftover_max']:.3f})"
+        )
+    if row.get("method") == "sampled":
+        why = f"; {row['why_sampled']}" if row.get("why_sampled") else ""
+        return f"sampled, {row['samples']} per state (largest SE {row['se_max']:.3f}{why})"
+    return row.get("kind", "")
+
+
 def _with_se(mean: float, se: float | None, spec: str = ".4f") -> str:
     """``mean±se`` (``mean±-`` where there is no standard error: a single value)."""
     return f"{mean:{spec}}±" + ("-" if se is None else f"{se:.4f}")
@@ -604,6 +689,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         metavar="N",
         help="--round-robin: games played at once (whole pairs, as many as fit; at least one)",
+    )
+    p.add_argument(
+        "--exploitability",
+        action="store_true",
+        help="OpenSpiel's exploitability of the run's base model, league snapshots and final "
+        "agents, with uniform random and CFR references (small OpenSpiel games: Kuhn, Leduc)",
+    )
+    p.add_argument(
+        "--exploitability-samples",
+        type=int,
+        metavar="N",
+        help="read each model by sampling N responses per information state (default: exact "
+        "log-probs of each move's answer where the parse allows)",
+    )
+    p.add_argument(
+        "--cfr-iterations",
+        type=int,
+        default=100,
+        metavar="N",
+        help="iterations of OpenSpiel's CFR for the reference policy (default 100)",
     )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument(

@@ -388,11 +388,15 @@ class AECGame:
             else:
                 role = self._to_env[agent]
                 obs = self._call(r, "observe", lambda r=r, role=role: self._envs[r].observe(role))
-            text = fit_observation(self._text(obs, r, agent), self.max_observation_chars)
-            if self.observation_template is not None:
-                text = self.observation_template.replace("{observation}", text)
-            out.append(text)
+            out.append(self.frame(self._text(obs, r, agent)))
         return out
+
+    def frame(self, text: str) -> str:
+        """The env's observation ``text`` as the model reads it: cut, then framed (the template)."""
+        text = fit_observation(text, self.max_observation_chars)
+        if self.observation_template is not None:
+            text = self.observation_template.replace("{observation}", text)
+        return text
 
     def act(self, agent: str, rows: Sequence[int], texts: Sequence[str]) -> None:
         """Step each row's env with ``agent``'s answer; its rewards are kept per turn."""

@@ -8,8 +8,10 @@ PettingZoo ``AECEnv`` over ``pyspiel``) and :class:`OpenSpielTextEnv` puts text 
 * **agents**: Shimmy's ``player_0 ... player_{N-1}`` (OpenSpiel's player ids); turn order,
   termination and truncation are the game's;
 * **observations** (``{"text": ...}``): a line naming the game and the player, the state as
-  that player sees it (OpenSpiel's observation string, else its information-state string,
-  else the state itself), and on the player's turn a line on how to answer and the moves,
+  that player sees it (for Kuhn and Leduc poker in words: the cards it may see, the betting so
+  far, the pot; :mod:`~seqmarl.envs.suites.openspiel_views`; for any other game OpenSpiel's
+  observation string, else its information-state string, else the state itself), and on the
+  player's turn a line on how to answer and the moves,
   ``Available Moves: '[4]' x(1,1), '[5]' x(1,2)`` (action id in brackets, then OpenSpiel's
   name of the action);
 * **moves**: the first ``[N]`` in the text whose ``N`` is a legal action id, else the legal
@@ -47,6 +49,7 @@ from pettingzoo import AECEnv
 from seqmarl.envs.registration import EnvSpec
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.suites import require
+from seqmarl.envs.suites.openspiel_views import readable_view
 from seqmarl.errors import ConfigError
 
 __all__ = ["PREFIX", "OpenSpielTextEnv", "load_game", "parse_move", "resolve"]
@@ -163,12 +166,14 @@ class OpenSpielTextEnv(AECEnv):
                 f"OpenSpiel game {game!r}: Shimmy cannot serve it ({_one_line(exc)})"
             ) from None
         self.game = game
+        self.params = dict(params or {})
         self.long_name = kind.long_name
         self.illegal_penalty = float(illegal_penalty)
         self.possible_agents = list(self._inner.possible_agents)
         self._ids = {a: k for k, a in enumerate(self.possible_agents)}
         self._observation_string = kind.provides_observation_string
         self._information_string = kind.provides_information_state_string
+        self._readable = readable_view(game, params)
         self.metadata = {
             "name": f"openspiel_{game}",
             "is_parallelizable": False,
@@ -276,8 +281,9 @@ class OpenSpielTextEnv(AECEnv):
             return {}
         return {int(a): state.action_to_string(pid, a) for a in state.legal_actions(pid)}
 
-    def _view(self, pid: int) -> str:
-        state = self.state
+    def _view(self, state: Any, pid: int) -> str:
+        if self._readable is not None:
+            return self._readable(state, pid)
         try:
             if self._observation_string:
                 return state.observation_string(pid)
@@ -288,11 +294,31 @@ class OpenSpielTextEnv(AECEnv):
         return str(state)
 
     def _text(self, agent: str) -> str:
-        state, pid = self.state, self._ids[agent]
-        n = len(self.possible_agents)
-        lines = [f"You are player {pid} of {n} in {self.long_name}.", self._view(pid).rstrip()]
-        moves = self._moves(agent) if agent in self.agents else {}
         live = not (self.terminations.get(agent) or self.truncations.get(agent))
+        moves = self._moves(agent) if agent in self.agents else {}
+        return self._render(self.state, self._ids[agent], moves, live=live)
+
+    def observation_at(self, state: Any) -> str:
+        """The text the player to move in ``state`` reads on its turn (any reachable state).
+
+        The same text :meth:`observe` gives that player when this env reaches ``state``;
+        exploitability reads a policy at every information state through it.
+
+        Raises:
+            ValueError: ``state`` is a chance node or terminal (no player to move).
+        """
+        pid = state.current_player()
+        if state.is_terminal() or pid < 0:
+            raise ValueError("observation_at needs a state where a player is to move")
+        moves = {int(a): state.action_to_string(pid, a) for a in state.legal_actions(pid)}
+        return self._render(state, pid, moves, live=True)
+
+    def _render(self, state: Any, pid: int, moves: Mapping[int, str], *, live: bool) -> str:
+        n = len(self.possible_agents)
+        lines = [
+            f"You are player {pid} of {n} in {self.long_name}.",
+            self._view(state, pid).rstrip(),
+        ]
         if state.is_terminal():
             lines.append(f"The game is over; your return is {state.returns()[pid]:+g}.")
         elif moves and live:
