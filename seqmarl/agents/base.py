@@ -49,7 +49,7 @@ from torch import nn
 from seqmarl.agents.config import GenerationConfig
 from seqmarl.types import Completions, PolicyOutput
 
-__all__ = ["Player", "Policy", "Turn"]
+__all__ = ["Player", "Policy", "SamplingPlayer", "Turn"]
 
 
 class Turn(NamedTuple):
@@ -82,6 +82,27 @@ class Player(Protocol):
     ) -> Turn:
         """One answer per observation (a model: one batched generation)."""
         ...
+
+
+class SamplingPlayer:
+    """The :class:`Player` face of a model: :meth:`respond` is its ``sample``'s texts and tokens."""
+
+    def respond(
+        self,
+        observations: Sequence[str],
+        *,
+        generator: torch.Generator | None = None,
+        max_new_tokens: int | None = None,
+        stop_strings: Sequence[str] = (),
+    ) -> Turn:
+        """One batched generation: the texts and the :class:`Completions` they came from."""
+        comp = self.sample(  # type: ignore[attr-defined]
+            list(observations),
+            generator=generator,
+            max_new_tokens=max_new_tokens,
+            stop_strings=stop_strings,
+        )
+        return Turn(comp.texts, comp)
 
 
 @runtime_checkable

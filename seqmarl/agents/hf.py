@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqmarl.agents.base import Turn
+from seqmarl.agents.base import SamplingPlayer
 from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.sampling import response_forward, sample
 from seqmarl.ops import entropy_from_logits, full_kl
@@ -39,7 +39,7 @@ class ValueHead(nn.Module):
         return self.linear(hidden.to(self.linear.weight.dtype))
 
 
-class HFPolicy(abc.ABC):
+class HFPolicy(SamplingPlayer, abc.ABC):
     """A policy that answers prompts and scores token log-probs; optionally a value head.
 
     Subclasses say where the LM weights live by implementing the ``_policy_module``,
@@ -165,23 +165,6 @@ class HFPolicy(abc.ABC):
                 all_done=self._all_done,
             )
 
-    def respond(
-        self,
-        observations: Sequence[str],
-        *,
-        generator: torch.Generator | None = None,
-        max_new_tokens: int | None = None,
-        stop_strings: Sequence[str] = (),
-    ) -> Turn:
-        """The :class:`~seqmarl.agents.base.Player` face: :meth:`sample`'s texts and tokens."""
-        comp = self.sample(
-            list(observations),
-            generator=generator,
-            max_new_tokens=max_new_tokens,
-            stop_strings=stop_strings,
-        )
-        return Turn(comp.texts, comp)
-
     def evaluate(
         self,
         completions: Completions,
@@ -234,7 +217,7 @@ class HFPolicy(abc.ABC):
             )
         return logprobs, logits
 
-    def sync(self) -> None:  # noqa: B027 (a hook: a subclass may push weights elsewhere)
+    def sync(self) -> None:
         """Called once after an update that stepped; the HF policy samples from its weights."""
 
     def parameters(self) -> list[nn.Parameter]:

@@ -62,7 +62,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqmarl.agents.base import Turn
+from seqmarl.agents.base import SamplingPlayer
 from seqmarl.agents.config import VllmSettings
 from seqmarl.agents.hf import HFPolicy
 from seqmarl.agents.sampling import cut_at_stop
@@ -373,7 +373,7 @@ atexit.register(shutdown)
 # ------------------------------------------------------------------ the policy
 
 
-class VllmPolicy:
+class VllmPolicy(SamplingPlayer):
     """An :class:`HFPolicy` whose :meth:`sample` runs on the engine; all else is the HF policy's.
 
     Args:
@@ -519,23 +519,6 @@ class VllmPolicy:
             )
             out.append((ids[row][attn[row] == 1].tolist(), params, lora))
         return enc, out
-
-    def respond(
-        self,
-        observations: Sequence[str],
-        *,
-        generator: torch.Generator | None = None,
-        max_new_tokens: int | None = None,
-        stop_strings: Sequence[str] = (),
-    ) -> Turn:
-        """The :class:`~seqmarl.agents.base.Player` face: :meth:`sample`'s texts and tokens."""
-        comp = self.sample(
-            list(observations),
-            generator=generator,
-            max_new_tokens=max_new_tokens,
-            stop_strings=stop_strings,
-        )
-        return Turn(comp.texts, comp)
 
     def sample(
         self,
