@@ -121,3 +121,16 @@ def vllm_tiny_dir(tmp_path_factory):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def pytest_collection_finish(session):
+    """Give absl's log handler the real stderr once collection is over.
+
+    Importing open_spiel's Python modules (tests/test_exploitability.py, at collection) imports
+    absl.logging, whose handler keeps the ``sys.stderr`` of that moment: pytest's collection
+    capture, closed later. A later test that configures logging (vLLM's) then made the whole
+    run die on "I/O operation on closed file".
+    """
+    absl_logging = sys.modules.get("absl.logging")
+    if absl_logging is not None:
+        absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
