@@ -40,7 +40,7 @@ from seqmarl.envs.task import Prompt
 from seqmarl.errors import ContextLengthError
 from seqmarl.types import Completions
 
-__all__ = ["MAX_TURNS", "Rollout", "informative_groups", "play"]
+__all__ = ["MAX_TURNS", "Rollout", "informative_groups", "play", "summed_timings"]
 
 #: Turns of one agent in one episode that group ids keep apart (``prompt * MAX_TURNS + t``).
 MAX_TURNS = 1024
@@ -176,10 +176,6 @@ class Rollout:
         def cat(xs):
             return None if any(x is None for x in xs) else np.concatenate(xs)
 
-        timings: dict[str, float] = {}
-        for p in parts:
-            for k, v in p.timings.items():
-                timings[k] = timings.get(k, 0.0) + v
         return Rollout(
             prompts=[x for p in parts for x in p.prompts],
             group_ids=torch.cat([p.group_ids for p in parts]),
@@ -201,8 +197,17 @@ class Rollout:
             turns=cat([p.turns for p in parts]),
             truncated=cat([p.truncated for p in parts]),
             infos=[i for p in parts for i in p.infos],
-            timings=timings,
+            timings=summed_timings(parts),
         )
+
+
+def summed_timings(rolls: Sequence[Rollout]) -> dict[str, float]:
+    """Each timing summed over ``rolls``."""
+    out: dict[str, float] = {}
+    for roll in rolls:
+        for k, v in roll.timings.items():
+            out[k] = out.get(k, 0.0) + v
+    return out
 
 
 def informative_groups(roll: Rollout, agents: Sequence[str], atol: float = 1e-9) -> list[int]:

@@ -51,7 +51,7 @@ from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
 from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
 from seqmarl.league import League
 from seqmarl.learner import Learner
-from seqmarl.rollout import Rollout, informative_groups, play
+from seqmarl.rollout import Rollout, informative_groups, play, summed_timings
 from seqmarl.runlock import RunLock, RunLocked
 from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
 from seqmarl.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
@@ -403,7 +403,7 @@ class Trainer:
             good = informative_groups(roll, learners)
             groups = list(dict.fromkeys(int(g) for g in roll.group_ids))
             dropped += len(groups) - len(good)
-            take = good[: max(short, 0)]
+            take = good[:short]
             if take:
                 kept.append(roll.take(take))
                 short -= len(take)
@@ -417,13 +417,9 @@ class Trainer:
                 break
             kept.append(roll.take(bad[:short]))
             short -= len(bad[:short])
-        timings: dict[str, float] = {}
-        for roll, _ in spare:  # every draw's time, kept or not
-            for k, v in roll.timings.items():
-                timings[k] = timings.get(k, 0.0) + v
         pads = {a: self.pool[a].tokenizer.pad_token_id for a in self.ids}
         out = Rollout.concat(kept, pads)
-        out.timings = timings
+        out.timings = summed_timings([roll for roll, _ in spare])  # every draw's, kept or not
         counts = self.dist.all_reduce(torch.tensor([informative, dropped, self.local_batch]))
         out.collector = {
             "episodes/draws": draws,
