@@ -45,7 +45,7 @@ def warm_up(device) -> None:
 
     from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
     from seqmarl.config import GenerationConfig
-    from seqmarl.learner import Learner
+    from seqmarl.train.learner import Learner
 
     for mode in ("shared", "separate"):
         model, tok = tiny_model_and_tokenizer("gpt2", hidden=32, layers=1)
@@ -71,8 +71,8 @@ def child(args: argparse.Namespace) -> dict:
     from seqmarl.agents import AgentPool, load_model_and_tokenizer, tiny_model_and_tokenizer
     from seqmarl.algos import ALGORITHMS
     from seqmarl.config import GenerationConfig
-    from seqmarl.learner import Learner
-    from seqmarl.settings import agent_ids
+    from seqmarl.method.settings import agent_ids
+    from seqmarl.train.learner import Learner
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -133,7 +133,7 @@ def run_child(model: str, model_path: str | None, mode: str, n: int, ns) -> dict
 def smollm2_folder() -> str | None:
     """SmolLM2 from ../shared, converted once to a plain HF folder in the cache."""
     from seqmarl.agents import load_model_and_tokenizer
-    from seqmarl.paths import cache_dir, shared_path
+    from seqmarl.run.paths import cache_dir, shared_path
 
     gguf_dir = shared_path("models", "SmolLM2-135M-Instruct-Q4_1-gguf")
     if gguf_dir is None:

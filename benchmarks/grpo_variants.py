@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.paper_check import base_overrides, run
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.sinks import read_jsonl
 
 OUT = Path("results/grpo_variants")
 VARIANTS = {

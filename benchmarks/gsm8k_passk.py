@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from seqmarl.cli import main as seqmarl_main
-from seqmarl.paths import shared_path
+from seqmarl.run.paths import shared_path
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from seqmarl.envs.tasks.imdb import ClassifierReward
-from seqmarl.paths import shared_path
+from seqmarl.run.paths import shared_path
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import tempfile
 
 import seqmarl
 from seqmarl.config import load_config
-from seqmarl.trainer import Trainer
+from seqmarl.train.trainer import Trainer
 
 RUN = [
     "model=embedded:tiny-llama",

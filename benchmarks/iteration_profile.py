@@ -80,7 +80,7 @@ def profile_seqmarl(path: str, ns) -> tuple[float, dict]:
     from seqmarl import envs
     from seqmarl.agents.hf import HFPolicy
     from seqmarl.config import load_config
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     clock = Clock()
     common(clock)

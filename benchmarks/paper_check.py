@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seqmarl.checkpoint import latest_checkpoint
 from seqmarl.config import load_config
-from seqmarl.paths import shared_path
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.checkpoint import latest_checkpoint
+from seqmarl.run.paths import shared_path
+from seqmarl.run.sinks import read_jsonl
 
 OUT = Path("results/paper_check")
 
@@ -81,7 +81,7 @@ def base_overrides(iterations: int, batch: int) -> list[str]:
 
 def run(name: str, overrides: list[str], out: Path) -> Path:
     """Train one arm unless it already finished; resume it if it was interrupted."""
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     folder = out / name
     if (folder / "summary.json").exists():
@@ -361,7 +361,7 @@ def _table(groups, keys) -> None:
 
 
 def cmd_report(args) -> None:
-    from seqmarl.plots import plot_runs
+    from seqmarl.run.plots import plot_runs
 
     done = sorted(p.parent for p in args.out.glob("*/summary.json"))
     if not done:
@@ -491,7 +491,7 @@ def noise_report(groups) -> None:
 
 def replay_report(groups, out: Path) -> None:
     """The released code's arms: final figures, each seat, and the curves of the first seed."""
-    from seqmarl.plots import plot_runs
+    from seqmarl.run.plots import plot_runs
 
     keys = sorted((k for k in groups if k[0].startswith("replay-")), key=lambda k: k[0])
     if not keys:

@@ -2,14 +2,14 @@
 
 A batch of left-padded prompts and right-padded, EOS-terminated answers costs rows x (longest
 prompt + longest answer) tokens of work whatever the real lengths. Two changes cut that, both
-exact: ``response_forward`` packs each row's prompt + answer to the right (the pass is
-longest (prompt + answer) wide), and ``Learner.update`` cuts each minibatch into length-sorted
-chunks (``seqmarl.learner.length_chunks``), each only as wide as its own longest row, weighting
+exact: ``response_forward`` packs each row's prompt + answer to the right (the pass is longest
+(prompt + answer) wide), and ``Learner.update`` cuts each minibatch into length-sorted chunks
+(``seqmarl.train.learner.length_chunks``), each only as wide as its own longest row, weighting
 each chunk's loss by its token share so the gradient is the whole minibatch's. This script
-times one PPO update (value head, 1 epoch, 1 minibatch) on the same synthetic batch three
-ways in the same process: the previous layout in one pass (the peer), packed in one pass, and
-packed in length chunks; it prints the tokens each pass reads and the speed-ups. Lengths are
-drawn uniformly from the ranges given.
+times one PPO update (value head, 1 epoch, 1 minibatch) on the same synthetic batch three ways
+in the same process: the previous layout in one pass (the peer), packed in one pass, and packed
+in length chunks; it prints the tokens each pass reads and the speed-ups. Lengths are drawn
+uniformly from the ranges given.
 
     python benchmarks/ragged_update.py                        # tiny GPT-2 (3.4M), 2 threads
     python benchmarks/ragged_update.py --models tiny smollm2 --repeats 3
@@ -94,7 +94,7 @@ def time_update(pool, c, layout: str, repeats: int) -> tuple[float, int]:
     """Median seconds of one update, and the tokens its passes read; layout is ``padded``
     (previous code), ``packed`` (one pass) or ``chunked`` (packed, length chunks)."""
     import seqmarl.agents.sampling as sampling
-    import seqmarl.learner as learner_mod
+    import seqmarl.train.learner as learner_mod
     from seqmarl.algos import ALGORITHMS
 
     real, real_forward = learner_mod.length_chunks, sampling._packed_forward

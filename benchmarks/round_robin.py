@@ -7,7 +7,7 @@ process, one after the other:
 * ``before``: the loop seqmarl had until 2026-12-07 (commit 6fb35c4): each pair alone, the
   weights of both contenders loaded into the run's two agent slots, one rollout per seat order
   in chunks of 16 games;
-* ``pairs alone``: :func:`seqmarl.roundrobin.round_robin` with ``rows = games`` (one pair per
+* ``pairs alone``: :func:`seqmarl.eval.roundrobin.round_robin` with ``rows = games`` (one pair per
   group: both seat orders in one loop);
 * ``batched``: the same with every pair in one group (``--batch-games`` large), each model
   contender in its own adapter answering the rows of every pair in one generation per turn.
@@ -68,9 +68,9 @@ def before(contenders, names, games: int, seed: int) -> dict[str, float]:
     """The round robin as it was: pair by pair, seat order by seat order, chunks of 16."""
     from seqmarl import envs
     from seqmarl.agents.scripted import derive_seed
-    from seqmarl.league import game_outcomes
-    from seqmarl.ratings import Ratings
-    from seqmarl.rollout import play
+    from seqmarl.eval.ratings import Ratings
+    from seqmarl.train.league import game_outcomes
+    from seqmarl.train.rollout import play
 
     slots = ("llm_0", "llm_1")
     cfg = contenders.cfg
@@ -126,9 +126,9 @@ def main() -> None:
 
     from seqmarl.agents.pool import AgentPool
     from seqmarl.config import load_config
-    from seqmarl.matches import Contenders
-    from seqmarl.roundrobin import pairs_of, round_robin
-    from seqmarl.settings import agent_ids
+    from seqmarl.eval.matches import Contenders
+    from seqmarl.eval.roundrobin import pairs_of, round_robin
+    from seqmarl.method.settings import agent_ids
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory() as tmp:

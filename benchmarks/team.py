@@ -47,7 +47,7 @@ def child(ns) -> dict:
 
     from benchmarks._mem import peak_since_reset, reset_peak
     from seqmarl.config import load_config
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     torch.set_num_threads(ns.threads)
     paths = {"gpt2": ns.gpt2, "smollm2": ns.smollm2}
@@ -97,7 +97,7 @@ def main() -> None:
         return
 
     from benchmarks.agents import smollm2_folder
-    from seqmarl.paths import shared_path
+    from seqmarl.run.paths import shared_path
 
     smollm2, gpt2 = smollm2_folder(), shared_path("models", "imdb-gpt2-tiny")
     if smollm2 is None or gpt2 is None:

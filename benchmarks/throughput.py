@@ -181,7 +181,7 @@ def run_seqmarl(path: str, ns, *, batch: int, group: int, new_tokens: int, steps
     Returns the timed seconds, completions per iteration (all agents) and mean length.
     """
     from seqmarl.config import load_config
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     algo, params, _, _ = ROWS.get(ns.algo, (ns.algo, [], None, None))
     overrides = [

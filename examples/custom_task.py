@@ -10,7 +10,7 @@ seqmarl train --import custom_task env=polite-reply-v0 model=embedded:tiny-llama
 import sys
 
 from seqmarl import envs, load_config
-from seqmarl.trainer import Trainer
+from seqmarl.train.trainer import Trainer
 
 
 class PoliteReplyTask(envs.TextTask):

@@ -7,8 +7,8 @@ import re
 import sys
 
 from seqmarl import envs, load_config
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 
 
 def number(text):  # the first number in a reply (at most 9 digits), or None

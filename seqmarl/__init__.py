@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from seqmarl.config import RunConfig, load_config
     from seqmarl.envs import SequentialTextEnv, TextTask, check_env, make, register_env
     from seqmarl.errors import ConfigError, SeqmarlError, UnknownNameError
-    from seqmarl.settings import Setting, make_setting
+    from seqmarl.method.settings import Setting, make_setting
 
 __version__ = "0.1.0"
 
@@ -28,13 +28,13 @@ _EXPORTS = {
     "RunConfig": "seqmarl.config",
     "SeqmarlError": "seqmarl.errors",
     "SequentialTextEnv": "seqmarl.envs",
-    "Setting": "seqmarl.settings",
+    "Setting": "seqmarl.method.settings",
     "TextTask": "seqmarl.envs",
     "UnknownNameError": "seqmarl.errors",
     "check_env": "seqmarl.envs",
     "load_config": "seqmarl.config",
     "make": "seqmarl.envs",
-    "make_setting": "seqmarl.settings",
+    "make_setting": "seqmarl.method.settings",
     "register_env": "seqmarl.envs",
 }
 

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seqmarl import plugins
 from seqmarl.errors import ConfigError, SeqmarlError
+from seqmarl.run import plugins
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +48,7 @@ STOPPED_STARTING = "seqmarl: SIGINT: stopped while starting; nothing was run"
 def _cmd_list(args: argparse.Namespace) -> int:
     from seqmarl.algos import ALGORITHMS
     from seqmarl.envs import ENVS
-    from seqmarl.settings import SETTINGS
+    from seqmarl.method.settings import SETTINGS
 
     if args.json:
         print(
@@ -113,7 +113,7 @@ def _cmd_env_demo(args: argparse.Namespace) -> int:
     import numpy as np
 
     from seqmarl import envs
-    from seqmarl.settings import make_setting
+    from seqmarl.method.settings import make_setting
 
     env_id, items = _split_config(args.items)
     env_id = env_id or "arithmetic-v0"
@@ -212,7 +212,7 @@ def _split_config(items: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from seqmarl.config import load_config
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     config, overrides = _split_config(args.items)
     if args.resume:
@@ -223,7 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run = Path(args.resume)
         if not (run / "config.yaml").exists():
             raise ConfigError(f"--resume: {run} has no config.yaml (not a seqmarl run folder)")
-        from seqmarl.runs import check_no_links
+        from seqmarl.run.folder import check_no_links
 
         check_no_links(run)  # before anything is read: the run rewrites these files
         cfg = load_config(run / "config.yaml", overrides, run_dir=run, allow=args.imports)
@@ -250,8 +250,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(f"resuming from {trainer.resumed_from} (iteration {trainer.iteration})")
         summary = trainer.fit()
     except RuntimeError as exc:  # a lost rank is one line; any other error keeps its traceback
-        from seqmarl.distributed import PeerLost, env_world_size, lost_peer, torchrun_command
-        from seqmarl.runs import how_to_continue
+        from seqmarl.run.distributed import PeerLost, env_world_size, lost_peer, torchrun_command
+        from seqmarl.run.folder import how_to_continue
 
         lost = lost_peer(exc, _rank(), env_world_size(), cfg.distributed.timeout_s)
         if lost is None:
@@ -323,7 +323,7 @@ def _print_summary(summary: dict) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     """``eval``, holding the lock of the folder it writes into; a full disk is one line."""
-    from seqmarl.diskfull import DiskFull, disk_full_error, full_path, message
+    from seqmarl.run.diskfull import DiskFull, disk_full_error, full_path, message
 
     args.locks = []
     try:
@@ -341,7 +341,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _hold(args: argparse.Namespace, out: Path) -> None:
     """Take the lock of the folder an eval writes into (refused in one line while held)."""
-    from seqmarl.runlock import RunLock
+    from seqmarl.run.lock import RunLock
 
     hint = "wait for it to end, or write elsewhere with --out"
     args.locks.append(RunLock(out, "seqmarl eval", hint=hint).acquire())
@@ -349,7 +349,7 @@ def _hold(args: argparse.Namespace, out: Path) -> None:
 
 def _eval(args: argparse.Namespace) -> int:
     from seqmarl.config import load_config
-    from seqmarl.evaluate import (
+    from seqmarl.eval.evaluate import (
         evaluate,
         load_trained_pool,
         select_agents,
@@ -364,7 +364,7 @@ def _eval(args: argparse.Namespace) -> int:
         if not (run / "config.yaml").is_file():
             raise ConfigError(f"eval: {run} has no config.yaml (not a seqmarl run folder)")
         if not args.out:  # eval.json goes into the run folder: never through a link
-            from seqmarl.runs import check_no_links
+            from seqmarl.run.folder import check_no_links
 
             check_no_links(run, ("eval",))
         # --model: that model untrained, in the run's own task, setting and generation settings
@@ -404,7 +404,7 @@ def _eval(args: argparse.Namespace) -> int:
     if out is not None:
         _hold(args, out)
     if args.pass_k:
-        from seqmarl.evaluate import evaluate_pass_at_k_for_pool, write_pass_at_k_results
+        from seqmarl.eval.evaluate import evaluate_pass_at_k_for_pool, write_pass_at_k_results
 
         res = evaluate_pass_at_k_for_pool(
             cfg, pool, num_questions=args.prompts, n=args.pass_k, seed=args.seed, agent_ids=alone
@@ -436,8 +436,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     """``eval RUN --opponent NAME`` or ``--round-robin``: games, returns and rates with SEs."""
     from seqmarl.agents.pool import AgentPool
-    from seqmarl.evaluate import free_stem, write_new
-    from seqmarl.matches import Contenders, play_match, summarize
+    from seqmarl.eval.evaluate import free_stem, write_new
+    from seqmarl.eval.matches import Contenders, play_match, summarize
 
     if args.pass_k or args.model:
         raise ConfigError("--opponent/--round-robin: not with --pass-k or --model; use base")
@@ -447,7 +447,7 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
         raise ConfigError(f"--batch-games {args.batch_games}: play at least 1 game at once")
     models = [n for n in contenders.names() if not contenders.scripted(n)]
     if args.round_robin and cfg.agents.mode == "shared" and cfg.agents.generator == "hf":
-        from seqmarl.settings import agent_ids
+        from seqmarl.method.settings import agent_ids
 
         # one adapter per model contender on the one base: every pair can be batched
         ids = agent_ids(max(len(ids), len(models)))
@@ -457,8 +457,8 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     _hold(args, out)
     games = args.prompts
     if args.round_robin:
-        from seqmarl.interrupts import StopSignals
-        from seqmarl.roundrobin import round_robin
+        from seqmarl.eval.roundrobin import round_robin
+        from seqmarl.run.interrupts import StopSignals
 
         names = contenders.names()
         stem = free_stem(out, "ratings", [".json", ".png"])  # a new pair: ratings-N.json/.png
@@ -507,8 +507,8 @@ def _eval_matches(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
 
 def _eval_exploitability(args: argparse.Namespace, cfg: RunConfig, run: Path) -> int:
     """``eval RUN --exploitability``: OpenSpiel's exploitability of the run's models, a table."""
-    from seqmarl.evaluate import free_stem, write_new
-    from seqmarl.exploitability import evaluate_run, plot_exploitability, tree_of
+    from seqmarl.eval.evaluate import free_stem, write_new
+    from seqmarl.eval.exploitability import evaluate_run, plot_exploitability, tree_of
 
     clash = [
         f
@@ -593,7 +593,7 @@ def _pm(stat: dict, digits: int = 3) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from seqmarl.plots import plot_runs
+    from seqmarl.run.plots import plot_runs
 
     for d in args.runs:
         if not (Path(d) / "metrics.jsonl").exists():
@@ -806,13 +806,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    from seqmarl.interrupts import signal_name
+    from seqmarl.run.interrupts import signal_name
 
     try:  # a Ctrl-C before the command's own try block: one line, like one inside it
         args = build_parser().parse_args(argv)
         plugins.add_cwd_to_path()
         _setup_logging()
-        from seqmarl.depwarnings import DependencyWarnings
+        from seqmarl.run.depwarnings import DependencyWarnings
 
         args.deps = DependencyWarnings().__enter__()  # a library's warnings: see depwarnings
     except KeyboardInterrupt:
@@ -880,7 +880,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except OSError as exc:  # a full disk outside a command's own handling: still one line
         settle()
-        from seqmarl.diskfull import disk_full_error, full_path, message
+        from seqmarl.run.diskfull import disk_full_error, full_path, message
 
         full = disk_full_error(exc)
         if full is None:
@@ -898,8 +898,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # after a command's own one-line ending (an error, a stop) nothing more is said;
             # after a success or a crash's traceback, the dependencies' warnings are
             args.deps.report(quiet=code not in (None, 0))
-        if "seqmarl.distributed" in sys.modules:
-            from seqmarl import distributed
+        if "seqmarl.run.distributed" in sys.modules:
+            from seqmarl.run import distributed
 
             launched = distributed.teardown()  # a rank of a launched multi-process run
             if launched and argv is None and code is not None:  # a launched rank about to exit

@@ -31,7 +31,6 @@ from pydantic import (
     model_validator,
 )
 
-from seqmarl import plugins
 from seqmarl.agents.config import (
     AgentConfig,
     GenerationConfig,
@@ -41,9 +40,10 @@ from seqmarl.agents.config import (
 from seqmarl.algos import ALGORITHMS, AlgoConfig
 from seqmarl.envs import ENVS
 from seqmarl.errors import ConfigError, SeqmarlError
+from seqmarl.method.settings import SETTINGS, Setting, make_setting
+from seqmarl.run import plugins
+from seqmarl.run.sinks import SINKS, sink_spec
 from seqmarl.schema import Strict as _Strict
-from seqmarl.settings import SETTINGS, Setting, make_setting
-from seqmarl.sinks import SINKS, sink_spec
 
 __all__ = [
     "SHORTCUTS",
@@ -173,7 +173,7 @@ class SettingConfig(_Strict):
         return self
 
     def build(self) -> Setting:
-        """The :class:`~seqmarl.settings.Setting` this config describes."""
+        """The :class:`~seqmarl.method.settings.Setting` this config describes."""
         return make_setting(
             self.name,
             num_agents=self.num_agents,
@@ -505,7 +505,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _distributed(self) -> RunConfig:
         """Strategy against the agents' mode and the launcher's world size (``WORLD_SIZE``)."""
-        from seqmarl.distributed import env_world_size
+        from seqmarl.run.distributed import env_world_size
 
         strategy, world = self.distributed.strategy, env_world_size()
         if strategy == "fsdp" and self.agents.generator == "vllm":
@@ -783,7 +783,7 @@ def load_config(
         overrides: ``key=value`` strings.
         run_dir: The run folder whose ``config.yaml`` this is, when a run is loaded again
             (``--resume``, ``eval``): the config runs no code by itself
-            (:func:`seqmarl.plugins.run_folder`). Only the modules of ``allow`` are imported
+            (:func:`seqmarl.run.plugins.run_folder`). Only the modules of ``allow`` are imported
             (from any field: ``imports``, or a ``module:attr`` env, sink, scripted player,
             algorithm or setting), never from inside that folder, and from their recorded
             ``import_files`` paths when found nowhere else.

@@ -11,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
 from seqmarl.config import GenerationConfig
-from seqmarl.paths import shared_path
+from seqmarl.run.paths import shared_path
 
 
 @pytest.fixture(autouse=True)

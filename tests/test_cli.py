@@ -181,7 +181,7 @@ def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(tmp_path):
 
 def test_eval_plot_and_pass_at_k_commands(tmp_path, capsys):
     from seqmarl.config import load_config
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     run = tmp_path / "run"
     cfg = load_config(

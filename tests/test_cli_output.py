@@ -23,7 +23,7 @@ def run(tmp_path_factory):
 
 
 def test_standard_error_of_the_mean():
-    from seqmarl.evaluate import standard_error
+    from seqmarl.eval.evaluate import standard_error
 
     # std(ddof=1) of 1, 2, 3, 4 is sqrt(5/3); over sqrt(4)
     assert standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx((5 / 3) ** 0.5 / 2)
@@ -33,7 +33,7 @@ def test_standard_error_of_the_mean():
 def test_plain_eval_prints_and_writes_standard_errors(run, tmp_path, capsys, monkeypatch):
     import json
 
-    import seqmarl.evaluate as evaluate
+    import seqmarl.eval.evaluate as evaluate
 
     seen = []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from seqmarl.depwarnings import DependencyWarnings
+from seqmarl.run.depwarnings import DependencyWarnings
 
 ROOT = Path(__file__).resolve().parents[1]
 

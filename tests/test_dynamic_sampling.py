@@ -11,9 +11,9 @@ import torch
 from seqmarl.config import load_config
 from seqmarl.envs.tasks.arithmetic import ArithmeticTask
 from seqmarl.errors import ConfigError
-from seqmarl.rollout import MAX_TURNS, informative_groups
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.rollout import MAX_TURNS, informative_groups
+from seqmarl.train.trainer import Trainer
 
 from .test_trainer import strip_timing
 
@@ -115,7 +115,7 @@ def test_it_needs_groups():
 
 
 def test_informative_groups_follow_each_learner_and_turn():
-    from seqmarl.rollout import Rollout
+    from seqmarl.train.rollout import Rollout
 
     group_ids = torch.tensor([0, 0, 1, 1, 2, 2])
     # llm_0 varies in group 1 only; llm_1 in group 2's second turn only

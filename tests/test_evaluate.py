@@ -8,8 +8,8 @@ import torch
 from seqmarl.cli import build_parser, main
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError
-from seqmarl.evaluate import evaluate, select_agents, untrained_pool
-from seqmarl.trainer import Trainer
+from seqmarl.eval.evaluate import evaluate, select_agents, untrained_pool
+from seqmarl.train.trainer import Trainer
 
 RUN = [
     "model=embedded:tiny-llama",

@@ -10,8 +10,8 @@ import pytest
 
 from seqmarl import envs
 from seqmarl.config import load_config
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 from tests.conftest import require_shared
 
 ROOT = Path(__file__).resolve().parents[1]

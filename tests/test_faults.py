@@ -10,12 +10,12 @@ import signal
 import pytest
 import torch
 
-import seqmarl.checkpoint as ck
-from seqmarl.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+import seqmarl.run.checkpoint as ck
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError, Interrupted
-from seqmarl.sinks import MetricSinks, read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+from seqmarl.run.sinks import MetricSinks, read_jsonl
+from seqmarl.train.trainer import Trainer
 
 TINY = [
     "model=embedded:tiny-llama",
@@ -173,7 +173,7 @@ def test_a_stop_signal_anywhere_resumes_bit_for_bit(tmp_path, monkeypatch, refer
 def test_a_second_signal_aborts_quietly_keeping_the_previous_checkpoint(
     tmp_path, monkeypatch, reference, point
 ):
-    from seqmarl.interrupts import StopSignals
+    from seqmarl.run.interrupts import StopSignals
 
     monkeypatch.setattr(StopSignals, "repeat_window", 0.0)  # a human's second Ctrl-C
     trainer = Trainer(cfg_for(), tmp_path)

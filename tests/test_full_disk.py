@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-import seqmarl.trainer
-from seqmarl.checkpoint import list_checkpoints, verify_checkpoint
+import seqmarl.train.trainer
 from seqmarl.cli import main
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.checkpoint import list_checkpoints, verify_checkpoint
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 from tests.test_faults import TINY, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ def reference(tmp_path_factory):
 
 def fill_after_checkpoints(disk, monkeypatch, n, *, during=False):
     """The disk fills up after the ``n``-th checkpoint (``during``: while writing it)."""
-    real = seqmarl.trainer.save_checkpoint
+    real = seqmarl.train.trainer.save_checkpoint
     count = {"n": 0}
 
     def saving(*args, **kwargs):
@@ -146,7 +146,7 @@ def fill_after_checkpoints(disk, monkeypatch, n, *, during=False):
             disk.full = True
         return out
 
-    monkeypatch.setattr(seqmarl.trainer, "save_checkpoint", saving)
+    monkeypatch.setattr(seqmarl.train.trainer, "save_checkpoint", saving)
 
 
 @pytest.mark.parametrize("where", ["metrics line", "checkpoint write"])
@@ -237,7 +237,7 @@ def test_eval_on_a_full_disk_is_one_line_and_leaves_no_empty_eval_json(
 
 
 def test_a_metrics_line_that_does_not_fit_is_cut_off_again(tmp_path, monkeypatch):
-    from seqmarl.sinks import JsonlSink
+    from seqmarl.run.sinks import JsonlSink
 
     path = tmp_path / "metrics.jsonl"
     room = {"bytes": None}  # what the disk still takes (None: enough)

@@ -8,14 +8,14 @@ import torch
 from pettingzoo import AECEnv
 from pettingzoo.utils import AgentSelector
 
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.config import LeagueConfig, load_config
 from seqmarl.envs.registration import ENVS, register_pettingzoo
 from seqmarl.envs.spaces import AnyText
-from seqmarl.league import League, game_outcomes
-from seqmarl.matches import summarize
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.eval.matches import summarize
+from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.league import League, game_outcomes
+from seqmarl.train.trainer import Trainer
 
 
 class DigitDuel(AECEnv):

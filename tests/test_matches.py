@@ -126,7 +126,7 @@ def test_a_round_robin_stopped_by_sigterm_continues_to_the_same_ratings(
     import os
     import signal
 
-    import seqmarl.roundrobin as rr
+    import seqmarl.eval.roundrobin as rr
 
     base = ["eval", str(league_run), "--round-robin", "--prompts", "4", "--batch-games", "8"]
     assert main([*base, "--out", str(tmp_path / "whole")]) == 0
@@ -170,8 +170,8 @@ def test_pairs_played_together_make_one_generation_per_contender_per_turn(league
     """Three pairs with llm_0: its rows of every pair and seat answered in one call a turn."""
     from seqmarl.agents.pool import AgentPool
     from seqmarl.config import load_config
-    from seqmarl.matches import Contenders, play_pairs
-    from seqmarl.settings import agent_ids
+    from seqmarl.eval.matches import Contenders, play_pairs
+    from seqmarl.method.settings import agent_ids
 
     cfg = load_config(league_run / "config.yaml", [], run_dir=league_run)
     pool = AgentPool.from_config(cfg.agents, agent_ids(4), seed=cfg.train.seed)
@@ -202,7 +202,7 @@ def test_a_second_signal_while_saving_ends_at_once_with_the_pairs_on_disk(
     import os
     import signal
 
-    import seqmarl.roundrobin as rr
+    import seqmarl.eval.roundrobin as rr
 
     real, writes = rr.write_atomic, []
 

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from seqmarl.passk import pass_at_k, pass_at_k_table
+from seqmarl.eval.passk import pass_at_k, pass_at_k_table
 
 
 def brute_force(n, c, k):
@@ -40,7 +40,7 @@ def test_pass_at_k_plays_as_training_does_within_the_observation_limit(make_pool
     """The questions go through the rollout's game: the run's observation limit holds there."""
     from seqmarl.envs.game import CUT
     from seqmarl.envs.tasks.arithmetic import ArithmeticTask
-    from seqmarl.passk import evaluate_pass_at_k
+    from seqmarl.eval.passk import evaluate_pass_at_k
 
     pool = make_pool(agent_ids=("llm_0",))
     agent = pool["llm_0"]

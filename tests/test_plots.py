@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from seqmarl.plots import (
+from seqmarl.run.plots import (
     EXCHANGE_GID,
     load_runs,
     plot_runs,
@@ -140,7 +140,7 @@ def write_league_run(folder, iterations=12):
 
 
 def test_game_curves_show_each_opponent_kind_and_leave_out_empty_panels(tmp_path):
-    from seqmarl.plots import game_curves_figure
+    from seqmarl.run.plots import game_curves_figure
 
     fig = game_curves_figure(load_runs([write_league_run(tmp_path / "run")]))
     names = [ax.get_title() for ax in fig.axes]
@@ -168,7 +168,7 @@ def test_the_league_seat_is_marked_and_left_out_of_reward_vs_kl(tmp_path):
 
 
 def test_the_ratings_plot_draws_random_and_base_as_reference_lines():
-    from seqmarl.ratings import rating_history_figure
+    from seqmarl.eval.ratings import rating_history_figure
 
     refs = {"random": (18.0, 1.5), "base": (24.0, 2.0)}
     fig = rating_history_figure([(0, 25.0, 2.0), (4, 28.0, 1.0)], label="llm_0", lines=refs)

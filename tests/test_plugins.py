@@ -1,4 +1,4 @@
-"""User code through seqmarl.plugins: module:attr ids and config imports, in process."""
+"""User code through seqmarl.run.plugins: module:attr ids and config imports, in process."""
 
 import sys
 import textwrap
@@ -8,7 +8,7 @@ import pytest
 from seqmarl import envs
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError, SeqmarlError
-from seqmarl.plugins import PluginError
+from seqmarl.run.plugins import PluginError
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import seqmarl.ratings
+import seqmarl.eval.ratings
 from seqmarl.errors import ConfigError
-from seqmarl.ratings import Rating, Ratings, plot_rating_history
+from seqmarl.eval.ratings import Rating, Ratings, plot_rating_history
 
 
 def runs_without_openskill(test):
@@ -229,7 +229,7 @@ def test_without_openskill_the_error_names_the_extra(monkeypatch):
 
 @runs_without_openskill
 def test_openskill_and_envs_are_imported_inside_functions_only():
-    tree = ast.parse(Path(seqmarl.ratings.__file__).read_text())
+    tree = ast.parse(Path(seqmarl.eval.ratings.__file__).read_text())
     top = set()
     for node in tree.body:
         if isinstance(node, ast.Import):

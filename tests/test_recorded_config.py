@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from seqmarl.config import load_config
-from seqmarl.trainer import Trainer
+from seqmarl.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [

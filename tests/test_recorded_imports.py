@@ -12,7 +12,7 @@ import shutil
 import pytest
 import yaml
 
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.sinks import read_jsonl
 from tests.test_cli_plugins import MY_TASKS, TINY, one_error_line, seqmarl, write
 
 #: A module a downloaded run folder ships: importing it leaves a marker, then works as MY_TASKS.

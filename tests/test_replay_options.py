@@ -17,8 +17,8 @@ from seqmarl import envs
 from seqmarl.algos import ALGORITHMS, AlgoState
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError
-from seqmarl.settings import SETTINGS, credit_matrix, make_setting
-from seqmarl.trainer import Trainer
+from seqmarl.method.settings import SETTINGS, credit_matrix, make_setting
+from seqmarl.train.trainer import Trainer
 
 from .test_trainer import cfg_for
 

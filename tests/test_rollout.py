@@ -3,7 +3,7 @@
 import torch
 
 from seqmarl import envs
-from seqmarl.rollout import play
+from seqmarl.train.rollout import play
 
 
 def test_rollout_stops_at_the_tasks_stop_strings(make_pool, monkeypatch):

@@ -7,7 +7,7 @@ import torch
 from seqmarl import envs
 from seqmarl.agents.base import Turn
 from seqmarl.envs.task import Prompt, TextTask
-from seqmarl.rollout import play
+from seqmarl.train.rollout import play
 
 
 class YesWin(TextTask):
@@ -84,8 +84,8 @@ def test_later_rounds_see_the_transcript_and_long_ones_drop_the_oldest_turns():
 
 def test_multi_round_training_runs_with_group_algorithms(tmp_path):
     from seqmarl.config import load_config
-    from seqmarl.sinks import read_jsonl
-    from seqmarl.trainer import Trainer
+    from seqmarl.run.sinks import read_jsonl
+    from seqmarl.train.trainer import Trainer
 
     cfg = load_config(
         None,

@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from seqmarl.cli import main
-from seqmarl.trainer import Trainer
+from seqmarl.train.trainer import Trainer
 from tests.test_faults import cfg_for
 
 

@@ -1,7 +1,7 @@
 """One writer per run folder: an OS lock on RUN/.lock (eval: on the folder it writes into).
 
 The tests hold the lock the way another seqmarl process would (``flock`` on ``.lock`` with its
-pid and host as text, see ``seqmarl/runlock.py``), in this process or in a child, so each
+pid and host as text, see ``seqmarl/run/lock.py``), in this process or in a child, so each
 refusal is checked against the protocol, not against the implementation's own helper.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from seqmarl.cli import main
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 from tests.test_faults import TINY, metrics
 
 ROOT = Path(__file__).resolve().parents[1]

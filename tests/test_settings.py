@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from seqmarl.errors import ConfigError, UnknownNameError
-from seqmarl.settings import SETTINGS, coefficient_matrix, make_setting, seat_schedule
+from seqmarl.method.settings import SETTINGS, coefficient_matrix, make_setting, seat_schedule
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5])

@@ -53,8 +53,8 @@ import pytest
 
 from seqmarl.config import load_config
 from seqmarl.envs import ArithmeticTask
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 
 #: float32 epsilon times the allowed growth of rounding over three training iterations
 TOL = 2.0**10 * 2.0**-23

@@ -12,8 +12,8 @@ import yaml
 from seqmarl.cli import main
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError
-from seqmarl.sinks import SINKS, MetricSinks, planned_sinks, read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.sinks import SINKS, MetricSinks, planned_sinks, read_jsonl
+from seqmarl.train.trainer import Trainer
 
 TINY = [
     "model=embedded:tiny-llama",

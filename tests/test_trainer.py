@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from seqmarl.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from seqmarl.config import load_config
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer, TrainingError
+from seqmarl.run.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer, TrainingError
 
 TINY = [
     "model=embedded:tiny-llama",
@@ -157,7 +157,7 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
 
 def test_interrupted_checkpoint_write_leaves_the_previous_one_loadable(tmp_path, monkeypatch):
     trainer = Trainer(cfg_for("iterations=4"), tmp_path)
-    import seqmarl.checkpoint as ck
+    import seqmarl.run.checkpoint as ck
 
     real_save = torch.save
     calls = {"n": 0}
@@ -238,7 +238,7 @@ def test_group_sizes_must_agree_before_a_model_loads():
 def test_others_reward_correlation():
     import numpy as np
 
-    from seqmarl.trainer import _others_correlation
+    from seqmarl.train.trainer import _others_correlation
 
     rng = np.random.default_rng(0)
     shared = rng.normal(size=200)  # e.g. the prompt's part of every agent's reward

@@ -13,9 +13,9 @@ import shutil
 import pytest
 import torch
 
-import seqmarl.checkpoint as ck
+import seqmarl.run.checkpoint as ck
 from seqmarl.cli import main
-from seqmarl.trainer import Trainer
+from seqmarl.train.trainer import Trainer
 from tests.test_faults import cfg_for
 
 

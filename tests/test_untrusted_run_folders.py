@@ -13,11 +13,11 @@ import textwrap
 import pytest
 import yaml
 
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
 from seqmarl.cli import main
 from seqmarl.config import load_config
 from seqmarl.errors import SeqmarlError
-from seqmarl.trainer import Trainer
+from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
+from seqmarl.train.trainer import Trainer
 
 #: A module whose import leaves ``RAN_<name>`` beside it; it offers every kind of factory.
 EVIL = """
@@ -224,7 +224,7 @@ def test_a_snapshot_key_that_is_no_iteration_is_one_line(league_run, command, ca
 
 def test_a_run_folder_around_the_python_environment_keeps_the_environment(tmp_path, monkeypatch):
     """``--out .`` in a project that holds its venv: the venv stays importable, the rest not."""
-    from seqmarl import plugins
+    from seqmarl.run import plugins
 
     site = tmp_path / ".venv" / "lib" / "site-packages"
     monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))

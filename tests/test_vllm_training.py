@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 from tests.conftest import VLLM_TEST_SETTINGS, require_vllm
 
 RUNS = {

@@ -1,6 +1,6 @@
 """``Policy``: what the training loop needs from an agent, and nothing more.
 
-The rollout (:func:`seqmarl.rollout.play`), the :class:`~seqmarl.learner.Learner`,
+The rollout (:func:`seqmarl.train.rollout.play`), the :class:`~seqmarl.train.learner.Learner`,
 evaluation and pass@k use an agent through this protocol only; the trainer also calls the
 hooks of what holds the agents (an :class:`~seqmarl.agents.pool.AgentPool`, or an
 :class:`~seqmarl.agents.team.AgentTeam` of pools over different bases): ``play_begins``,

@@ -43,7 +43,7 @@ from transformers.activations import GELUTanh, NewGELUActivation
 
 from seqmarl.agents.tiny import tiny_model_and_tokenizer
 from seqmarl.errors import ConfigError
-from seqmarl.paths import cache_dir
+from seqmarl.run.paths import cache_dir
 
 __all__ = [
     "EMBEDDED_MODELS",

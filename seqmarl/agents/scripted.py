@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from seqmarl.agents.base import Player, Turn
-from seqmarl.registry import Registry
+from seqmarl.run.registry import Registry
 
 __all__ = [
     "SCRIPTED",

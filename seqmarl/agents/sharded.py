@@ -7,7 +7,7 @@ holds 1/W of every copy and N copies of a model too big for one device train tog
 forward all-gathers a block's weights and every backward reduce-scatters its gradients, so
 all ranks must make the same model calls: decoding runs until every rank's batch is done
 (finished rows add padding), teacher-forced passes use one packed call, the learner gives
-every rank as many chunks (:mod:`seqmarl.learner`), and all ranks decode to the same length.
+every rank as many chunks (:mod:`seqmarl.train.learner`), and all ranks decode to the same length.
 
 Checkpoints gather each copy and its optimizer state whole on rank 0
 (:mod:`torch.distributed.checkpoint.state_dict`), so they have the one-process layout; loading

@@ -96,7 +96,7 @@ def import_vllm():
             )
     # vLLM logs every engine step at INFO on import-time handlers of its own, to stdout. With
     # its logging left unconfigured its records go up to the root logger like any library's,
-    # where a seqmarl command collects the warnings into RUN/warnings.log (seqmarl.depwarnings)
+    # where a seqmarl command collects the warnings into RUN/warnings.log (seqmarl.run.depwarnings)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if not os.environ.get("VLLM_LOGGING_CONFIG_PATH"):  # (a user's own config is kept)
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")

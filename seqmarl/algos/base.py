@@ -27,7 +27,7 @@ from seqmarl.algos.core import (
     masked_mean,
     masked_sum,
 )
-from seqmarl.registry import Registry
+from seqmarl.run.registry import Registry
 from seqmarl.types import Advantages, LossOutput, PolicyOutput, RolloutBatch
 
 __all__ = [

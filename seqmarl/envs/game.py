@@ -1,6 +1,6 @@
 """Games: the one seam between the rollout and what it plays.
 
-The rollout (:func:`seqmarl.rollout.play`) plays ``R = B x K`` rows at once (B prompts, K
+The rollout (:func:`seqmarl.train.rollout.play`) plays ``R = B x K`` rows at once (B prompts, K
 copies each) and talks to them only through the :class:`TextGame` protocol:
 
 * ``reset(prompts, seats, copies)``: start the rows; ``seats[k]`` is the agent in seat ``k``;
@@ -9,7 +9,7 @@ copies each) and talks to them only through the :class:`TextGame` protocol:
 * ``act(agent, rows, texts)``: its answers, one per row;
 * ``result()``: the raw task rewards of every row, per agent and turn (:class:`GameResult`).
 
-Rewards leave a game raw; the one mixer (:class:`~seqmarl.mixing.RewardMixer`, the game's
+Rewards leave a game raw; the one mixer (:class:`~seqmarl.method.mixing.RewardMixer`, the game's
 ``mixer``) turns them into trained rewards in the rollout.
 
 Two implementations:
@@ -55,8 +55,8 @@ from seqmarl.envs.guard import (
 )
 from seqmarl.envs.task import Prompt, TextTask, as_generator
 from seqmarl.errors import EnvError
-from seqmarl.mixing import RewardMixer
-from seqmarl.settings import agent_ids, coefficient_matrix
+from seqmarl.method.mixing import RewardMixer
+from seqmarl.method.settings import agent_ids, coefficient_matrix
 
 __all__ = [
     "CUT",

@@ -25,8 +25,8 @@ from seqmarl.envs.sequential import SequentialTextEnv
 from seqmarl.envs.task import TextTask
 from seqmarl.envs.wrappers import TextAECWrapper
 from seqmarl.errors import ConfigError
-from seqmarl.registry import Registry
-from seqmarl.settings import Setting, make_setting
+from seqmarl.method.settings import Setting, make_setting
+from seqmarl.run.registry import Registry
 
 __all__ = ["ENVS", "EnvSpec", "build_game", "make", "register_env", "register_pettingzoo"]
 

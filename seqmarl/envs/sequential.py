@@ -5,7 +5,7 @@ seats ``< k`` (only the prompt when knowledge transfer is off), answers with a s
 turn passes on, for ``rounds`` rounds. When the last seat has answered, the task scores the
 episode (by default each agent's last response on the prompt, its *task reward* ``r_j``; a task
 may score the answers jointly), every agent ``i`` receives ``sum_j C[i][j] * r_j`` (the one
-mixer, :class:`~seqmarl.mixing.RewardMixer`) and the episode terminates.
+mixer, :class:`~seqmarl.method.mixing.RewardMixer`) and the episode terminates.
 
 The env is the public PettingZoo face of a task: it plays one row of the task's
 :class:`~seqmarl.envs.game.TaskGame`, the same rules the rollout plays in batches.
@@ -38,8 +38,8 @@ from seqmarl.envs.game import TaskGame
 from seqmarl.envs.guard import check_prompts, sample_prompts
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt, TextTask
-from seqmarl.mixing import CREDIT_RULES, RewardMixer
-from seqmarl.settings import agent_ids, coefficient_matrix
+from seqmarl.method.mixing import CREDIT_RULES, RewardMixer
+from seqmarl.method.settings import agent_ids, coefficient_matrix
 
 __all__ = ["SequentialTextEnv"]
 
@@ -51,11 +51,11 @@ class SequentialTextEnv(AECEnv):
         task: The text task (prompts, observation template, reward).
         num_agents: N >= 1; agents are ``llm_0 ... llm_{N-1}``.
         reward_matrix: Preset (``cooperative``, ``independent``, ``competitive``), N x N, or
-            a :class:`~seqmarl.mixing.RewardMixer` (a setting's, shared).
+            a :class:`~seqmarl.method.mixing.RewardMixer` (a setting's, shared).
         knowledge_transfer: Whether later seats see earlier responses.
         credit: ``full`` (mix with C) or ``causal`` (C masked by this episode's seat order:
             an agent drops the rewards of the seats before its own; see
-            :func:`~seqmarl.settings.credit_matrix`).
+            :func:`~seqmarl.method.settings.credit_matrix`).
         max_text_length: Longest observation/response (characters) the spaces contain.
         render_mode: ``None``, ``"human"`` (print the transcript) or ``"ansi"`` (return it).
         env_id: Registered id, shown in ``metadata["name"]`` and in transcripts.

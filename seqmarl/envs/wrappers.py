@@ -20,7 +20,7 @@ What the wrapper adds:
   "prompts" are seeds (K copies of a prompt are K resets with one seed, what RLOO/GRPO need).
 * **Observations** may be a string or a mapping with a ``"text"`` string.
 * **Rewards.** Each step's rewards are mixed by the coefficient matrix C on the way out
-  (``reward_i = sum_j C[i][j] r_j``, the one mixer :class:`~seqmarl.mixing.RewardMixer`);
+  (``reward_i = sum_j C[i][j] r_j``, the one mixer :class:`~seqmarl.method.mixing.RewardMixer`);
   ``infos[agent]["task_reward"]`` holds an agent's summed raw rewards of the episode,
   ``trained_rewards`` the summed mixed ones.
 * **Bounds.** The game applies the observation limit and the turn bound
@@ -40,8 +40,8 @@ from seqmarl.envs.game import DEFAULT_MAX_TURNS, AECGame, observation_text, seed
 from seqmarl.envs.spaces import DEFAULT_MAX_TEXT_LENGTH, AnyText
 from seqmarl.envs.task import Prompt
 from seqmarl.errors import ConfigError
-from seqmarl.mixing import RewardMixer
-from seqmarl.settings import agent_ids, coefficient_matrix
+from seqmarl.method.mixing import RewardMixer
+from seqmarl.method.settings import agent_ids, coefficient_matrix
 
 __all__ = ["TextAECWrapper", "wrap"]
 
@@ -52,7 +52,7 @@ class TextAECWrapper(AECEnv):
     Args:
         env_fn: Builds the env (called once per copy).
         reward_matrix: Coefficient matrix C over the env's agents (default: independent),
-            or a ready :class:`~seqmarl.mixing.RewardMixer`.
+            or a ready :class:`~seqmarl.method.mixing.RewardMixer`.
         env_id: Registered id, for messages.
         max_turns: The game's turn bound (:mod:`seqmarl.envs.game`).
         max_observation_chars: The game's observation limit.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seqmarl.algos import ALGORITHMS
-from seqmarl.learner import Learner
+from seqmarl.train.learner import Learner
 
 LOWER = range(97, 123)  # byte tokens 'a'..'z'
 
@@ -124,7 +124,7 @@ def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, p
     """Splitting a minibatch into length-sorted chunks (and grad accumulation) sums to the
     whole minibatch's gradient: each chunk's loss is weighted by its share of the tokens (a
     token mean) or of the rows (a mean over responses, Dr. GRPO's constant)."""
-    import seqmarl.learner as learner_mod
+    import seqmarl.train.learner as learner_mod
 
     algo = ALGORITHMS.get(name)
     pool = make_pool("separate", agent_ids=("llm_0",), value_heads=("llm_0",) * (name == "ppo"))
@@ -163,8 +163,8 @@ def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, p
 
 
 def test_length_chunks_sort_by_length_and_keep_prompt_groups_together(make_pool, monkeypatch):
-    import seqmarl.learner as learner_mod
-    from seqmarl.learner import length_chunks
+    import seqmarl.train.learner as learner_mod
+    from seqmarl.train.learner import length_chunks
 
     monkeypatch.setattr(learner_mod, "PASS_TOKENS", 0)  # toy batches: splitting must pay
     pool = make_pool("separate", agent_ids=("llm_0",))

@@ -25,8 +25,8 @@ from seqmarl.agents import (
 )
 from seqmarl.algos import ALGORITHMS
 from seqmarl.config import AgentConfig, GenerationConfig, VllmSettings
-from seqmarl.distributed import setup
-from seqmarl.learner import Learner
+from seqmarl.run.distributed import setup
+from seqmarl.train.learner import Learner
 from tests.conftest import VLLM_TEST_SETTINGS, require_vllm
 
 IDS = ("llm_0", "llm_1")

@@ -4,7 +4,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from seqmarl.agents import tiny_model_and_tokenizer
-from seqmarl.learner import Learner
+from seqmarl.train.learner import Learner
 
 
 def snapshot(module):

@@ -10,11 +10,11 @@ import torch
 
 from seqmarl.agents.team import AgentTeam
 from seqmarl.agents.tiny import byte_tokenizer
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 
 from ..test_trainer import strip_timing
 
@@ -107,7 +107,7 @@ def test_three_agents_two_on_one_base_share_it(tmp_path, gpt2_folder):
     for a in ("llm_0", "llm_1", "llm_2"):
         assert (tmp_path / "agents" / a / "adapter_config.json").exists()
     # eval loads the team back, each agent on its own base with its trained weights
-    from seqmarl.evaluate import load_trained_pool
+    from seqmarl.eval.evaluate import load_trained_pool
 
     loaded = load_trained_pool(tmp_path, trainer.cfg)
     assert isinstance(loaded, AgentTeam)

@@ -15,7 +15,7 @@ from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
 from seqmarl.algos import ALGORITHMS
 from seqmarl.config import AgentConfig, GenerationConfig, VllmSettings
 from seqmarl.errors import ConfigError
-from seqmarl.learner import Learner
+from seqmarl.train.learner import Learner
 from tests.conftest import VLLM_TEST_SETTINGS, VLLM_TINY, require_vllm
 
 IDS = ("llm_0", "llm_1", "llm_2")

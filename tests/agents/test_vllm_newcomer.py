@@ -19,7 +19,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from seqmarl.agents import byte_tokenizer, tiny_model_and_tokenizer
-from seqmarl.depwarnings import DependencyWarnings
+from seqmarl.run.depwarnings import DependencyWarnings
 from tests.conftest import require_vllm, shared_path
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from seqmarl.distributed import DistContext
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.distributed import DistContext
+from seqmarl.run.sinks import read_jsonl
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -136,9 +136,9 @@ def test_training_keeps_replicas_equal_and_one_writer(tmp_path):
     assert not torch.equal(state["ranks"][0]["generator"], state["ranks"][1]["generator"])
     # resuming with another number of processes is refused in one line, naming the number
     from seqmarl.agents.pool import AgentPool
-    from seqmarl.checkpoint import CheckpointError
     from seqmarl.config import load_config
-    from seqmarl.trainer import Trainer
+    from seqmarl.run.checkpoint import CheckpointError
+    from seqmarl.train.trainer import Trainer
 
     def no_load(*a, **kw):
         raise AssertionError("the model was loaded before the check")

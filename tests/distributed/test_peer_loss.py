@@ -17,9 +17,9 @@ import pytest
 import torch
 from test_data_parallel import ROOT, TIMEOUT, TRAIN, equal, torchrun
 
-from seqmarl.distributed import lost_peer
-from seqmarl.runs import how_to_continue
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.distributed import lost_peer
+from seqmarl.run.folder import how_to_continue
+from seqmarl.run.sinks import read_jsonl
 
 ITERATIONS = 8
 TIMEOUT_S = 15  # distributed.timeout_s of the runs here

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.sinks import read_jsonl
 from tests.distributed.test_data_parallel import TRAIN
 from tests.test_run_lock import holding
 

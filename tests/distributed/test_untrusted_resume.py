@@ -4,7 +4,7 @@ Launched like ``test_data_parallel.py``: ``torchrun --standalone --nproc_per_nod
 timeout; the resume goes through the command line (``-m seqmarl train --resume``).
 """
 
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.sinks import read_jsonl
 from tests.distributed.test_data_parallel import HERE, TRAIN, torchrun
 from tests.test_untrusted_checkpoints import poison
 

@@ -15,8 +15,8 @@ torch.set_num_threads(1)
 from seqmarl.agents import AgentPool, tiny_model_and_tokenizer  # noqa: E402
 from seqmarl.algos import ALGORITHMS  # noqa: E402
 from seqmarl.config import GenerationConfig, load_config  # noqa: E402
-from seqmarl.distributed import DistContext, setup  # noqa: E402
-from seqmarl.learner import Learner  # noqa: E402
+from seqmarl.run.distributed import DistContext, setup  # noqa: E402
+from seqmarl.train.learner import Learner  # noqa: E402
 
 AGENTS = ("llm_0", "llm_1")
 LENGTHS = [2, 5, 3, 4, 9, 6, 12, 7]
@@ -90,7 +90,7 @@ def learn(dist, mode, algo, params, dtype="float32"):
 
 
 def train(dist, out_dir, overrides, poison_rank=None):
-    from seqmarl.trainer import Trainer
+    from seqmarl.train.trainer import Trainer
 
     cfg = load_config(None, overrides)
     resume = (out_dir / "config.yaml").exists()

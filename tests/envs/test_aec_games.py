@@ -15,13 +15,13 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 from pettingzoo.utils import AgentSelector
 
-from seqmarl.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.cli import main
 from seqmarl.config import load_config
 from seqmarl.envs.registration import ENVS, register_pettingzoo
 from seqmarl.envs.spaces import AnyText
-from seqmarl.sinks import read_jsonl
-from seqmarl.trainer import Trainer
+from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
+from seqmarl.run.sinks import read_jsonl
+from seqmarl.train.trainer import Trainer
 
 RUN = [
     "model=embedded:tiny-llama",

@@ -12,7 +12,7 @@ from seqmarl import envs
 from seqmarl.envs.task import Prompt
 from seqmarl.envs.tasks.gsm8k import ONE_SHOT
 from seqmarl.errors import ConfigError
-from seqmarl.rollout import play
+from seqmarl.train.rollout import play
 from tests.conftest import env_test_kwargs
 from tests.test_rounds import Scripted
 

@@ -36,8 +36,8 @@ def test_joint_scores_reach_the_right_agent_whatever_the_seat_order(seats):
 
 
 def test_every_episode_of_a_rollout_sums_to_zero(make_pool):
-    from seqmarl.rollout import play
-    from seqmarl.settings import make_setting
+    from seqmarl.method.settings import make_setting
+    from seqmarl.train.rollout import play
 
     setting = make_setting("cory", num_agents=3, reward_matrix="cooperative")
     env = envs.make("sentiment-duel-v0", setting=setting)

@@ -8,7 +8,7 @@ from seqmarl.cli import main
 from seqmarl.envs.episode import Episode, Turn
 from seqmarl.envs.tasks.guess import INTRO, NumberGuessTask, feedback, first_integer, judge
 from seqmarl.errors import ConfigError
-from seqmarl.rollout import play
+from seqmarl.train.rollout import play
 from tests.test_rounds import Scripted
 
 ILLEGAL = ["", " ", "abc", "🙂🚀", "0", "-3", "21", "9" * 5000, "-" + "9" * 5000, "٣"]

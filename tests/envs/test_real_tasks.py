@@ -111,7 +111,7 @@ def test_imdb_prompts_are_2_to_8_policy_tokens(imdb_task):
 
 def test_imdb_reward_separates_positive_from_negative_reviews(imdb_task):
     """AUC of the positive logit on full test reviews (prompt = '', response = review)."""
-    from seqmarl.paths import shared_path
+    from seqmarl.run.paths import shared_path
 
     with open(shared_path("data", "imdb", "test.jsonl"), encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]  # not splitlines(): reviews hold U+2028

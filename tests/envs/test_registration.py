@@ -5,7 +5,7 @@ import pytest
 from seqmarl import envs
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError, UnknownNameError
-from seqmarl.settings import make_setting
+from seqmarl.method.settings import make_setting
 
 
 def test_make_accepts_a_registered_setting_name():

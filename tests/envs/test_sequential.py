@@ -3,7 +3,7 @@ import pytest
 
 from seqmarl import envs
 from seqmarl.errors import ConfigError, UnknownNameError
-from seqmarl.settings import make_setting
+from seqmarl.method.settings import make_setting
 
 
 def play(env, answers):

@@ -9,7 +9,7 @@ from seqmarl.agents import AgentPool, tiny_model_and_tokenizer
 from seqmarl.config import GenerationConfig
 from seqmarl.envs import DatasetTask, FormatTemplate, Prompt, TextTask
 from seqmarl.errors import SeqmarlError, TaskError
-from seqmarl.rollout import play
+from seqmarl.train.rollout import play
 
 BAD_ROW = 2  # the prompt (and so the rollout row, with one copy) whose reward is broken
 
@@ -246,10 +246,10 @@ class NanFromIteration(envs.ArithmeticTask):
 
 
 def test_a_nan_reward_at_iteration_3_stops_the_run_with_earlier_outputs_intact(tmp_path):
-    from seqmarl.checkpoint import list_checkpoints, load_checkpoint
     from seqmarl.config import load_config
-    from seqmarl.sinks import read_jsonl
-    from seqmarl.trainer import Trainer
+    from seqmarl.run.checkpoint import list_checkpoints, load_checkpoint
+    from seqmarl.run.sinks import read_jsonl
+    from seqmarl.train.trainer import Trainer
 
     envs.register_env("nan-at-three-v0", NanFromIteration, overwrite=True)
     cfg = load_config(

@@ -18,8 +18,8 @@ from seqmarl.envs.game import AECGame
 from seqmarl.envs.suites.textarena import TextArenaEnv
 from seqmarl.envs.task import Prompt
 from seqmarl.errors import ConfigError
-from seqmarl.mixing import RewardMixer
-from seqmarl.settings import coefficient_matrix
+from seqmarl.method.mixing import RewardMixer
+from seqmarl.method.settings import coefficient_matrix
 
 OFFLINE = ["TicTacToe-v0", "KuhnPoker-v0-short", "SimpleNegotiation-v0"]
 
@@ -188,7 +188,7 @@ def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_pat
     import json
 
     from seqmarl.cli import main
-    from seqmarl.sinks import read_jsonl
+    from seqmarl.run.sinks import read_jsonl
 
     run = tmp_path / "ttt"
     args = [

@@ -92,8 +92,8 @@ def test_roles_rewards_and_the_matrix_through_the_wrapper():
 
 def test_a_plain_pettingzoo_env_trains_through_the_wrapper(tmp_path):
     from seqmarl.config import load_config
-    from seqmarl.sinks import read_jsonl
-    from seqmarl.trainer import Trainer
+    from seqmarl.run.sinks import read_jsonl
+    from seqmarl.train.trainer import Trainer
 
     cfg = load_config(
         None,

@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
-from seqmarl.diskfull import disk_full_error
 from seqmarl.errors import SeqmarlError
+from seqmarl.run.diskfull import disk_full_error
 
 __all__ = [
     "CheckpointError",
@@ -199,7 +199,7 @@ def save_checkpoint(
 def _stale(tmp: Path) -> bool:
     """Whether a ``.tmp_iter_N_PID``/``.old_iter_N_PID`` folder is left over (its writer gone).
 
-    The run folder's lock (:mod:`seqmarl.runlock`) keeps other writers out; this keeps the
+    The run folder's lock (:mod:`seqmarl.run.lock`) keeps other writers out; this keeps the
     clean-up from touching a folder that a live process may still be writing all the same.
     """
     pid = tmp.name.rsplit("_", 1)[-1]

@@ -1,12 +1,12 @@
 """Where training and evaluation games are played: B x K rows in lockstep, via :class:`TextGame`.
 
-pass@k samples one agent alone, outside any game (:mod:`seqmarl.passk`).
+pass@k samples one agent alone, outside any game (:mod:`seqmarl.eval.passk`).
 
 Each iteration samples B prompts; every prompt is played in K rows (K responses per prompt
 for group algorithms such as RLOO and GRPO). Whenever rows wait on an agent, it observes all
 of them and samples one batched response (:mod:`seqmarl.envs.game`). When every row is over,
 the game reports its raw task rewards (:class:`~seqmarl.envs.game.GameResult`) and the one
-mixer (:class:`~seqmarl.mixing.RewardMixer`) credits them, through the coefficient matrix and
+mixer (:class:`~seqmarl.method.mixing.RewardMixer`) credits them, through the coefficient matrix and
 the seat order, to each agent's turns. A game's fault raises one line naming the env, the
 agent, the row and the turn (:class:`~seqmarl.errors.TaskError`,
 :class:`~seqmarl.errors.EnvError`).

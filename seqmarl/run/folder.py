@@ -1,11 +1,9 @@
-"""Run folders: what a run writes, when a folder may be (re)used, and what a resume must keep.
+"""Run folders: what a run writes, and when a folder may be (re)used.
 
 A run folder holds the files of :data:`RUN_OUTPUTS`. Training into a folder that already
 holds any of them is refused unless the run is resumed (``--resume``: it has a complete
 checkpoint) or started again (``--overwrite``: those files go, nothing else in the folder is
-touched). A resumed run keeps what its checkpoint was made of (:func:`run_signature`): the
-model, how the agents hold it, the agent ids and each agent's algorithm; overrides may change
-everything else (iterations, learning rates, logging, ...).
+touched). What a resumed run must keep is checked in :mod:`seqmarl.train.resume`.
 
 A run writes only inside its folder. A resume (and ``eval`` writing its default ``eval/``)
 refuses a folder whose outputs are or contain a symbolic link (:func:`check_no_links`): a
@@ -18,20 +16,16 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-from seqmarl.checkpoint import latest_checkpoint, list_checkpoints
-from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError
+from seqmarl.run.checkpoint import latest_checkpoint, list_checkpoints
 
 __all__ = [
     "RUN_OUTPUTS",
     "check_no_links",
     "check_out_dir",
-    "check_resume",
     "clear_run",
     "how_to_continue",
-    "run_signature",
 ]
 
 #: Everything ``seqmarl train`` (and ``eval``/``plot`` defaults) write into a run folder.
@@ -118,71 +112,6 @@ def clear_run(out: Path) -> list[str]:
         else:
             path.unlink()
     return found
-
-
-def run_signature(cfg: RunConfig) -> dict[str, Any]:
-    """What a checkpoint of ``cfg`` is made of, by config field.
-
-    Keys are dotted config fields, so a mismatch names the field to fix. The agents' algorithm
-    decides whether they carry a value head and what algorithm state they have.
-    """
-    a = cfg.agents
-    sig: dict[str, Any] = {
-        "agents.model": a.model,
-        "agents.gguf_file": a.gguf_file,
-        "agents.tokenizer": a.tokenizer,
-        "agents.mode": a.mode,
-        "agents.dtype": a.dtype,
-        "setting.num_agents": cfg.setting.build().num_agents,
-        # sharded copies keep their optimizer state by parameter name, unsharded by position
-        "distributed.strategy": (
-            "fsdp" if cfg.distributed.strategy == "fsdp" else "single or data_parallel"
-        ),
-    }
-    if a.mode == "shared":
-        for k, v in a.lora.model_dump(mode="json").items():
-            sig[f"agents.lora.{k}"] = v
-    for agent_id, own in a.per_agent.items():  # a team of different models: each its own
-        sig[f"agents.per_agent.{agent_id}"] = own.model_dump(mode="json", exclude_none=True)
-    for agent_id in cfg.setting.build().agent_ids:
-        field = f"algos.{agent_id}.name" if agent_id in cfg.algos else "algo.name"
-        sig[f"{field} ({agent_id})"] = cfg.algo_for(agent_id).name
-    return sig
-
-
-def check_resume(saved: dict[str, Any] | None, cfg: RunConfig, checkpoint: Path) -> None:
-    """Refuse a resume whose config contradicts what the checkpoint was made of.
-
-    Args:
-        saved: The checkpoint's :func:`run_signature` (``None`` for old checkpoints: no check).
-        cfg: The config of the resumed run (the run's config.yaml plus overrides).
-        checkpoint: The checkpoint, for the message.
-
-    Raises:
-        ConfigError: The first field that differs, both values, and the way out.
-    """
-    if not saved:
-        return
-    now = run_signature(cfg)
-    # an agent's algorithm may be named through algo.name or algos.<id>.name: compare per agent
-    by_agent = {k.rsplit(" (", 1)[-1]: (k, v) for k, v in saved.items() if k.endswith(")")}
-    for key, value in now.items():
-        if key.endswith(")"):
-            agent = key.rsplit(" (", 1)[-1]
-            if agent not in by_agent:
-                continue  # a new agent id shows up as a num_agents mismatch
-            old = by_agent[agent][1]
-            field = key.split(" (")[0]
-        else:
-            if key not in saved:
-                continue
-            old, field = saved[key], key
-        if old != value:
-            raise ConfigError(
-                f"--resume: {field}={value!r} does not match the checkpoint {checkpoint.name} "
-                f"(trained with {old!r}); a resumed run keeps its model, adapters, agents and "
-                "algorithms. Drop that override, or start a new run with --out"
-            )
 
 
 def how_to_continue(out: Path, launcher: str) -> str:

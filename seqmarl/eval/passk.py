@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqmarl.diskfull import write_atomic
 from seqmarl.envs import guard
+from seqmarl.run.diskfull import write_atomic
 
 __all__ = ["evaluate_pass_at_k", "pass_at_k", "pass_at_k_table", "plot_pass_at_k"]
 
@@ -52,7 +52,7 @@ def evaluate_pass_at_k(
 ) -> dict[str, Any]:
     """Sample ``n`` answers per question from ``agent`` (answering alone) and score them.
 
-    Each batch of questions is played as the training games are (:func:`seqmarl.rollout.play`
+    Each batch of questions is played as the training games are (:func:`seqmarl.train.rollout.play`
     on a one-seat :class:`~seqmarl.envs.game.TaskGame`, with the run's observation limit), each
     question in ``n`` rows, at most ``batch_size`` rows at a time.
 
@@ -62,8 +62,8 @@ def evaluate_pass_at_k(
     from tqdm.auto import tqdm
 
     from seqmarl.envs.game import TaskGame
-    from seqmarl.mixing import RewardMixer
-    from seqmarl.rollout import play
+    from seqmarl.method.mixing import RewardMixer
+    from seqmarl.train.rollout import play
 
     rng = np.random.default_rng(seed)
     gen = torch.Generator(device=agent.device).manual_seed(seed)

@@ -3,9 +3,9 @@
 Every path that hands out trained rewards goes through :class:`RewardMixer`: the rollout
 (per turn, with causal credit and the seat order of the iteration), seqmarl's own PettingZoo
 env (:class:`~seqmarl.envs.sequential.SequentialTextEnv`), the PettingZoo face of a wrapped env
-(:class:`~seqmarl.envs.wrappers.TextAECWrapper`) and :meth:`seqmarl.settings.Setting.mix`.
+(:class:`~seqmarl.envs.wrappers.TextAECWrapper`) and :meth:`seqmarl.method.settings.Setting.mix`.
 Inside the library the matrix has one form, a float64 ``(N, N)`` array, validated where a
-setting is built (:func:`seqmarl.settings.coefficient_matrix`).
+setting is built (:func:`seqmarl.method.settings.coefficient_matrix`).
 
 The rules, with ``r`` a vector of task rewards in agent-id order:
 
@@ -77,7 +77,7 @@ class RewardMixer:
 
     Args:
         coef: ``(N, N)`` matrix, rows and columns in agent-id order (validated by
-            :func:`seqmarl.settings.coefficient_matrix`).
+            :func:`seqmarl.method.settings.coefficient_matrix`).
         agents: The agent ids, in agent-id order.
         credit: ``full`` or ``causal`` (:func:`credit_matrix`).
     """

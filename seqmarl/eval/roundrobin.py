@@ -1,9 +1,9 @@
 """``seqmarl eval RUN --round-robin``: every pair of contenders plays; ratings from all games.
 
-Every pair of the run's contenders (:class:`~seqmarl.matches.Contenders`) plays ``games``
-games (:func:`~seqmarl.matches.play_pairs`, the first of the pair in each seat in turn), and
+Every pair of the run's contenders (:class:`~seqmarl.eval.matches.Contenders`) plays ``games``
+games (:func:`~seqmarl.eval.matches.play_pairs`, the first of the pair in each seat in turn), and
 openskill's Plackett-Luce model rates everyone from all of them, pair by pair in a fixed order
-(:mod:`seqmarl.ratings`).
+(:mod:`seqmarl.eval.ratings`).
 
 **Batched.** The pairs are cut into groups, in order, played together: a group holds as many
 pairs as fit in ``rows`` games at once and whose model contenders each have an agent slot of
@@ -30,10 +30,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from seqmarl.diskfull import write_atomic
 from seqmarl.errors import ConfigError, Interrupted
-from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
-from seqmarl.matches import Contenders, play_pairs, summarize
+from seqmarl.eval.matches import Contenders, play_pairs, summarize
+from seqmarl.run.diskfull import write_atomic
+from seqmarl.run.interrupts import Abort, Rewind, StopSignals, signal_name
 
 __all__ = ["pairs_of", "plan_groups", "round_robin"]
 
@@ -118,7 +118,7 @@ def round_robin(
     """
     from tqdm.auto import tqdm
 
-    from seqmarl.ratings import Ratings, plot_rating_history
+    from seqmarl.eval.ratings import Ratings, plot_rating_history
 
     for n in names:
         contenders.check(n)

@@ -2,12 +2,12 @@
 
 Every file seqmarl writes into a run folder is either written whole or not at all:
 
-* checkpoints go to a temporary folder that is renamed into place (:mod:`seqmarl.checkpoint`);
+* checkpoints go to a temporary folder that is renamed into place (:mod:`seqmarl.run.checkpoint`);
 * single files (``config.yaml``, ``summary.json``, ``eval.json``, ...) go through
   :func:`write_atomic`: a temporary file in the same folder, fsynced, renamed (or linked, so
   that an existing file is never replaced); the temporary file is removed on any failure;
 * ``metrics.jsonl`` and ``samples.jsonl`` take whole lines: a line that cannot be written
-  whole is cut off again (:class:`seqmarl.sinks.JsonlSink`).
+  whole is cut off again (:class:`seqmarl.run.sinks.JsonlSink`).
 
 A command that meets ``ENOSPC`` or ``EDQUOT`` ends with :class:`DiskFull`: one line saying the
 disk is full, naming the path and saying what is intact, exit status 2.

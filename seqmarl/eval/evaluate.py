@@ -27,12 +27,12 @@ import torch
 
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
-from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
-from seqmarl.diskfull import write_atomic
 from seqmarl.errors import ConfigError
-from seqmarl.rollout import play
-from seqmarl.settings import Setting, make_setting
+from seqmarl.method.settings import Setting, make_setting
+from seqmarl.run.checkpoint import CheckpointError, load_latest
+from seqmarl.run.diskfull import write_atomic
+from seqmarl.train.rollout import play
 
 __all__ = [
     "evaluate",
@@ -266,7 +266,7 @@ def free_stem(folder: Path, stem: str, suffixes: Sequence[str]) -> str:
 def write_eval(result: Mapping[str, Any], out_dir: Path) -> Path:
     """Write ``result`` to a new ``eval[-N].json`` in ``out_dir`` (never over an earlier one).
 
-    The file appears whole or not at all (:func:`seqmarl.diskfull.write_atomic`): a full disk
+    The file appears whole or not at all (:func:`seqmarl.run.diskfull.write_atomic`): a full disk
     leaves no empty or torn ``eval.json`` behind.
     """
     return write_new(out_dir, "eval", json.dumps(result, indent=2))
@@ -298,7 +298,7 @@ def evaluate_pass_at_k_for_pool(
     agent_ids: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """pass@k (k = 1..n) of each agent (all, or ``agent_ids``) answering alone."""
-    from seqmarl.passk import evaluate_pass_at_k
+    from seqmarl.eval.passk import evaluate_pass_at_k
 
     game = envs.build_game(cfg.task, cfg.setting.build(), tokenizer=pool.tokenizer)
     task = getattr(game, "task", None)
@@ -324,7 +324,7 @@ def evaluate_pass_at_k_for_pool(
 
 def write_pass_at_k_results(results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
     """``<out_dir>/<agent>/passk[-N].{json,md,png}`` for each agent (never over earlier ones)."""
-    from seqmarl.passk import write_pass_at_k
+    from seqmarl.eval.passk import write_pass_at_k
 
     written = []
     for agent_id, res in results.items():

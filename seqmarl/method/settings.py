@@ -28,8 +28,8 @@ from typing import Literal
 import numpy as np
 
 from seqmarl.errors import ConfigError
-from seqmarl.mixing import CREDIT_RULES, RewardMixer, credit_matrix
-from seqmarl.registry import Registry
+from seqmarl.method.mixing import CREDIT_RULES, RewardMixer, credit_matrix
+from seqmarl.run.registry import Registry
 
 __all__ = [
     "COEFFICIENT_PRESETS",

@@ -1,6 +1,6 @@
 """Reading an LLM's policy as a table: each legal move's probability at an information state.
 
-What :mod:`seqmarl.exploitability` hands to OpenSpiel. For each information state the player
+What :mod:`seqmarl.eval.exploitability` hands to OpenSpiel. For each information state the player
 to move reads the text the env gives it there
 (:meth:`~seqmarl.envs.suites.openspiel.OpenSpielTextEnv.observation_at`, then the run's
 observation limit and ``task.observation_template``:
@@ -25,7 +25,7 @@ legal move. Two ways to get the probability of each legal move ``a``:
   reading is not possible): ``N`` responses per information state, parsed as the env parses
   them; ``pi(a)`` is the share that played ``a`` (an illegal answer counting ``1/|A|``
   towards each move). The reading gives the largest per-move standard error,
-  ``sqrt(var / N)``; :func:`seqmarl.exploitability.model_row` adds the exploitability's
+  ``sqrt(var / N)``; :func:`seqmarl.eval.exploitability.model_row` adds the exploitability's
   standard deviation over resamples of the answers.
 """
 

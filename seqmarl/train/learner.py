@@ -6,7 +6,7 @@ compute advantages once, then run the configured epochs over minibatches with gr
 accumulation and grad-norm clipping. A non-finite loss skips that optimizer step and is
 counted; the trainer decides what to do when it repeats.
 
-With several processes (:mod:`seqmarl.distributed`, ``data_parallel``) each rank holds some
+With several processes (:mod:`seqmarl.run.distributed`, ``data_parallel``) each rank holds some
 rows of the iteration's batch. The learner gathers the rollout batch, so advantages and every
 running statistic are those of the global batch on every rank; walks the same global
 minibatches everywhere (a rank computes the rows it holds, each chunk's loss weighted by its
@@ -28,7 +28,7 @@ import torch
 from seqmarl.agents.base import Policy
 from seqmarl.algos import ALGORITHMS, AlgoConfig, Algorithm, AlgoState
 from seqmarl.algos.core import RunningMoments, masked_sum
-from seqmarl.distributed import DistContext
+from seqmarl.run.distributed import DistContext
 from seqmarl.types import Advantages, Completions, RolloutBatch
 
 __all__ = ["Learner", "length_chunks"]

@@ -10,7 +10,7 @@ run folder and the resolved config (a plain dict) and returns a :class:`MetricSi
 one's own is named ``"pkg.module:factory"`` in ``train.sinks`` (the module is imported, and
 recorded in the run's ``imports``), registered with :func:`register_sink` by a module the
 config imports, or registered by an installed distribution's entry point in the
-``seqmarl.sinks`` group. A sink whose Python package is missing is refused with one line
+``seqmarl.run.sinks`` group. A sink whose Python package is missing is refused with one line
 naming the package (:func:`check_sinks`) when the Trainer is built, before any model loads.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from seqmarl.errors import ConfigError
-from seqmarl.registry import Registry
+from seqmarl.run.registry import Registry
 
 __all__ = [
     "SINKS",
@@ -121,7 +121,7 @@ def truncate_jsonl(path: Path, last_iteration: int) -> None:
     otherwise it is rewritten atomically (a temporary file, fsynced, renamed; removed again
     if that fails).
     """
-    from seqmarl.diskfull import write_atomic
+    from seqmarl.run.diskfull import write_atomic
 
     found = _records(path)
     last: dict[int, dict[str, Any]] = {}

@@ -4,7 +4,7 @@
 
 1. sample B prompts; play B x K rows of the game (:func:`seqmarl.envs.build_game`) in
    lockstep, each agent's generation batched across the rows waiting on it
-   (:func:`seqmarl.rollout.play`);
+   (:func:`seqmarl.train.rollout.play`);
 2. the one mixer credits the task rewards, through the setting's coefficient matrix C, to the
    agents' turns;
 3. each agent updates with its own algorithm on its own responses (:class:`Learner`); an agent
@@ -15,7 +15,7 @@
    every ``checkpoint_every`` iterations a checkpoint is written atomically.
 
 Ctrl-C and SIGTERM stop the run at an iteration boundary with a checkpoint
-(:mod:`seqmarl.interrupts`); ``--resume`` then continues exactly as if nothing had happened.
+(:mod:`seqmarl.run.interrupts`); ``--resume`` then continues exactly as if nothing had happened.
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ import numpy as np
 import torch
 import yaml
 
-from seqmarl import diskfull, envs
+from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.algos import ALGORITHMS
 from seqmarl.algos.base import with_response_limit
-from seqmarl.checkpoint import (
+from seqmarl.config import RunConfig
+from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
+from seqmarl.run import diskfull
+from seqmarl.run.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_checkpoint,
@@ -44,17 +47,16 @@ from seqmarl.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from seqmarl.config import RunConfig
-from seqmarl.diskfull import DiskFull, disk_full_error, full_path, write_atomic
-from seqmarl.distributed import setup
-from seqmarl.errors import ConfigError, Interrupted, SeqmarlError
-from seqmarl.interrupts import Abort, Rewind, StopSignals, signal_name
-from seqmarl.league import League
-from seqmarl.learner import Learner
-from seqmarl.rollout import Rollout, informative_groups, play, summed_timings
-from seqmarl.runlock import RunLock, RunLocked
-from seqmarl.runs import check_no_links, check_out_dir, check_resume, clear_run, run_signature
-from seqmarl.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
+from seqmarl.run.diskfull import DiskFull, disk_full_error, full_path, write_atomic
+from seqmarl.run.distributed import setup
+from seqmarl.run.folder import check_no_links, check_out_dir, clear_run
+from seqmarl.run.interrupts import Abort, Rewind, StopSignals, signal_name
+from seqmarl.run.lock import RunLock, RunLocked
+from seqmarl.run.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
+from seqmarl.train.league import League
+from seqmarl.train.learner import Learner
+from seqmarl.train.resume import check_resume, run_signature
+from seqmarl.train.rollout import Rollout, informative_groups, play, summed_timings
 
 __all__ = ["Trainer", "TrainingError"]
 
@@ -318,7 +320,7 @@ class Trainer:
         """One iteration: play, mix, update every agent. Returns (metrics, rollout).
 
         Inside :meth:`fit`, a stop signal during play raises
-        :class:`~seqmarl.interrupts.Rewind` with every random stream put back as it was at the
+        :class:`~seqmarl.run.interrupts.Rewind` with every random stream put back as it was at the
         start of the iteration (nothing else has changed by then).
         """
         if self._stop is None or self.dist.enabled:  # ranks must not drop an iteration alone
@@ -386,7 +388,7 @@ class Trainer:
         """DAPO's dynamic sampling: draw until the batch holds informative groups only.
 
         Each draw plays ``train.batch_size`` fresh prompts; the groups whose returns vary for
-        some learner are kept (:func:`~seqmarl.rollout.informative_groups`), first come first
+        some learner are kept (:func:`~seqmarl.train.rollout.informative_groups`), first come first
         kept, until this rank has its share. Every rank draws as long as any rank is short,
         at most ``train.max_draws`` times (a full rank plays along and keeps nothing: a
         sharded model generates on every rank together); still short, the batch is filled
@@ -700,7 +702,7 @@ class Trainer:
 
     def _finish(self) -> dict[str, Any]:
         """The final plots and summary (rank 0)."""
-        from seqmarl.plots import plot_runs
+        from seqmarl.run.plots import plot_runs
 
         plots = plot_runs([self.out], self.out / "plots")
         summary = self.summary(plots)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqmarl.sinks import read_jsonl
+from seqmarl.run.sinks import read_jsonl
 
 __all__ = [
     "game_curves_figure",
@@ -419,7 +419,7 @@ def plot_runs(
 
 def _save(fig, path: Path) -> None:
     """``fig`` as a PNG, whole or not at all (a full disk leaves no torn file)."""
-    from seqmarl.diskfull import write_atomic
+    from seqmarl.run.diskfull import write_atomic
 
     # "tight" keeps outside legends
     write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))

@@ -5,7 +5,7 @@ registered is imported instead, so user code plugs in without registering anythi
 *namespace* (``"textarena/..."``) resolves every name under its prefix on first use, so a whole
 game suite is registered without listing it (:meth:`Registry.add_namespace`). A registry
 with an entry-point group also loads the installed plugins of that group the first time a name
-is missing and before it lists its names (:mod:`seqmarl.plugins`).
+is missing and before it lists its names (:mod:`seqmarl.run.plugins`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
-from seqmarl import plugins
 from seqmarl.errors import UnknownNameError
+from seqmarl.run import plugins
 
 __all__ = ["Registry"]
 

@@ -2,7 +2,7 @@
 
 ``seqmarl eval RUN --opponent NAME`` plays a trained agent against one opponent;
 ``seqmarl eval RUN --round-robin`` plays every pair of the run's contenders and rates them
-(:mod:`seqmarl.roundrobin`). A contender is
+(:mod:`seqmarl.eval.roundrobin`). A contender is
 
 * an agent id of the run (``llm_0``): its weights in the newest checkpoint;
 * ``snapshot:<i>``: the league's snapshot of the learner taken at iteration ``i``;
@@ -39,10 +39,10 @@ import torch
 from seqmarl import envs
 from seqmarl.agents.pool import AgentPool
 from seqmarl.agents.scripted import SCRIPTED, derive_seed, make_scripted
-from seqmarl.checkpoint import CheckpointError, load_latest
 from seqmarl.config import RunConfig
 from seqmarl.errors import ConfigError, ContextLengthError
-from seqmarl.league import slot_state, snapshot_iteration
+from seqmarl.run.checkpoint import CheckpointError, load_latest
+from seqmarl.train.league import slot_state, snapshot_iteration
 
 __all__ = ["Contenders", "play_match", "play_pairs", "rotations", "summarize"]
 
@@ -161,7 +161,7 @@ class Contenders:
 
 
 def _snapshot_key(key: Any, checkpoint: Path) -> int:
-    """:func:`~seqmarl.league.snapshot_iteration`, a bad key as one line naming the checkpoint."""
+    """:func:`~seqmarl.train.league.snapshot_iteration`: a bad key is one line naming the file."""
     try:
         return snapshot_iteration(key)
     except ValueError as exc:
