@@ -25,6 +25,7 @@ import yaml
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -159,6 +160,8 @@ class SettingConfig(_Strict):
         "agents j seated at or after it (the observer drops the pioneer's reward).",
     )
 
+    _built: tuple[str, Setting] | None = PrivateAttr(None)
+
     @field_validator("name")
     @classmethod
     def _setting_known(cls, v: str) -> str:
@@ -173,17 +176,25 @@ class SettingConfig(_Strict):
         return self
 
     def build(self) -> Setting:
-        """The :class:`~seqmarl.method.settings.Setting` this config describes."""
-        return make_setting(
-            self.name,
-            num_agents=self.num_agents,
-            reward_matrix=self.reward_matrix,
-            schedule=self.schedule,
-            exchange_every=self.exchange_every,
-            permutations=self.permutations,
-            knowledge_transfer=self.knowledge_transfer,
-            credit=self.credit,
-        )
+        """The :class:`~seqmarl.method.settings.Setting` this config describes.
+
+        Built once per distinct value of these fields (a setting is frozen, so every caller
+        may hold the same one); a changed field builds it again.
+        """
+        key = self.model_dump_json()
+        if self._built is None or self._built[0] != key:
+            setting = make_setting(
+                self.name,
+                num_agents=self.num_agents,
+                reward_matrix=self.reward_matrix,
+                schedule=self.schedule,
+                exchange_every=self.exchange_every,
+                permutations=self.permutations,
+                knowledge_transfer=self.knowledge_transfer,
+                credit=self.credit,
+            )
+            self._built = (key, setting)
+        return self._built[1]
 
 
 class AlgoSelection(_Strict):

@@ -294,3 +294,24 @@ def test_mixed_algos_example_resolves_to_the_reinforce_settings_it_was_run_with(
     reinforce = load_config(root / "examples" / "mixed_algos.yaml").algo_for("llm_1").build()
     assert (reinforce.lr, reinforce.epochs, reinforce.kl_coef) == (2.0e-4, 1, 0.1)
     assert (reinforce.adaptive_kl, reinforce.baseline_decay) == (False, 0.9)
+
+
+def test_a_setting_is_built_once_per_value(monkeypatch):
+    """Validation and every later reader share one built setting until a field changes."""
+    import seqmarl.config as config_mod
+
+    calls = []
+    real = config_mod.make_setting
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(config_mod, "make_setting", counting)
+    cfg = load_config(overrides=["setting=cory", "algos.llm_1.name=grpo"])
+    built = len(calls)
+    assert built == 1  # the setting's own check, then every model validator reads that one
+    first = cfg.setting.build()
+    assert cfg.setting.build() is first and len(calls) == built
+    cfg.setting.num_agents = 3
+    assert cfg.setting.build().num_agents == 3 and len(calls) == built + 1

@@ -174,6 +174,12 @@ class AgentModel(_Strict):
         None, description="As agents.dtype."
     )
     trust_remote_code: bool | None = Field(None, description="As agents.trust_remote_code.")
+    generation: GenerationConfig | None = Field(
+        None,
+        description="This agent's sampling settings: the fields named here replace the run's "
+        "agents.generation fields (e.g. agents.per_agent.llm_1.generation.temperature=0.7); "
+        "the iteration's shared length (shared_length, length_cycle) stays the run's.",
+    )
 
 
 class AgentConfig(_Strict):
@@ -219,6 +225,13 @@ class AgentConfig(_Strict):
         update = own.model_dump(exclude_unset=True, exclude_none=True)
         if "lora" in update:
             update["lora"] = own.lora
+        if own.generation is not None:  # its own fields over the run's
+            update["generation"] = GenerationConfig.model_validate(
+                {
+                    **self.generation.model_dump(),
+                    **own.generation.model_dump(exclude_unset=True),
+                }
+            )
         if own.model is not None:  # another model brings its own files
             update.setdefault("gguf_file", None)
             update.setdefault("tokenizer", None)

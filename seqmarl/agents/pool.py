@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -162,6 +162,8 @@ class AgentPool:
         value_heads: Agent ids that need a value head (PPO agents).
         lora: Adapter shape for ``shared`` (overrides ``settings.lora``).
         generation: Sampling settings shared by the agents (overrides ``settings.generation``).
+        generations: Agent id -> its own sampling settings (``agents.per_agent.<id>.generation``
+            merged over the run's); agents not named use ``generation``.
         seed: Seeds adapter and value-head initialisation.
         settings: The rest of ``agents``: the generator and its settings (default: HF).
 
@@ -183,6 +185,7 @@ class AgentPool:
         value_heads: Sequence[str] = (),
         lora: LoraSettings | None = None,
         generation: GenerationConfig | None = None,
+        generations: Mapping[str, GenerationConfig] | None = None,
         seed: int = 0,
         settings: AgentConfig | None = None,
     ):
@@ -216,7 +219,7 @@ class AgentPool:
                         if agent_id in value_heads
                         else None
                     ),
-                    generation=generation,
+                    generation=(generations or {}).get(agent_id, generation),
                 )
                 for agent_id in self.agent_ids
             }
@@ -243,12 +246,26 @@ class AgentPool:
         groups: dict[tuple, list[str]] = {}
         for a in agent_ids:
             groups.setdefault(cfg.for_agent(a).base_key(), []).append(a)
+        generations = {
+            a: cfg.for_agent(a).generation
+            for a in agent_ids
+            if a in cfg.per_agent and cfg.per_agent[a].generation is not None
+        }
+
+        def base(agent_id: str) -> AgentConfig:  # the group's base; sampling is per agent
+            return cfg.for_agent(agent_id).model_copy(update={"generation": cfg.generation})
+
         if len(groups) == 1:
-            return cls._load(cfg.for_agent(agent_ids[0]), agent_ids, value_heads, seed, kind)
+            return cls._load(base(agent_ids[0]), agent_ids, value_heads, seed, kind, generations)
         with GENERATORS[cfg.generator].together():  # vllm: an engine per base, side by side
             pools = [
                 cls._load(
-                    cfg.for_agent(ids[0]), ids, [a for a in value_heads if a in ids], seed, kind
+                    base(ids[0]),
+                    ids,
+                    [a for a in value_heads if a in ids],
+                    seed,
+                    kind,
+                    generations,
                 )
                 for ids in groups.values()
             ]
@@ -256,7 +273,13 @@ class AgentPool:
 
     @classmethod
     def _load(
-        cls, cfg: AgentConfig, agent_ids: Sequence[str], value_heads, seed: int, kind: str | None
+        cls,
+        cfg: AgentConfig,
+        agent_ids: Sequence[str],
+        value_heads,
+        seed: int,
+        kind: str | None,
+        generations: Mapping[str, GenerationConfig] | None = None,
     ) -> AgentPool:
         from seqmarl.agents.loading import load_model_and_tokenizer, resolve_device, resolve_dtype
 
@@ -277,6 +300,7 @@ class AgentPool:
             agent_ids,
             mode=kind or cfg.mode,
             value_heads=value_heads,
+            generations={a: g for a, g in (generations or {}).items() if a in agent_ids},
             seed=seed,
             settings=cfg,
         )

@@ -165,3 +165,28 @@ def test_a_league_whose_fixed_opponent_is_another_model(tmp_path, gpt2_folder):
         ConfigError, match=r"league\.snapshot_every: a snapshot of llm_0 plays only"
     ):
         team_cfg(gpt2_folder, *league, "league.snapshot_every=1")
+
+
+def test_each_agent_samples_with_its_own_generation_settings(tmp_path, gpt2_folder):
+    """agents.per_agent.<id>.generation: its fields over the run's, on one base or another."""
+    # llm_1 on the GPT-2 and llm_2 on llm_0's base: each samples as its own settings say
+    cfg = team_cfg(
+        gpt2_folder,
+        "iterations=1",
+        "agents.per_agent.llm_1.generation.max_new_tokens=2",
+        "agents.per_agent.llm_2.generation.max_new_tokens=6",
+        "agents.per_agent.llm_2.generation.temperature=0.5",
+        num_agents=3,
+    )
+    trainer = Trainer(cfg, tmp_path)
+    team = trainer.pool
+    assert [g.agent_ids for g in team.groups] == [("llm_0", "llm_2"), ("llm_1",)]
+    g = {a: team[a].generation for a in ("llm_0", "llm_1", "llm_2")}
+    assert [g[a].max_new_tokens for a in g] == [4, 2, 6]
+    assert [g[a].temperature for a in g] == [1.0, 1.0, 0.5]
+    _, roll = trainer.step()
+    widths = {a: roll.completions[a].response_ids.shape[1] for a in g}
+    assert widths == {"llm_0": 4, "llm_1": 2, "llm_2": 6}  # random weights: no early EOS
+    # a field that is not a sampling setting gets one line naming it
+    with pytest.raises(ConfigError, match=r"agents\.per_agent\.llm_1\.generation\.tempratur"):
+        team_cfg(gpt2_folder, "agents.per_agent.llm_1.generation.tempratur=0.5")
