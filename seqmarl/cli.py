@@ -674,7 +674,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--opponent",
         metavar="NAME",
         help="play a run's agent (--agent, default the learner) against NAME, the agent in "
-        "every seat in turn: base, random, snapshot:<i>, another agent id, or module:factory",
+        "every seat in turn: base, random, snapshot:<i>, another agent id, module:factory, "
+        "or another model, untrained (a folder, org/name on the hub, embedded:<name>)",
     )
     p.add_argument(
         "--round-robin",

@@ -1,6 +1,7 @@
 """Matches: returns per seat in games of any size, and a round robin that keeps its games."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +227,46 @@ def test_a_second_signal_while_saving_ends_at_once_with_the_pairs_on_disk(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("seqmarl: round robin stopped by SIGINT: 2 of 10 pairs kept in ")
     assert len(json.loads((out / "ratings.partial.json").read_text())["pairs"]) == 2
+
+
+def test_eval_opponent_may_be_another_model(three_run, tmp_path, capsys):
+    """``--opponent <folder>``: an untrained model on its own base and tokenizer plays."""
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    from seqmarl.agents.tiny import byte_tokenizer
+    from seqmarl.config import load_config
+    from seqmarl.eval.matches import Contenders
+
+    tok = byte_tokenizer()
+    tok.add_special_tokens({"pad_token": "<pad>"})  # pads with 257, the run's llama with 256
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_embd=16,
+        n_layer=1,
+        n_head=1,
+        n_positions=128,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    folder = tmp_path / "gpt2"
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    capsys.readouterr()
+    assert main(["eval", str(three_run), "--opponent", str(folder), "--prompts", "4"]) == 0
+    out = capsys.readouterr().out
+    assert f"llm_0 vs {folder}: 4 games" in out
+    match = json.loads(Path(out.split("wrote ")[-1].strip()).read_text())
+    assert match["opponent"] == str(folder)
+    rows = match["agents"]["llm_0"]
+    assert [rows[f"seat_{k}"]["return"]["mean"] for k in range(3)] == [1.0, 2.0, 3.0]
+    # it sat on its own base: the GPT-2's tokenizer, not the run's
+    cfg = load_config(three_run / "config.yaml")
+    contenders = Contenders(three_run, cfg)
+    assert contenders.is_model_source(str(folder)) and not contenders.scripted(str(folder))
+    assert contenders._source(str(folder)).tokenizer.pad_token_id == 257
+    # a model that does not load is one line, exit 2
+    capsys.readouterr()
+    assert main(["eval", str(three_run), "--opponent", "nobody/no-such-model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nobody/no-such-model" in err[0]

@@ -7,7 +7,10 @@
 * an agent id of the run (``llm_0``): its weights in the newest checkpoint;
 * ``snapshot:<i>``: the league's snapshot of the learner taken at iteration ``i``;
 * ``base``: the initial model (what every agent started from);
-* a scripted player: ``random`` or ``module:factory`` (:mod:`seqmarl.agents.scripted`).
+* a scripted player: ``random`` or ``module:factory`` (:mod:`seqmarl.agents.scripted`);
+* another model: a folder, a hub id (``org/name``) or ``embedded:<name>``, untrained, loaded
+  as the run's agents are (mode, dtype, device, generation settings) on its own base and
+  tokenizer (:meth:`Contenders.is_model_source`).
 
 In a match of A against B, A plays agent ``llm_0`` and B every other agent of the game (in a
 game of N players, B fills N - 1 seats). The seats rotate: ``games // N`` games (one more for
@@ -72,6 +75,7 @@ class Contenders:
         self.snapshots = {_snapshot_key(k, path): v for k, v in league.get("snapshots", {}).items()}
         self.agent_ids = cfg.setting.build().agent_ids
         self.learner = cfg.league.learner or next(a for a in self.agent_ids if a in self.learners)
+        self._sources: dict[str, Any] = {}  # model source -> its policy (loaded once)
         if pool is not None:
             self.attach(pool)
 
@@ -89,10 +93,17 @@ class Contenders:
         out = [*self.learners, *(f"snapshot:{i}" for i in sorted(self.snapshots))]
         return list(dict.fromkeys([*out, *fixed]))
 
+    @staticmethod
+    def is_model_source(name: str) -> bool:
+        """Whether ``name`` names a model to load: a folder, ``org/name`` or ``embedded:<x>``."""
+        return name.startswith("embedded:") or "/" in name or Path(name).is_dir()
+
     def check(self, name: str) -> None:
         """Raise one line for a name that is no contender of this run."""
         if name in self.learners or name == "base" or name in SCRIPTED:
             return
+        if self.is_model_source(name):
+            return  # loaded when it plays; a source that does not load is one line then
         if name.startswith("snapshot:"):
             it = name.partition(":")[2]
             if it.isdigit() and int(it) in self.snapshots:
@@ -104,19 +115,34 @@ class Contenders:
             return
         raise ConfigError(
             f"{name!r}: not a contender of this run; use one of "
-            f"{', '.join(self.names())} or a scripted player's module:factory"
+            f"{', '.join(self.names())}, a scripted player's module:factory, or a model "
+            "(a folder, org/name on the hub, embedded:<name>)"
         )
 
-    @staticmethod
-    def scripted(name: str) -> bool:
+    @classmethod
+    def scripted(cls, name: str) -> bool:
         """Whether ``name`` is a scripted player (no model)."""
-        return name in SCRIPTED or (":" in name and not name.startswith("snapshot:"))
+        return name in SCRIPTED or (
+            ":" in name and not name.startswith("snapshot:") and not cls.is_model_source(name)
+        )
+
+    def _source(self, name: str) -> Any:
+        """The untrained policy of the model ``name``, on its own base (loaded once)."""
+        if name not in self._sources:
+            own = self.cfg.agents.model_copy(
+                update={"model": name, "gguf_file": None, "tokenizer": None, "per_agent": {}}
+            )
+            pool = AgentPool.from_config(own, self.agent_ids[:1], seed=self.cfg.train.seed)
+            self._sources[name] = pool[self.agent_ids[0]]
+        return self._sources[name]
 
     def seat(self, name: str, slot: str, seed: int) -> Any:
         """Put ``name`` in agent ``slot``: its weights loaded there, or a scripted player."""
         self.check(name)
         if self.scripted(name):
             return make_scripted(name, seed)
+        if self.is_model_source(name):
+            return self._source(name)
         if self._held.get(slot) != name:
             agent = self.pool[slot]
             agent.load_state_dict(self._state(name, slot))
@@ -132,7 +158,8 @@ class Contenders:
         Raises:
             ValueError: More model contenders than the pool has slots.
         """
-        wanted = list(dict.fromkeys(n for n in names if not self.scripted(n)))
+        sources = {n: self._source(n) for n in names if self.is_model_source(n)}
+        wanted = [n for n in dict.fromkeys(names) if not self.scripted(n) and n not in sources]
         if len(wanted) > len(self.slots):
             raise ValueError(f"{len(wanted)} model contenders need as many slots; the pool has "
                              f"{len(self.slots)}")  # fmt: skip
@@ -141,7 +168,7 @@ class Contenders:
         for n in wanted:
             if n not in where:
                 where[n] = free.pop(0)
-        return {n: self.seat(n, where[n], 0) for n in wanted}
+        return {**{n: self.seat(n, where[n], 0) for n in wanted}, **sources}
 
     def games(self, n: int) -> list[Any]:
         """``n`` games of the run (one per seat order), built once and reused: their envs too."""
