@@ -167,9 +167,8 @@ def test_a_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path):
 def test_an_agent_without_turns_on_one_rank_learns_on_both(tmp_path):
     # bob (the env's second role) acts on even seeds only; pick a seed whose first iteration
     # gives one rank an even seed and the other none
-    from even_seed_game import ENV_ID, second_player_acts
-
     from seqmarl.envs.game import seed_prompts
+    from tests.fake_games import second_player_acts
 
     def bob_per_rank(seed):
         prompts = seed_prompts(4, np.random.default_rng(seed))
@@ -178,7 +177,8 @@ def test_an_agent_without_turns_on_one_rank_learns_on_both(tmp_path):
 
     seed = next(s for s in range(100) if sorted(bob_per_rank(s)) == [False, True])
     run = tmp_path / "run"
-    overrides = [*TRAIN[:2], f"env={ENV_ID}", *TRAIN[2:], "iterations=2", f"train.seed={seed}"]
+    env = f"env={worker.EVEN_SEED_ENV}"
+    overrides = [*TRAIN[:2], env, *TRAIN[2:], "iterations=2", f"train.seed={seed}"]
     overrides.remove("env=arithmetic-v0")
     torchrun(HERE / "worker.py", "train", tmp_path, run, "-", *overrides)
     r0, r1 = ranks(tmp_path)
@@ -255,23 +255,23 @@ def test_the_policy_contract_holds_for_fsdp_sharded_copies(monkeypatch):
 
 def test_fsdp_refuses_a_pettingzoo_game_whose_rows_drift_by_rank(monkeypatch):
     """An agent that acts on one rank only would leave fsdp's collectives waiting: refused."""
-    from even_seed_game import ENV_ID, EvenSeedGame
-
     from seqmarl.config import load_config
     from seqmarl.envs import ENVS, register_pettingzoo
     from seqmarl.errors import ConfigError
+    from tests.fake_games import EvenSeedGame
 
+    env_id = worker.EVEN_SEED_ENV
     monkeypatch.setenv("WORLD_SIZE", "2")
-    register_pettingzoo(ENV_ID, EvenSeedGame, overwrite=True)
+    register_pettingzoo(env_id, EvenSeedGame, overwrite=True)
     try:
         tr = [x for x in TRAIN if x not in ("env=arithmetic-v0",)]
-        over = [*tr, f"env={ENV_ID}", "distributed.strategy=fsdp", "agents.mode=separate"]
+        over = [*tr, f"env={env_id}", "distributed.strategy=fsdp", "agents.mode=separate"]
         with pytest.raises(ConfigError, match="fsdp needs every process to generate") as info:
             load_config(None, over)
         assert "use distributed.strategy=data_parallel" in str(info.value)
-        load_config(None, [*tr, f"env={ENV_ID}"])  # data_parallel takes it
+        load_config(None, [*tr, f"env={env_id}"])  # data_parallel takes it
     finally:
-        ENVS._items.pop(ENV_ID, None)
+        ENVS._items.pop(env_id, None)
 
 
 def test_dynamic_sampling_draws_in_step_on_both_ranks(tmp_path):

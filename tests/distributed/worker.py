@@ -19,6 +19,8 @@ from seqmarl.run.distributed import DistContext, setup  # noqa: E402
 from seqmarl.train.learner import Learner  # noqa: E402
 
 AGENTS = ("llm_0", "llm_1")
+#: tests.fake_games.EvenSeedGame, registered by main() (a rank may have no turns of its bob)
+EVEN_SEED_ENV = "even-seed-game-v0"
 LENGTHS = [2, 5, 3, 4, 9, 6, 12, 7]
 PROMPTS = [f"{a} plus {b} is" for a in range(3) for b in range(3)][:8]
 
@@ -116,11 +118,10 @@ def train(dist, out_dir, overrides, poison_rank=None):
 
 
 def main():
-    from even_seed_game import ENV_ID, EvenSeedGame
-
     from seqmarl.envs import register_pettingzoo
+    from tests.fake_games import EvenSeedGame
 
-    register_pettingzoo(ENV_ID, EvenSeedGame)  # in the workers only: the suite's list is kept
+    register_pettingzoo(EVEN_SEED_ENV, EvenSeedGame)  # in the workers only: the suite's is kept
     mode, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
