@@ -111,7 +111,7 @@ def test_env_demo_prints_transcripts_and_rotates_seats(capsys):
 def test_env_demo_plays_a_registered_pettingzoo_env(capsys):
     """A plain AEC env has no task inside: the demo plays it through the public AEC calls."""
     from seqmarl.envs import ENVS, register_pettingzoo
-    from tests.envs.test_wrappers import DigitGame
+    from tests.fake_games import DigitGame
 
     register_pettingzoo("digit-demo-v0", DigitGame, overwrite=True)
     try:

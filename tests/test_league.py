@@ -5,66 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from pettingzoo import AECEnv
-from pettingzoo.utils import AgentSelector
 
 from seqmarl.config import LeagueConfig, load_config
 from seqmarl.envs.registration import ENVS, register_pettingzoo
-from seqmarl.envs.spaces import AnyText
 from seqmarl.eval.matches import summarize
 from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.run.sinks import read_jsonl
 from seqmarl.train.league import League, game_outcomes
 from seqmarl.train.trainer import Trainer
-
-
-class DigitDuel(AECEnv):
-    """Two roles answer once each; more digits wins (+1/-1), equal is a draw. Zero-sum."""
-
-    metadata = {"name": "digit_duel_v0", "is_parallelizable": False, "zero_sum": True}  # noqa: RUF012
-
-    def __init__(self):
-        super().__init__()
-        self.possible_agents = ["player_0", "player_1"]
-        self.observation_spaces = {a: AnyText(10_000) for a in self.possible_agents}
-        self.action_spaces = {a: AnyText(10_000) for a in self.possible_agents}
-
-    def observation_space(self, agent):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent):
-        return self.action_spaces[agent]
-
-    def reset(self, seed=None, options=None):
-        self.agents = list(self.possible_agents)
-        self.said = {}
-        self.rewards = dict.fromkeys(self.agents, 0.0)
-        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
-        self.terminations = dict.fromkeys(self.agents, False)
-        self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {} for a in self.agents}
-        self._selector = AgentSelector(self.agents)
-        self.agent_selection = self._selector.reset()
-
-    def observe(self, agent):
-        return f"Say digits. {self.said}\nAvailable Moves: '[1]', '[22]', '[333]'"
-
-    def step(self, action):
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
-            return
-        self._cumulative_rewards[agent] = 0.0
-        self._clear_rewards()
-        self.said[agent] = sum(c.isdigit() for c in action)
-        if len(self.said) == 2:
-            a, b = self.said["player_0"], self.said["player_1"]
-            win = float(np.sign(a - b))
-            self.rewards = {"player_0": win, "player_1": -win}
-            self.terminations = dict.fromkeys(self.agents, True)
-        self.agent_selection = self._selector.next()
-        self._accumulate_rewards()
-
+from tests.fake_games import DigitDuel  # one answer each; more digits wins (+1/-1), zero-sum
 
 RUN = [
     "model=embedded:tiny-llama",

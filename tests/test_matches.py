@@ -5,59 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pettingzoo import AECEnv
-from pettingzoo.utils import AgentSelector
 
 from seqmarl.cli import main
 from seqmarl.envs.registration import ENVS, register_pettingzoo
-from seqmarl.envs.spaces import AnyText
-
-
-class ThreeRoles(AECEnv):
-    """Three roles move once each; role k earns k + 1 (general-sum, outcome fixed by seat)."""
-
-    metadata = {"name": "three_roles_v0", "is_parallelizable": False}  # noqa: RUF012
-
-    def __init__(self):
-        super().__init__()
-        self.possible_agents = ["p0", "p1", "p2"]
-        self.observation_spaces = {a: AnyText(1000) for a in self.possible_agents}
-        self.action_spaces = {a: AnyText(1000) for a in self.possible_agents}
-
-    def observation_space(self, agent):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent):
-        return self.action_spaces[agent]
-
-    def reset(self, seed=None, options=None):
-        self.agents = list(self.possible_agents)
-        self.moved = 0
-        self.rewards = dict.fromkeys(self.agents, 0.0)
-        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
-        self.terminations = dict.fromkeys(self.agents, False)
-        self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {} for a in self.agents}
-        self._selector = AgentSelector(self.agents)
-        self.agent_selection = self._selector.reset()
-
-    def observe(self, agent):
-        return "Move.\nAvailable Moves: '[a]', '[b]'"
-
-    def step(self, action):
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
-            return
-        self._cumulative_rewards[agent] = 0.0
-        self._clear_rewards()
-        self.moved += 1
-        if self.moved == 3:
-            self.rewards = {a: float(k + 1) for k, a in enumerate(self.possible_agents)}
-            self.terminations = dict.fromkeys(self.agents, True)
-        self.agent_selection = self._selector.next()
-        self._accumulate_rewards()
-
+from tests.fake_games import DigitDuel, ThreeRoles
 
 TINY = [
     "model=embedded:tiny-llama",
@@ -108,8 +59,6 @@ def test_eval_opponent_reports_returns_per_seat_in_a_three_player_game(three_run
 @pytest.fixture(scope="module")
 def league_run(tmp_path_factory):
     """A run with four model contenders (llm_0, snapshot:0, snapshot:1, base) and random."""
-    from tests.test_league import DigitDuel
-
     register_pettingzoo("digit-duel-rr-v0", DigitDuel, overwrite=True)
     out = tmp_path_factory.mktemp("league") / "run"
     league = ["league.opponents=[llm_1]", "league.fixed=[random]", "league.snapshot_every=1"]

@@ -121,7 +121,7 @@ def test_causal_credit_from_the_config_and_refused_for_plain_pettingzoo_envs():
     with pytest.raises(ValueError, match="one round only"):
         envs.make("arithmetic-v0", setting=make_setting("cory-causal"), rounds=2)
     from seqmarl.envs.registration import ENVS, register_pettingzoo
-    from tests.envs.test_wrappers import DigitGame  # a plain PettingZoo text env
+    from tests.fake_games import DigitGame  # a plain PettingZoo text env
 
     register_pettingzoo("digit-causal-v0", DigitGame, overwrite=True)
     try:

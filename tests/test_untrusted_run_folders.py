@@ -195,7 +195,8 @@ def test_a_users_own_config_still_names_module_attr(tmp_path, monkeypatch):
 def league_run(tmp_path):
     """A 2-iteration league run whose checkpoint's snapshot key is a path, not an iteration."""
     from seqmarl.envs.registration import ENVS, register_pettingzoo
-    from tests.test_league import RUN, DigitDuel
+    from tests.fake_games import DigitDuel
+    from tests.test_league import RUN
 
     register_pettingzoo("digit-duel-v0", DigitDuel, overwrite=True)
     cfg = load_config(None, [*RUN, "league.snapshot_every=1", "iterations=2"])

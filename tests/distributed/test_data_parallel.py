@@ -1,7 +1,8 @@
 """Two gloo processes on CPU against one process: gradients, updates, replicas, files, resume.
 
 Each test launches ``worker.py`` under ``torchrun --standalone --nproc_per_node 2`` with a
-timeout, so a hang fails instead of blocking the suite.
+timeout, so a hang fails instead of blocking the suite; the gradient and update cases share one
+launch (the ``learned`` fixture).
 """
 
 import json
@@ -26,7 +27,7 @@ import worker  # noqa: E402
 TIMEOUT = 300
 
 
-def torchrun(*args, nproc=2):
+def torchrun(*args, nproc=2, check=True):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
@@ -35,7 +36,8 @@ def torchrun(*args, nproc=2):
         f"--nproc_per_node={nproc}", *map(str, args),
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
@@ -67,16 +69,60 @@ def equal(a, b):
 GRAD_CASES = [
     (algo, mode) for algo in ("ppo", "reinforce", "rloo", "grpo") for mode in ("shared", "separate")
 ]
+UPDATE_CASES = [("ppo", "shared"), ("rloo", "separate")]
 
 
-@pytest.mark.parametrize(("algo", "mode"), GRAD_CASES)
-def test_synced_gradients_equal_one_process(tmp_path, algo, mode):
+def grad_params(algo):
     params = {"epochs": 1, "grad_accum_steps": 2, "max_grad_norm": None, "lr": 1e-8}
     if algo in ("rloo", "grpo"):
         params["group_size"] = 2
-    torchrun(HERE / "worker.py", "learn", tmp_path, mode, algo, json.dumps(params))
-    r0, r1 = ranks(tmp_path)
-    one = worker.learn(DistContext(), mode, algo, params)
+    return params
+
+
+def update_params(algo):
+    # float64: in float32 Adam turns rounding (which the chunking alone changes) into ~3e-6
+    params = {"epochs": 2, "minibatch_size": 4, "lr": 1e-2}
+    if algo == "rloo":
+        params["group_size"] = 2
+    return params
+
+
+#: Every ``worker.learn`` case of the two tests below, played in one torchrun launch
+#: (start-up and imports on both ranks cost more than a case): name -> worker.learn's arguments.
+LEARN_CASES = {
+    **{f"grads-{a}-{m}": [m, a, grad_params(a), "float32"] for a, m in GRAD_CASES},
+    **{f"update-{a}-{m}": [m, a, update_params(a), "float64"] for a, m in UPDATE_CASES},
+}
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+    """The launch of all LEARN_CASES; ``learned(name)`` is that case's two ranks' results.
+
+    A case that failed, or was not reached, fails its own test with the case's traceback (or
+    the launch's stderr); a launch that hangs fails every test here after TIMEOUT seconds.
+    """
+    out = tmp_path_factory.mktemp("learn")
+    proc = torchrun(HERE / "worker.py", "learn", out, json.dumps(LEARN_CASES), check=False)
+
+    def result(name):
+        folder = out / name
+        if all((folder / f"rank{r}.pt").exists() for r in range(2)):
+            return ranks(folder)
+        errors = "\n".join(p.read_text() for p in sorted(folder.glob("error-rank*.txt")))
+        reached = "failed" if folder.exists() else "was not reached"
+        pytest.fail(
+            f"case {name} {reached} (launch exit {proc.returncode}):\n"
+            + (errors or proc.stderr[-3000:])
+        )
+
+    return result
+
+
+@pytest.mark.parametrize(("algo", "mode"), GRAD_CASES)
+def test_synced_gradients_equal_one_process(learned, algo, mode):
+    r0, r1 = learned(f"grads-{algo}-{mode}")
+    one = worker.learn(DistContext(), mode, algo, grad_params(algo))
     for agent in worker.AGENTS:
         assert (r0[agent]["width"], r1[agent]["width"]) == (5, 12)  # ragged across ranks
         equal(r0[agent]["grads"], r1[agent]["grads"])  # synchronised: the same on both
@@ -84,15 +130,10 @@ def test_synced_gradients_equal_one_process(tmp_path, algo, mode):
         assert any(g.abs().sum() > 0 for g in one[agent]["grads"])
 
 
-@pytest.mark.parametrize(("algo", "mode"), [("ppo", "shared"), ("rloo", "separate")])
-def test_an_update_equals_one_process(tmp_path, algo, mode):
-    # float64: in float32 Adam turns rounding (which the chunking alone changes) into ~3e-6
-    params = {"epochs": 2, "minibatch_size": 4, "lr": 1e-2}
-    if algo == "rloo":
-        params["group_size"] = 2
-    torchrun(HERE / "worker.py", "learn", tmp_path, mode, algo, json.dumps(params), "float64")
-    r0, r1 = ranks(tmp_path)
-    one = worker.learn(DistContext(), mode, algo, params, "float64")
+@pytest.mark.parametrize(("algo", "mode"), UPDATE_CASES)
+def test_an_update_equals_one_process(learned, algo, mode):
+    r0, r1 = learned(f"update-{algo}-{mode}")
+    one = worker.learn(DistContext(), mode, algo, update_params(algo), "float64")
     fresh = worker.make_pool(mode, algo, torch.float64)
     for agent in worker.AGENTS:
         before = [p.detach() for p in fresh[agent].parameters()]
@@ -167,9 +208,8 @@ def test_a_resumed_two_process_run_equals_the_uninterrupted_one(tmp_path):
 def test_an_agent_without_turns_on_one_rank_learns_on_both(tmp_path):
     # bob (the env's second role) acts on even seeds only; pick a seed whose first iteration
     # gives one rank an even seed and the other none
-    from even_seed_game import ENV_ID, second_player_acts
-
     from seqmarl.envs.game import seed_prompts
+    from tests.fake_games import second_player_acts
 
     def bob_per_rank(seed):
         prompts = seed_prompts(4, np.random.default_rng(seed))
@@ -178,7 +218,8 @@ def test_an_agent_without_turns_on_one_rank_learns_on_both(tmp_path):
 
     seed = next(s for s in range(100) if sorted(bob_per_rank(s)) == [False, True])
     run = tmp_path / "run"
-    overrides = [*TRAIN[:2], f"env={ENV_ID}", *TRAIN[2:], "iterations=2", f"train.seed={seed}"]
+    env = f"env={worker.EVEN_SEED_ENV}"
+    overrides = [*TRAIN[:2], env, *TRAIN[2:], "iterations=2", f"train.seed={seed}"]
     overrides.remove("env=arithmetic-v0")
     torchrun(HERE / "worker.py", "train", tmp_path, run, "-", *overrides)
     r0, r1 = ranks(tmp_path)
@@ -202,8 +243,9 @@ def test_a_nan_on_one_rank_skips_the_step_on_both(tmp_path):
 
 def test_an_fsdp_sharded_update_equals_the_unsharded_one(tmp_path):
     params = {"epochs": 2, "minibatch_size": 4, "lr": 1e-2, "grad_accum_steps": 2}
-    torchrun(HERE / "worker.py", "learn", tmp_path, "fsdp", "ppo", json.dumps(params), "float64")
-    r0, r1 = ranks(tmp_path)
+    case = {"fsdp": ["fsdp", "ppo", params, "float64"]}
+    torchrun(HERE / "worker.py", "learn", tmp_path, json.dumps(case))
+    r0, r1 = ranks(tmp_path / "fsdp")
     one = worker.learn(DistContext(), "separate", "ppo", params, "float64")
     for agent in worker.AGENTS:
         equal(r0[agent]["weights"], r1[agent]["weights"])
@@ -255,23 +297,23 @@ def test_the_policy_contract_holds_for_fsdp_sharded_copies(monkeypatch):
 
 def test_fsdp_refuses_a_pettingzoo_game_whose_rows_drift_by_rank(monkeypatch):
     """An agent that acts on one rank only would leave fsdp's collectives waiting: refused."""
-    from even_seed_game import ENV_ID, EvenSeedGame
-
     from seqmarl.config import load_config
     from seqmarl.envs import ENVS, register_pettingzoo
     from seqmarl.errors import ConfigError
+    from tests.fake_games import EvenSeedGame
 
+    env_id = worker.EVEN_SEED_ENV
     monkeypatch.setenv("WORLD_SIZE", "2")
-    register_pettingzoo(ENV_ID, EvenSeedGame, overwrite=True)
+    register_pettingzoo(env_id, EvenSeedGame, overwrite=True)
     try:
         tr = [x for x in TRAIN if x not in ("env=arithmetic-v0",)]
-        over = [*tr, f"env={ENV_ID}", "distributed.strategy=fsdp", "agents.mode=separate"]
+        over = [*tr, f"env={env_id}", "distributed.strategy=fsdp", "agents.mode=separate"]
         with pytest.raises(ConfigError, match="fsdp needs every process to generate") as info:
             load_config(None, over)
         assert "use distributed.strategy=data_parallel" in str(info.value)
-        load_config(None, [*tr, f"env={ENV_ID}"])  # data_parallel takes it
+        load_config(None, [*tr, f"env={env_id}"])  # data_parallel takes it
     finally:
-        ENVS._items.pop(ENV_ID, None)
+        ENVS._items.pop(env_id, None)
 
 
 def test_dynamic_sampling_draws_in_step_on_both_ranks(tmp_path):

@@ -1,12 +1,15 @@
 """What each rank of a 2-process test does (launched by torchrun from test_data_parallel.py).
 
-``python worker.py MODE OUT [ARGS]``: every rank writes ``OUT/rank<r>.pt``; with one process
-(no torchrun) the same code gives the reference the test compares against.
+``python worker.py train OUT RUN POISON OVERRIDES...``: every rank writes ``OUT/rank<r>.pt``;
+``python worker.py learn OUT CASES``: one launch for many ``learn`` cases, every rank writing
+``OUT/<case>/rank<r>.pt``. With one process (no torchrun) the same code gives the reference the
+test compares against.
 """
 
 import json
 import os
 import sys
+import traceback
 
 import torch
 
@@ -19,6 +22,8 @@ from seqmarl.run.distributed import DistContext, setup  # noqa: E402
 from seqmarl.train.learner import Learner  # noqa: E402
 
 AGENTS = ("llm_0", "llm_1")
+#: tests.fake_games.EvenSeedGame, registered by main() (a rank may have no turns of its bob)
+EVEN_SEED_ENV = "even-seed-game-v0"
 LENGTHS = [2, 5, 3, 4, 9, 6, 12, 7]
 PROMPTS = [f"{a} plus {b} is" for a in range(3) for b in range(3)][:8]
 
@@ -115,27 +120,51 @@ def train(dist, out_dir, overrides, poison_rank=None):
     }
 
 
+def learn_cases(dist, out, cases):
+    """``learn`` for each case in turn, its ranks' results in ``out/<case>/rank<r>.pt``.
+
+    A case that raises leaves its traceback in ``out/<case>/error-rank<r>.txt`` and ends the
+    launch (the ranks could no longer be in step); the cases after it have no folder.
+    """
+    for name, (mode, algo, params, dtype) in cases.items():
+        folder = os.path.join(out, name)
+        os.makedirs(folder, exist_ok=True)
+        try:
+            result = learn(dist, mode, algo, params, dtype)
+        except BaseException:
+            with open(os.path.join(folder, f"error-rank{dist.rank}.txt"), "w") as f:
+                f.write(traceback.format_exc())
+            raise
+        torch.save(result, os.path.join(folder, f"rank{dist.rank}.pt"))
+
+
 def main():
-    from even_seed_game import ENV_ID, EvenSeedGame
-
     from seqmarl.envs import register_pettingzoo
+    from tests.fake_games import EvenSeedGame
 
-    register_pettingzoo(ENV_ID, EvenSeedGame)  # in the workers only: the suite's list is kept
+    register_pettingzoo(EVEN_SEED_ENV, EvenSeedGame)  # in the workers only: the suite's is kept
     mode, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    strategy = "fsdp" if "fsdp" in sys.argv[3:] else "data_parallel"
+    if mode == "learn":  # learn OUT CASES: JSON {name: [pool mode, algo, params, dtype]}
+        cases = json.loads(sys.argv[3])
+        fsdp = {args[0] == "fsdp" for args in cases.values()}
+        if len(fsdp) != 1:
+            raise SystemExit("learn: fsdp cases and others need separate launches")
+        strategy = "fsdp" if fsdp.pop() else "data_parallel"
+    else:
+        strategy = "data_parallel"
     dist = setup(strategy) if world > 1 else DistContext()
     if mode == "learn":
-        result = learn(dist, *sys.argv[3:5], json.loads(sys.argv[5]), *sys.argv[6:])
+        learn_cases(dist, out, cases)
     elif mode == "train":
         from pathlib import Path
 
         poison = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] != "-" else None
         result = train(dist, Path(sys.argv[3]), sys.argv[5:], poison)
+        torch.save(result, os.path.join(out, f"rank{dist.rank}.pt"))
     else:
         raise SystemExit(f"unknown mode {mode}")
-    torch.save(result, os.path.join(out, f"rank{dist.rank}.pt"))
     if dist.enabled:
         torch.distributed.destroy_process_group()
         # skip interpreter teardown: gloo's threads were seen to abort it once (SIGABRT,

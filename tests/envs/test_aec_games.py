@@ -8,20 +8,16 @@
 
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
-from pettingzoo import AECEnv
-from pettingzoo.utils import AgentSelector
 
 from seqmarl.cli import main
 from seqmarl.config import load_config
 from seqmarl.envs.registration import ENVS, register_pettingzoo
-from seqmarl.envs.spaces import AnyText
 from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.run.sinks import read_jsonl
 from seqmarl.train.trainer import Trainer
+from tests.fake_games import Moves  # white and black alternate 4 moves; a digit scores 1
 
 RUN = [
     "model=embedded:tiny-llama",
@@ -34,64 +30,6 @@ RUN = [
     "train.tensorboard=false",
     "train.sample_every=1",
 ]
-
-
-class Moves(AECEnv):
-    """Two roles alternate for ``moves`` moves; a move scores 1 if it holds a digit.
-
-    Subclasses below break one rule each. Nothing of seqmarl is used but its text space.
-    """
-
-    metadata = {"name": "moves_v0", "is_parallelizable": False}  # noqa: RUF012
-    moves = 4
-
-    def __init__(self):
-        super().__init__()
-        self.possible_agents = ["white", "black"]
-        self.observation_spaces = {a: AnyText(100_000) for a in self.possible_agents}
-        self.action_spaces = {a: AnyText(100_000) for a in self.possible_agents}
-
-    def observation_space(self, agent):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent):
-        return self.action_spaces[agent]
-
-    def reset(self, seed=None, options=None):
-        self.topic = int(np.random.default_rng(seed).integers(100))
-        self.agents = list(self.possible_agents)
-        self.log = []
-        self.rewards = dict.fromkeys(self.agents, 0.0)
-        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
-        self.terminations = dict.fromkeys(self.agents, False)
-        self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {} for a in self.agents}
-        self._selector = AgentSelector(self.agents)
-        self.agent_selection = self._selector.reset()
-
-    def observe(self, agent):
-        return f"Topic {self.topic}. " + " | ".join(self.log) + f" | {agent}:"
-
-    def reward(self, agent, action):
-        return 1.0 if any(c.isdigit() for c in action) else 0.0
-
-    def hand_out(self, agent, action):
-        """This move's rewards (its mover's by default)."""
-        self.rewards[agent] = self.reward(agent, action)
-
-    def step(self, action):
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
-            return
-        self._cumulative_rewards[agent] = 0.0
-        self._clear_rewards()
-        self.log.append(f"{agent}: {action[:20]}")
-        self.hand_out(agent, action)
-        if len(self.log) >= self.moves:
-            self.terminations = dict.fromkeys(self.agents, True)
-        self.agent_selection = self._selector.next()
-        self._accumulate_rewards()
 
 
 class Recorded:
@@ -336,14 +274,7 @@ def test_a_fault_after_checkpoints_leaves_them_intact(tmp_path, register, capsys
 def test_an_env_observation_space_that_is_not_text_is_still_read_as_text():
     # a Dict observation with a "text" string is read too (the form seqmarl's own envs use)
     class DictObs(Moves):
-        def __init__(self):
-            super().__init__()
-            self.observation_spaces = {
-                a: spaces.Dict({"text": AnyText(100_000)}) for a in self.possible_agents
-            }
-
-        def observe(self, agent):
-            return {"text": super().observe(agent)}
+        dict_observations = True
 
     from seqmarl.envs.game import AECGame
 

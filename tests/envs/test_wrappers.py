@@ -2,66 +2,12 @@
 
 import numpy as np
 import pytest
-from gymnasium import spaces
-from pettingzoo import AECEnv
 from pettingzoo.test import api_test
-from pettingzoo.utils import AgentSelector
 
 from seqmarl import envs
 from seqmarl.envs.registration import ENVS, register_pettingzoo
-from seqmarl.envs.spaces import AnyText
 from seqmarl.errors import ConfigError
-
-
-class DigitGame(AECEnv):
-    """Two players alternate twice; a move earns 1 if it contains a digit. No seqmarl inside."""
-
-    metadata = {"name": "digit_game_v0", "is_parallelizable": False}  # noqa: RUF012
-
-    def __init__(self):
-        super().__init__()
-        self.possible_agents = ["alice", "bob"]
-        self.observation_spaces = {
-            a: spaces.Dict({"text": AnyText(10_000)}) for a in self.possible_agents
-        }
-        self.action_spaces = {a: AnyText(10_000) for a in self.possible_agents}
-
-    def observation_space(self, agent):
-        return self.observation_spaces[agent]
-
-    def action_space(self, agent):
-        return self.action_spaces[agent]
-
-    def reset(self, seed=None, options=None):
-        rng = np.random.default_rng(seed)
-        self.topic = int(rng.integers(100))
-        self.agents = list(self.possible_agents)
-        self.log, self.moves = [], 0
-        self.rewards = dict.fromkeys(self.agents, 0.0)
-        self._cumulative_rewards = dict.fromkeys(self.agents, 0.0)
-        self.terminations = dict.fromkeys(self.agents, False)
-        self.truncations = dict.fromkeys(self.agents, False)
-        self.infos = {a: {} for a in self.agents}
-        self._selector = AgentSelector(self.agents)
-        self.agent_selection = self._selector.reset()
-
-    def observe(self, agent):
-        return {"text": f"Topic {self.topic}. " + " | ".join(self.log) + f" | {agent}:"}
-
-    def step(self, action):
-        agent = self.agent_selection
-        if self.terminations[agent] or self.truncations[agent]:
-            self._was_dead_step(action)
-            return
-        self._cumulative_rewards[agent] = 0.0
-        self._clear_rewards()
-        self.log.append(f"{agent}: {action}")
-        self.rewards[agent] = 1.0 if any(c.isdigit() for c in action) else 0.0
-        self.moves += 1
-        if self.moves == 4:
-            self.terminations = dict.fromkeys(self.agents, True)
-        self.agent_selection = self._selector.next()
-        self._accumulate_rewards()
+from tests.fake_games import DigitGame
 
 
 @pytest.fixture(autouse=True)
