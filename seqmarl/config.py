@@ -519,7 +519,9 @@ class RunConfig(_Strict):
         from seqmarl.run.distributed import env_world_size
 
         strategy, world = self.distributed.strategy, env_world_size()
-        if strategy == "fsdp" and self.agents.generator == "vllm":
+        ids = self.setting.build().agent_ids
+        on_vllm = any(self.agents.for_agent(a).generator == "vllm" for a in ids)
+        if strategy == "fsdp" and on_vllm:
             raise ValueError(
                 "agents.generator: vllm serves whole weights, and fsdp shards them over the "
                 "processes (every push would gather them); use distributed.strategy=data_parallel "

@@ -132,6 +132,25 @@ def test_data_parallel_ranks_each_own_an_engine_and_stay_equal(vllm_tiny_dir, tm
 def test_vllm_with_fsdp_is_refused_by_the_config():
     with pytest.raises(ConfigError, match="agents.generator: vllm serves whole weights"):
         load_config(None, ["agents.generator=vllm", "distributed.strategy=fsdp"])
+    fsdp = ["agents.mode=separate", "distributed.strategy=fsdp", "setting=cory"]
+    on_vllm = [f"agents.per_agent.{a}.generator=vllm" for a in ("llm_0", "llm_1")]
+    with pytest.raises(ConfigError, match="agents.generator: vllm serves whole weights"):
+        load_config(None, [*fsdp, *on_vllm])  # every agent on vllm, through per_agent
+
+
+def test_one_base_on_vllm_and_one_on_hf(vllm_tiny_dir, tmp_path):
+    """agents.per_agent.<id>.generator: the same weights sampled by an engine and by HF are
+    two bases (an engine serves every agent of its base); each agent's log-probs are its own."""
+    require_vllm()
+    cfg = cfg_for(vllm_tiny_dir, "cory-ppo", "agents.per_agent.llm_1.generator=hf", "iterations=1")
+    trainer = Trainer(cfg, tmp_path)
+    team = trainer.pool
+    assert [g.agent_ids for g in team.groups] == [("llm_0",), ("llm_1",)]
+    assert team.group_of("llm_0").engine is not None and team.group_of("llm_1").engine is None
+    assert team.sampled_elsewhere("llm_0") and not team.sampled_elsewhere("llm_1")
+    record, _ = trainer.step()
+    assert 0 <= record["agent/llm_0/sampler/mismatch_max"] < 1e-3
+    assert "agent/llm_1/sampler/mismatch_max" not in record  # HF samples its own weights
 
 
 def test_a_gpt2_shared_base_on_vllm_lora_is_told_to_merge():

@@ -174,6 +174,11 @@ class AgentModel(_Strict):
         None, description="As agents.dtype."
     )
     trust_remote_code: bool | None = Field(None, description="As agents.trust_remote_code.")
+    generator: Literal["hf", "vllm"] | None = Field(
+        None,
+        description="As agents.generator, for this agent's base (vllm: an engine of its own "
+        "with agents.vllm's settings).",
+    )
     generation: GenerationConfig | None = Field(
         None,
         description="This agent's sampling settings: the fields named here replace the run's "
@@ -238,7 +243,10 @@ class AgentConfig(_Strict):
         return self.model_copy(update={**update, "per_agent": {}})
 
     def base_key(self) -> tuple:
-        """What decides whether two agents share one base: same key, one loaded model."""
+        """What decides whether two agents share one base: same key, one loaded model.
+
+        The generator is part of it: an engine serves all the agents of its base.
+        """
         return (
             self.model,
             self.gguf_file,
@@ -247,6 +255,7 @@ class AgentConfig(_Strict):
             self.device,
             self.trust_remote_code,
             self.mode,
+            self.generator,
             json.dumps(self.lora.model_dump(mode="json"), sort_keys=True)
             if self.mode == "shared"
             else None,

@@ -257,7 +257,9 @@ class AgentPool:
 
         if len(groups) == 1:
             return cls._load(base(agent_ids[0]), agent_ids, value_heads, seed, kind, generations)
-        with GENERATORS[cfg.generator].together():  # vllm: an engine per base, side by side
+        with contextlib.ExitStack() as stack:  # vllm: an engine per base, side by side
+            for name in sorted({cfg.for_agent(a).generator for a in agent_ids}):
+                stack.enter_context(GENERATORS[name].together())
             pools = [
                 cls._load(
                     base(ids[0]),
