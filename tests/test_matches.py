@@ -180,27 +180,11 @@ def test_a_second_signal_while_saving_ends_at_once_with_the_pairs_on_disk(
 
 def test_eval_opponent_may_be_another_model(three_run, tmp_path, capsys):
     """``--opponent <folder>``: an untrained model on its own base and tokenizer plays."""
-    from transformers import AutoModelForCausalLM, GPT2Config
-
-    from seqmarl.agents.tiny import byte_tokenizer
     from seqmarl.config import load_config
     from seqmarl.eval.matches import Contenders
+    from tests.tiny_models import save_padded_model
 
-    tok = byte_tokenizer()
-    tok.add_special_tokens({"pad_token": "<pad>"})  # pads with 257, the run's llama with 256
-    config = GPT2Config(
-        vocab_size=len(tok),
-        n_embd=16,
-        n_layer=1,
-        n_head=1,
-        n_positions=128,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    folder = tmp_path / "gpt2"
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
+    folder = save_padded_model(tmp_path / "gpt2", "gpt2")  # pads with 257, the run's llama 256
     capsys.readouterr()
     assert main(["eval", str(three_run), "--opponent", str(folder), "--prompts", "4"]) == 0
     out = capsys.readouterr().out

@@ -16,6 +16,7 @@ from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.run.sinks import read_jsonl
 from seqmarl.train.trainer import Trainer
 from tests.conftest import VLLM_TEST_SETTINGS, require_vllm
+from tests.tiny_models import save_padded_model
 
 RUNS = {
     "cory-ppo": ["setting=cory", "num_agents=2", "algo=ppo"],
@@ -173,32 +174,7 @@ def test_a_gpt2_shared_base_on_vllm_lora_is_told_to_merge():
 @pytest.fixture(scope="module")
 def vllm_other_dir(tmp_path_factory):
     """A second base for a team: a narrower llama whose tokenizer pads with a token of its own."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from seqmarl.agents.tiny import byte_tokenizer
-
-    tok = byte_tokenizer()
-    tok.add_special_tokens({"pad_token": "<pad>"})
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id,
-        initializer_range=0.1,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(3)
-    model = AutoModelForCausalLM.from_config(config).eval()
-    path = tmp_path_factory.mktemp("vllm-other")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_padded_model(tmp_path_factory.mktemp("vllm-other"), "llama", seed=3)
 
 
 def test_a_team_of_two_bases_gets_an_engine_each_and_resumes_exactly(

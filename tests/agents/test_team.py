@@ -9,39 +9,19 @@ import pytest
 import torch
 
 from seqmarl.agents.team import AgentTeam
-from seqmarl.agents.tiny import byte_tokenizer
 from seqmarl.config import load_config
 from seqmarl.errors import ConfigError
 from seqmarl.run.checkpoint import latest_checkpoint, load_checkpoint
 from seqmarl.run.sinks import read_jsonl
 from seqmarl.train.trainer import Trainer
+from tests.tiny_models import save_padded_model
 
 from ..test_trainer import strip_timing
 
 
 @pytest.fixture(scope="module")
 def gpt2_folder(tmp_path_factory):
-    from transformers import AutoModelForCausalLM, GPT2Config
-
-    tok = byte_tokenizer()
-    tok.add_special_tokens({"pad_token": "<pad>"})
-    config = GPT2Config(
-        vocab_size=len(tok),
-        n_embd=32,
-        n_layer=1,
-        n_head=1,
-        n_positions=256,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
-        bos_token_id=tok.eos_token_id,
-        initializer_range=0.1,
-    )
-    torch.manual_seed(7)
-    model = AutoModelForCausalLM.from_config(config)
-    folder = tmp_path_factory.mktemp("gpt2-pad")
-    model.save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return save_padded_model(tmp_path_factory.mktemp("gpt2-pad"), "gpt2", seed=7)
 
 
 def team_cfg(folder, *extra, num_agents=2, who=("llm_1",)):
