@@ -1,18 +1,23 @@
 """A team of different models against its members: time per iteration and peak memory.
 
-Four runs on ``sentiment-v0`` (VADER reward, no data), each in its own process so that its
+Six runs on ``sentiment-v0`` (VADER reward, no data), each in its own process so that its
 peak memory is its own, all with LoRA adapters (``agents.mode=shared``) and PPO:
 
 * ``team``: CORY with two agents of different bases: ``llm_0`` the 5M GPT-2 of ../shared
   (``imdb-gpt2-tiny``) and ``llm_1`` SmolLM2-135M-Instruct;
-* ``smollm2 x2``: CORY with two SmolLM2 agents on one base (what a team replaces);
+* ``team, no transfer``: the same with ``setting.knowledge_transfer=false``: the observer
+  reads only the prompt, so each member does the work it does alone, and what is left over
+  is the team's own cost;
+* ``smollm2 x2`` (and ``, no transfer``): CORY with two SmolLM2 agents on one base (what a
+  team replaces);
 * ``gpt2 alone`` and ``smollm2 alone``: one agent each (``setting=single``), the members'
   single-agent costs.
 
 Goal: the team's time per iteration and peak memory are each at most the sum of its members'
-single-agent costs plus 10 %. Memory is the peak resident set above a baseline taken after
-imports (as in benchmarks/agents.py); time is the mean of the timed iterations after
-``--warmup``.
+single-agent costs plus 10 %; it is judged on ``team, no transfer``, the run whose members do
+their single-agent work. Each row also gives the trainer's split of a step (``time/*``). Memory
+is the peak resident set above a baseline taken after imports (as in benchmarks/agents.py);
+time is the mean of the timed iterations after ``--warmup``.
 
     python benchmarks/team.py                 # 3 timed iterations after 1, batch 8, 16 tokens
     python benchmarks/team.py --steps 5 --json team.json
@@ -34,9 +39,13 @@ sys.path.insert(0, str(HERE.parent))
 
 TARGET = 1.10  # team <= this x the sum of its members alone
 
+TEAM = ["setting=cory", "agents.per_agent.llm_0.model={gpt2}", "model={smollm2}"]
+APART = ["setting.knowledge_transfer=false"]  # the observer reads only the prompt, as alone
 RUNS = {
-    "team": ["setting=cory", "agents.per_agent.llm_0.model={gpt2}", "model={smollm2}"],
+    "team": TEAM,
+    "team, no transfer": [*TEAM, *APART],
     "smollm2 x2": ["setting=cory", "model={smollm2}"],
+    "smollm2 x2, no transfer": ["setting=cory", "model={smollm2}", *APART],
     "gpt2 alone": ["setting=single", "model={gpt2}"],
     "smollm2 alone": ["setting=single", "model={smollm2}"],
 }
@@ -67,16 +76,22 @@ def child(ns) -> dict:
     baseline = reset_peak(device)
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(load_config(None, overrides), out)
+        parts: dict[str, float] = {}
         for i in range(ns.warmup + ns.steps):
             if i == ns.warmup:
                 t0 = time.perf_counter()
-            trainer.step()
+            record, _ = trainer.step()
             trainer.iteration += 1
+            if i >= ns.warmup:  # the trainer's own split of the step (time/generate, ...)
+                for k, v in record.items():
+                    if k.startswith("time/") and isinstance(v, float):
+                        parts[k[5:]] = parts.get(k[5:], 0.0) + v / ns.steps
         elapsed = time.perf_counter() - t0
     return {
         "run": ns.child,
         "s_per_iteration": elapsed / ns.steps,
         "peak_mib": peak_since_reset(device) - baseline,
+        "parts": parts,
     }
 
 
@@ -118,15 +133,23 @@ def main() -> None:
         f"\nsentiment-v0, PPO, LoRA (shared), {ns.batch} prompts x {ns.new_tokens} tokens, "
         f"{ns.steps} timed iterations after {ns.warmup}, {ns.threads} threads\n"
     )
-    print("| run | s/iteration | peak MiB |")
-    print("|---|---|---|")
+    names = sorted({k for r in rows.values() for k in r["parts"]})
+    print("| run | s/iteration | peak MiB | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
     for name, r in rows.items():
-        print(f"| {name} | {r['s_per_iteration']:.2f} | {r['peak_mib']:.0f} |")
-    members = {k: rows["gpt2 alone"][k] + rows["smollm2 alone"][k] for k in rows["team"]}
-    for key, what in (("s_per_iteration", "time"), ("peak_mib", "peak memory")):
-        ratio = rows["team"][key] / members[key]
-        ok = "PASS" if ratio <= TARGET else "FAIL"
-        print(f"\nteam {what} / sum of members alone: {ratio:.2f} (target <= {TARGET}) {ok}")
+        split = " | ".join(f"{r['parts'].get(k, 0.0):.2f}" for k in names)
+        print(f"| {name} | {r['s_per_iteration']:.2f} | {r['peak_mib']:.0f} | {split} |")
+    keys = ("s_per_iteration", "peak_mib")
+    members = {k: rows["gpt2 alone"][k] + rows["smollm2 alone"][k] for k in keys}
+    for run in ("team", "team, no transfer"):
+        for key, what in (("s_per_iteration", "time"), ("peak_mib", "peak memory")):
+            ratio = rows[run][key] / members[key]
+            ok = "PASS" if ratio <= TARGET else "FAIL"
+            print(f"\n{run}: {what} / sum of members alone {ratio:.2f} (target <= {TARGET}) {ok}")
+    # the same comparison on one base: what CORY's reading costs, with no team involved
+    one = rows["smollm2 x2, no transfer"]["s_per_iteration"]
+    alone = 2 * rows["smollm2 alone"]["s_per_iteration"]
+    print(f"\nsmollm2 x2, no transfer / twice smollm2 alone: time {one / alone:.2f}")
     if ns.json:
         ns.json.write_text(json.dumps(rows, indent=2))
 
