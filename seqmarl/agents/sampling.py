@@ -290,12 +290,18 @@ def response_forward(
     value_head: nn.Module | None = None,
     return_logits: bool = False,
     share_prompts: bool = True,
+    adapter_names: Sequence[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Teacher-forced pass over prompt + response; only response positions get logits.
 
     Rows that repeat a prompt run it once (two model calls) unless ``share_prompts`` is off
     (one packed call whatever the rows: what a model sharded over processes needs, since
     every rank must make the same calls).
+
+    ``adapter_names`` (one per row) runs each row through its own LoRA adapter of a peft
+    ``model`` in one batch (peft's mixed-adapter forward; the model must be in eval mode).
+    Gradients flow to each adapter from its own rows only. Rows share a prompt pass only
+    with rows of the same adapter.
 
     Returns:
         ``(logprobs (B, T), values (B, T) or None, logits (B, T, V) or None)``, all zeroed
@@ -310,11 +316,22 @@ def response_forward(
     q, qmask, r, rmask = _trim_padding(q, qmask, r, rmask)
     t = r.shape[1]
     want_hidden = value_head is not None
-    shared = shared_rows(torch.cat([q, qmask.long()], dim=1)) if share_prompts else None
+    keys = torch.cat([q, qmask.long()], dim=1)
+    names = None
+    if adapter_names is not None:
+        names = list(adapter_names)
+        ids = {a: k for k, a in enumerate(dict.fromkeys(names))}
+        owner = torch.tensor([ids[a] for a in names], device=q.device)
+        keys = torch.cat([keys, owner[:, None]], dim=1)  # one prompt pass per (prompt, adapter)
+    shared = shared_rows(keys) if share_prompts else None
     if shared is None:
-        logits, hidden, targets, back = _packed_forward(model, q, qmask, r, rmask, want_hidden)
+        logits, hidden, targets, back = _packed_forward(
+            model, q, qmask, r, rmask, want_hidden, names
+        )
     else:
-        logits, hidden = _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden)
+        logits, hidden = _shared_prompt_forward(
+            model, q, qmask, r, rmask, shared, want_hidden, names
+        )
         targets, back = r, None
     if temperature != 1.0:
         logits = logits / temperature
@@ -349,7 +366,14 @@ def _trim_padding(q, qmask, r, rmask):
     return q[:, start:], qmask[:, start:], r[:, :end], rmask[:, :end]
 
 
-def _packed_forward(model, q, qmask, r, rmask, want_hidden):
+def _adapters(names: list[str] | None, rows: torch.Tensor | None = None) -> dict:
+    """The forward keyword that runs each row through its own adapter (none: nothing)."""
+    if names is None:
+        return {}
+    return {"adapter_names": names if rows is None else [names[i] for i in rows.tolist()]}
+
+
+def _packed_forward(model, q, qmask, r, rmask, want_hidden, names=None):
     """:func:`response_forward`'s single pass, each row's prompt + response packed to the right.
 
     With prompts left-padded and responses right-padded, a row's tokens sit in the middle of a
@@ -386,6 +410,7 @@ def _packed_forward(model, q, qmask, r, rmask, want_hidden):
         use_cache=False,
         logits_to_keep=t + 1,
         output_hidden_states=want_hidden,
+        **_adapters(names),
     )
     logits = out.logits[:, :-1]  # (B, T, V): window position k predicts column width - T + k
     hidden = out.hidden_states[-1][:, -t - 1 : -1] if want_hidden else None
@@ -395,7 +420,7 @@ def _packed_forward(model, q, qmask, r, rmask, want_hidden):
     return logits, hidden, ids[:, width - t :], back
 
 
-def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
+def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden, names=None):
     """:func:`response_forward`'s pass with one prompt pass per distinct prompt.
 
     Pass 1 runs the distinct prompts and keeps their KV cache and last-position output (which
@@ -415,6 +440,7 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
         use_cache=True,
         logits_to_keep=1,
         output_hidden_states=want_hidden,
+        **_adapters(names, first),
     )
     logits = [out.logits[inverse]]  # (B, 1, V)
     hidden = [out.hidden_states[-1][:, -1:][inverse]] if want_hidden else None
@@ -429,6 +455,7 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
             **_with_cache(past),
             use_cache=True,
             output_hidden_states=want_hidden,
+            **_adapters(names),
         )
         logits.append(out.logits)
         if want_hidden:
