@@ -5,6 +5,8 @@ import logging
 import pytest
 import torch
 
+import seqmarl.agents.sampling as sampling
+from seqmarl.agents.lora_rows import blocks, supported
 from seqmarl.agents.shared import evaluate_together
 from seqmarl.algos import ALGORITHMS
 from seqmarl.run.sinks import read_jsonl
@@ -72,10 +74,13 @@ def recorded_steps(learners):
     return grads
 
 
-def test_mixed_step_gives_each_adapter_its_own_gradient(make_pool):
+@pytest.mark.parametrize("engine", ["blocks", "peft"])
+def test_mixed_step_gives_each_adapter_its_own_gradient(make_pool, engine, monkeypatch):
     """PPO, GRPO and RLOO agents on one base, different learning rates, two epochs of two
     minibatches: the mixed update gives every adapter the gradients (and so the weights and
-    the metrics) of its agent-by-agent update, to float rounding."""
+    the metrics) of its agent-by-agent update, to float rounding; with seqmarl's per-block
+    LoRA branches and with peft's mixed-adapter batch."""
+    monkeypatch.setattr(sampling, "MIXED_ENGINE", engine)
     _, alone, rows = build(make_pool)
     grads_alone = recorded_steps(alone)
     metrics_alone = {a: alone[a].update(*rows[a]) for a in IDS}
@@ -124,6 +129,17 @@ def test_mixed_forward_matches_each_agents_own(make_pool):
             torch.testing.assert_close(out.entropy, own.entropy, atol=1e-5, rtol=1e-5)
 
 
+def test_blocks_of_rows_and_the_layers_they_serve(make_pool):
+    assert blocks(["a", "a", "b", "c", "c", "a"]) == [
+        ("a", 0, 2),
+        ("b", 2, 3),
+        ("c", 3, 5),
+        ("a", 5, 6),
+    ]
+    assert supported(make_pool("shared", arch="gpt2").model)  # Conv1D layers too
+    assert not supported(make_pool("separate").model)  # no adapter at all
+
+
 def test_agents_that_cannot_mix_update_alone(make_pool):
     pool, learners, _ = build(make_pool)
     full = ALGORITHMS.get("rloo").make_config(kl_estimator="full", kl_mode="loss")
@@ -145,10 +161,21 @@ def test_mixed_run_resumed_after_a_crash_equals_the_uninterrupted_one(
     tmp_path, monkeypatch, caplog
 ):
     monkeypatch.setattr(Trainer, "_finish", lambda self: self.summary([]))  # no final plots
+    import seqmarl.train.trainer as trainer_mod
+
     cfg = cfg_for("iterations=4", *MIXED)
+    calls = []
+    real = trainer_mod.learn_together
+
+    def spy(learners, *args):
+        calls.append([lr.agent.agent_id for lr in learners])
+        return real(learners, *args)
+
+    monkeypatch.setattr(trainer_mod, "learn_together", spy)
     with caplog.at_level(logging.WARNING, logger="seqmarl"):
         Trainer(cfg, tmp_path / "full").fit()
-    assert "updates alone" not in caplog.text  # both CORY agents updated together
+    assert "updates alone" not in caplog.text
+    assert calls == [["llm_0", "llm_1"]] * 4  # both CORY agents together, every iteration
     full = strip_timing(read_jsonl(tmp_path / "full" / "metrics.jsonl"))
 
     crashed = Trainer(cfg, tmp_path / "crash")

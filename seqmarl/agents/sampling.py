@@ -29,6 +29,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from seqmarl.agents import lora_rows
 from seqmarl.errors import ContextLengthError
 from seqmarl.ops import draw_length
 from seqmarl.types import Completions  # re-exported: its home is seqmarl.types
@@ -298,10 +299,10 @@ def response_forward(
     (one packed call whatever the rows: what a model sharded over processes needs, since
     every rank must make the same calls).
 
-    ``adapter_names`` (one per row) runs each row through its own LoRA adapter of a peft
-    ``model`` in one batch (peft's mixed-adapter forward; the model must be in eval mode).
-    Gradients flow to each adapter from its own rows only. Rows share a prompt pass only
-    with rows of the same adapter.
+    ``adapter_names`` (one per row, each adapter's rows adjacent) runs each row through its
+    own LoRA adapter of a peft ``model`` in one batch (:data:`MIXED_ENGINE`). Gradients flow
+    to each adapter from its own rows only. Rows share a prompt pass only with rows of the
+    same adapter.
 
     Returns:
         ``(logprobs (B, T), values (B, T) or None, logits (B, T, V) or None)``, all zeroed
@@ -366,11 +367,23 @@ def _trim_padding(q, qmask, r, rmask):
     return q[:, start:], qmask[:, start:], r[:, :end], rmask[:, :end]
 
 
-def _adapters(names: list[str] | None, rows: torch.Tensor | None = None) -> dict:
-    """The forward keyword that runs each row through its own adapter (none: nothing)."""
+#: How a batch runs each row through its own adapter (``response_forward(adapter_names=)``):
+#: ``blocks`` (:mod:`seqmarl.agents.lora_rows`: each adapter's low-rank branch over its block
+#: of rows, no copies; plain LoRA on linear layers) or ``peft`` (peft's ``adapter_names=``,
+#: which gathers each adapter's rows into copies: slower and larger in a training pass).
+MIXED_ENGINE = "blocks"
+
+
+def _call(model: nn.Module, names: list[str] | None, rows: torch.Tensor | None = None, **kw):
+    """``model(**kw)``; with ``names``, row ``i`` through adapter ``names[i]`` (of ``rows``)."""
     if names is None:
-        return {}
-    return {"adapter_names": names if rows is None else [names[i] for i in rows.tolist()]}
+        return model(**kw)
+    if rows is not None:
+        names = [names[i] for i in rows.tolist()]
+    if MIXED_ENGINE == "blocks" and lora_rows.supported(model):
+        with lora_rows.adapters_by_row(model, names):
+            return model(**kw)
+    return model(**kw, adapter_names=names)
 
 
 def _packed_forward(model, q, qmask, r, rmask, want_hidden, names=None):
@@ -403,14 +416,15 @@ def _packed_forward(model, q, qmask, r, rmask, want_hidden, names=None):
     pads = torch.cat([q[qmask == 0], r[rmask == 0]])
     pad = pads[0] if len(pads) else torch.zeros((), dtype=ids.dtype, device=ids.device)
     ids = torch.where(attn.bool(), ids.gather(1, src), pad)
-    out = model(
+    out = _call(
+        model,
+        names,
         input_ids=ids,
         attention_mask=attn,
         position_ids=_positions(attn),
         use_cache=False,
         logits_to_keep=t + 1,
         output_hidden_states=want_hidden,
-        **_adapters(names),
     )
     logits = out.logits[:, :-1]  # (B, T, V): window position k predicts column width - T + k
     hidden = out.hidden_states[-1][:, -t - 1 : -1] if want_hidden else None
@@ -433,14 +447,16 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden, names
     first, inverse = shared
     tq, t = q.shape[1], r.shape[1]
     pmask = qmask[first]
-    out = model(
+    out = _call(
+        model,
+        names,
+        first,
         input_ids=q[first],
         attention_mask=pmask,
         position_ids=_positions(pmask),
         use_cache=True,
         logits_to_keep=1,
         output_hidden_states=want_hidden,
-        **_adapters(names, first),
     )
     logits = [out.logits[inverse]]  # (B, 1, V)
     hidden = [out.hidden_states[-1][:, -1:][inverse]] if want_hidden else None
@@ -448,14 +464,15 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden, names
         past = _cache_of(out)
         past.batch_select_indices(inverse)
         attn = torch.cat([qmask, rmask[:, :-1].long()], dim=1)  # (B, Tq + T - 1)
-        out = model(
+        out = _call(
+            model,
+            names,
             input_ids=r[:, :-1],
             attention_mask=attn,
             position_ids=_positions(attn)[:, tq:],
             **_with_cache(past),
             use_cache=True,
             output_hidden_states=want_hidden,
-            **_adapters(names),
         )
         logits.append(out.logits)
         if want_hidden:
