@@ -38,6 +38,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,8 +63,12 @@ def child(ns) -> dict:
     from seqmarl.train.mixed import learn_together
 
     device = torch.device(ns.device)
-    if ns.model == "tiny":
+    if ns.model == "tiny":  # loaded as a run loads it (GPT-2's GELU fused)
         model, tok = tiny_model_and_tokenizer("gpt2", hidden=256, layers=4, seed=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            model, tok = load_model_and_tokenizer(tmp)
     else:
         model, tok = load_model_and_tokenizer(ns.model_path)
     model.to(device)
@@ -87,14 +92,17 @@ def child(ns) -> dict:
             lr.learn(c, r, g)
 
     def mixed(engine: str = "blocks"):
-        sampling.MIXED_ENGINE = engine
-        learn_together(
-            learners,
-            [c for c, _, _ in rows],
-            [r for _, r, _ in rows],
-            [g for _, _, g in rows],
-            [None] * ns.n,
-        )
+        before, sampling.MIXED_ENGINE = sampling.MIXED_ENGINE, engine
+        try:
+            learn_together(
+                learners,
+                [c for c, _, _ in rows],
+                [r for _, r, _ in rows],
+                [g for _, _, g in rows],
+                [None] * ns.n,
+            )
+        finally:
+            sampling.MIXED_ENGINE = before
 
     run = {"per_agent": per_agent, "mixed": mixed, "mixed_peft": lambda: mixed("peft")}
 

@@ -3,9 +3,10 @@
 peft runs a batch with one adapter per row (``adapter_names=``, its "mixed adapter batch"), but
 built for inference: each adapted layer gathers every adapter's rows into a copy
 (``x[indices]``) and writes the adapter's output back with an indexed add. In a training pass
-autograd keeps those copies for the backward, so on CPU the update with every agent's rows in
-one batch took 1.3x-1.7x the time of agent-by-agent passes and 2.6x-3.8x their peak memory
-(``benchmarks/mixed_update.py``, tiny model, N = 4 and 8, 2026-12-08).
+autograd keeps those copies, and the backward of each indexed read writes a zero-filled tensor
+the size of the whole batch: the mixed update through it took 1.38x (N = 4) and 1.85x (N = 8)
+the agent-by-agent time on the tiny model, where this module's path took 1.04x and 0.97x
+(``benchmarks/mixed_update.py``, CPU, 2026-12-08; docs/performance.md).
 
 Here the rows come grouped by adapter (every agent's rows in one block, as the learners' mixed
 update concatenates them): each adapted linear layer runs the frozen base layer once over the
