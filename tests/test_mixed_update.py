@@ -1,5 +1,6 @@
 """agents.update=mixed: every adapter on a base in one forward and backward, same gradients."""
 
+import dataclasses
 import logging
 
 import pytest
@@ -209,3 +210,27 @@ def test_a_bad_update_mode_is_one_line():
 
     with pytest.raises(ConfigError, match=r"agents\.update.*'per_agent' or 'mixed'"):
         cfg_for("agents.update=together")
+
+
+def test_a_nonfinite_loss_skips_only_its_own_agents_step(make_pool):
+    _, learners, rows = build(make_pool)
+    bad = learners["llm_1"]
+    real = bad.algorithm.loss
+
+    def nan_loss(*args, **kw):
+        out = real(*args, **kw)
+        return dataclasses.replace(out, loss=out.loss * float("nan"))
+
+    bad.algorithm = dataclasses.replace(bad.algorithm, loss=nan_loss)
+    before = {a: [p.detach().clone() for p in learners[a].agent.parameters()] for a in IDS}
+    metrics = update_together(
+        [learners[a] for a in IDS], [rows[a][0] for a in IDS], [rows[a][1] for a in IDS]
+    )
+    assert bad.skipped_steps == 4 and metrics[1]["skipped_steps"] == 4
+    for a, m in zip(IDS, metrics, strict=True):
+        moved = any(
+            not torch.equal(x, y) for x, y in zip(before[a], learners[a].agent.parameters())
+        )
+        assert moved == (a != "llm_1"), a
+        if a != "llm_1":
+            assert "skipped_steps" not in m
