@@ -127,3 +127,27 @@ def test_a_trl_row_runs_on_the_lock():
     row = next(line for line in proc.stdout.splitlines() if line.startswith("| tiny | grpo |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert float(cells[2]) > 0 and float(cells[3]) > 0, row  # seqmarl's and TRL's samples/s
+
+
+def test_mixed_update_benchmark_times_every_mode_in_process():
+    """The child of benchmarks/mixed_update.py, in this process (no model files, seconds)."""
+    import argparse
+
+    import torch
+
+    import seqmarl.agents.sampling as sampling
+    from benchmarks.mixed_update import MODES, child
+
+    ns = argparse.Namespace(
+        model="tiny", model_path=None, n=2, first="mixed", rows=2, answer=2, repeats=1,
+        threads=1, device="cpu", modes=list(MODES),
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        out = child(ns)
+    finally:
+        torch.set_num_threads(threads)
+    assert sampling.MIXED_ENGINE == "blocks"  # put back
+    assert out["first"] == "mixed" and out["peak_mib"] >= 0
+    assert set(out["times"]) == set(MODES)
+    assert all(len(t) == 1 and t[0] > 0 for t in out["times"].values())

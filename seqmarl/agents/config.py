@@ -214,6 +214,13 @@ class AgentConfig(_Strict):
         "model) or vllm (one vLLM engine serving every agent; agents.vllm).",
     )
     vllm: VllmSettings = Field(default_factory=VllmSettings)
+    update: Literal["per_agent", "mixed"] = Field(
+        "per_agent",
+        description="per_agent: each learning agent's update runs alone, one after another; "
+        "mixed: the LoRA agents on one base update together, every agent's rows in one "
+        "forward and backward, each row through its own adapter (each agent keeps its own "
+        "algorithm, loss, optimizer and schedule; the same gradients to float rounding).",
+    )
     per_agent: dict[str, AgentModel] = Field(
         default_factory=dict,
         description="Agent id -> its own model settings (a team of different models), e.g. "

@@ -104,6 +104,11 @@ class HFPolicy(SamplingPlayer, abc.ABC):
     #: Whether every process must make the same model calls (weights sharded over them).
     lockstep = False
 
+    #: What this agent's rows can share one forward with: agents whose ``mixed_group`` is the
+    #: same object (one base with an adapter each) can be evaluated together
+    #: (:func:`seqmarl.agents.shared.evaluate_together`); ``None``: alone.
+    mixed_group = None
+
     def response_length(self, max_new_tokens: int | None, generator=None) -> int:
         """The length limit of one batch: ``max_new_tokens``, else the configured one.
 

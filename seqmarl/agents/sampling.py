@@ -29,6 +29,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from seqmarl.agents import lora_rows
 from seqmarl.errors import ContextLengthError
 from seqmarl.ops import draw_length
 from seqmarl.types import Completions  # re-exported: its home is seqmarl.types
@@ -290,12 +291,18 @@ def response_forward(
     value_head: nn.Module | None = None,
     return_logits: bool = False,
     share_prompts: bool = True,
+    adapter_names: Sequence[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Teacher-forced pass over prompt + response; only response positions get logits.
 
     Rows that repeat a prompt run it once (two model calls) unless ``share_prompts`` is off
     (one packed call whatever the rows: what a model sharded over processes needs, since
     every rank must make the same calls).
+
+    ``adapter_names`` (one per row, each adapter's rows adjacent) runs each row through its
+    own LoRA adapter of a peft ``model`` in one batch (:data:`MIXED_ENGINE`). Gradients flow
+    to each adapter from its own rows only. Rows share a prompt pass only with rows of the
+    same adapter.
 
     Returns:
         ``(logprobs (B, T), values (B, T) or None, logits (B, T, V) or None)``, all zeroed
@@ -310,11 +317,22 @@ def response_forward(
     q, qmask, r, rmask = _trim_padding(q, qmask, r, rmask)
     t = r.shape[1]
     want_hidden = value_head is not None
-    shared = shared_rows(torch.cat([q, qmask.long()], dim=1)) if share_prompts else None
+    keys = torch.cat([q, qmask.long()], dim=1)
+    names = None
+    if adapter_names is not None:
+        names = list(adapter_names)
+        ids = {a: k for k, a in enumerate(dict.fromkeys(names))}
+        owner = torch.tensor([ids[a] for a in names], device=q.device)
+        keys = torch.cat([keys, owner[:, None]], dim=1)  # one prompt pass per (prompt, adapter)
+    shared = shared_rows(keys) if share_prompts else None
     if shared is None:
-        logits, hidden, targets, back = _packed_forward(model, q, qmask, r, rmask, want_hidden)
+        logits, hidden, targets, back = _packed_forward(
+            model, q, qmask, r, rmask, want_hidden, names
+        )
     else:
-        logits, hidden = _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden)
+        logits, hidden = _shared_prompt_forward(
+            model, q, qmask, r, rmask, shared, want_hidden, names
+        )
         targets, back = r, None
     if temperature != 1.0:
         logits = logits / temperature
@@ -349,7 +367,26 @@ def _trim_padding(q, qmask, r, rmask):
     return q[:, start:], qmask[:, start:], r[:, :end], rmask[:, :end]
 
 
-def _packed_forward(model, q, qmask, r, rmask, want_hidden):
+#: How a batch runs each row through its own adapter (``response_forward(adapter_names=)``):
+#: ``blocks`` (:mod:`seqmarl.agents.lora_rows`: each adapter's low-rank branch over its block
+#: of rows, no copies; plain LoRA on linear layers) or ``peft`` (peft's ``adapter_names=``,
+#: which gathers each adapter's rows into copies: slower and larger in a training pass).
+MIXED_ENGINE = "blocks"
+
+
+def _call(model: nn.Module, names: list[str] | None, rows: torch.Tensor | None = None, **kw):
+    """``model(**kw)``; with ``names``, row ``i`` through adapter ``names[i]`` (of ``rows``)."""
+    if names is None:
+        return model(**kw)
+    if rows is not None:
+        names = [names[i] for i in rows.tolist()]
+    if MIXED_ENGINE == "blocks" and lora_rows.supported(model):
+        with lora_rows.adapters_by_row(model, names):
+            return model(**kw)
+    return model(**kw, adapter_names=names)
+
+
+def _packed_forward(model, q, qmask, r, rmask, want_hidden, names=None):
     """:func:`response_forward`'s single pass, each row's prompt + response packed to the right.
 
     With prompts left-padded and responses right-padded, a row's tokens sit in the middle of a
@@ -379,7 +416,9 @@ def _packed_forward(model, q, qmask, r, rmask, want_hidden):
     pads = torch.cat([q[qmask == 0], r[rmask == 0]])
     pad = pads[0] if len(pads) else torch.zeros((), dtype=ids.dtype, device=ids.device)
     ids = torch.where(attn.bool(), ids.gather(1, src), pad)
-    out = model(
+    out = _call(
+        model,
+        names,
         input_ids=ids,
         attention_mask=attn,
         position_ids=_positions(attn),
@@ -395,7 +434,7 @@ def _packed_forward(model, q, qmask, r, rmask, want_hidden):
     return logits, hidden, ids[:, width - t :], back
 
 
-def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
+def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden, names=None):
     """:func:`response_forward`'s pass with one prompt pass per distinct prompt.
 
     Pass 1 runs the distinct prompts and keeps their KV cache and last-position output (which
@@ -408,7 +447,10 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
     first, inverse = shared
     tq, t = q.shape[1], r.shape[1]
     pmask = qmask[first]
-    out = model(
+    out = _call(
+        model,
+        names,
+        first,
         input_ids=q[first],
         attention_mask=pmask,
         position_ids=_positions(pmask),
@@ -422,7 +464,9 @@ def _shared_prompt_forward(model, q, qmask, r, rmask, shared, want_hidden):
         past = _cache_of(out)
         past.batch_select_indices(inverse)
         attn = torch.cat([qmask, rmask[:, :-1].long()], dim=1)  # (B, Tq + T - 1)
-        out = model(
+        out = _call(
+            model,
+            names,
             input_ids=r[:, :-1],
             attention_mask=attn,
             position_ids=_positions(attn)[:, tq:],

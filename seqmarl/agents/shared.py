@@ -4,13 +4,19 @@ All agents of a pool hold the same peft model, each with its own adapter (named 
 agent). An agent's forward activates its adapter; the reference model for the KL penalty is
 the same base with adapters disabled, so it costs no memory. LoRA's B matrices start at zero,
 so every agent starts exactly at the initial model.
+
+Agents on one base can also be run *together*: :func:`evaluate_together` sends every agent's
+rows through one forward (and so one backward), each row through its own adapter (peft's
+mixed-adapter batch), and :func:`reference_together` scores them all under the base in one
+pass. The learners' mixed update (``agents.update=mixed``, :mod:`seqmarl.train.mixed`) uses
+them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -19,8 +25,11 @@ from torch import nn
 
 from seqmarl.agents.config import GenerationConfig
 from seqmarl.agents.hf import HFPolicy, ValueHead
+from seqmarl.agents.sampling import response_forward
+from seqmarl.ops import entropy_from_logits
+from seqmarl.types import Completions, PolicyOutput
 
-__all__ = ["SharedLoraPolicy"]
+__all__ = ["SharedLoraPolicy", "evaluate_together", "reference_together"]
 
 
 class SharedLoraPolicy(HFPolicy):
@@ -48,6 +57,11 @@ class SharedLoraPolicy(HFPolicy):
         )
         self.model = model
         self._tag = f".{agent_id}."  # in the names of this adapter's parameters
+
+    @property
+    def mixed_group(self) -> PeftModel:
+        """What this agent's rows can share a forward with: the agents holding the same model."""
+        return self.model
 
     @contextlib.contextmanager
     def _policy_module(self) -> Iterator[nn.Module]:
@@ -87,3 +101,99 @@ class SharedLoraPolicy(HFPolicy):
             {k: v.contiguous() for k, v in state.items()},
             str(path / "adapter_model.safetensors"),
         )
+
+
+def _together(policies: Sequence[HFPolicy], parts: Sequence[Completions]):
+    """The shared model, the parts' rows in one batch, each part's rows and each row's adapter."""
+    model = policies[0].mixed_group
+    if any(p.mixed_group is not model for p in policies):
+        raise ValueError("evaluate_together: the agents do not share one base model")
+    temps = {p.generation.temperature for p in policies}
+    if len(temps) > 1:
+        raise ValueError(f"evaluate_together: the agents sample at different temperatures {temps}")
+    whole = Completions.concat(list(parts), policies[0].tokenizer.pad_token_id)
+    bounds, start = [], 0
+    for part in parts:
+        bounds.append((start, start + len(part), part.response_ids.shape[1]))
+        start += len(part)
+    names = [p.agent_id for p, part in zip(policies, parts, strict=True) for _ in range(len(part))]
+    return model, whole, bounds, names, temps.pop()
+
+
+def evaluate_together(
+    policies: Sequence[HFPolicy],
+    parts: Sequence[Completions],
+    *,
+    with_values: Sequence[bool] | None = None,
+    with_entropy: Sequence[bool] | None = None,
+    entropy_grad: bool = True,
+) -> list[PolicyOutput]:
+    """Each policy on its part of the rows, in one forward through the shared base.
+
+    Each row goes through its own agent's adapter (peft's mixed-adapter batch), so a loss
+    summed over the parts gives every adapter the gradient of its own part's loss: the
+    adapters share no trainable parameter. The result equals each policy's own
+    :meth:`~seqmarl.agents.hf.HFPolicy.evaluate` on its part, to float rounding.
+
+    Args:
+        policies: Agents on one base (the same :attr:`SharedLoraPolicy.mixed_group`).
+        parts: One batch of rows per policy.
+        with_values: Per part, whether to return values (its policy's value head).
+        with_entropy: Per part, whether to return the per-token entropy (default: none).
+        entropy_grad: Let gradients flow through the entropy (an entropy bonus).
+
+    Returns:
+        One :class:`PolicyOutput` per part, at the part's own width.
+    """
+    model, whole, bounds, names, temperature = _together(policies, parts)
+    none = [False] * len(parts)
+    wants = list(with_entropy) if with_entropy is not None else none
+    heads = [
+        p.value_head if v else None for p, v in zip(policies, with_values or none, strict=True)
+    ]
+    for policy in policies:  # peft's set_adapter leaves only the active adapter trainable
+        for p in policy.parameters():
+            p.requires_grad_(True)
+    logprobs, values, logits = response_forward(
+        model,
+        whole,
+        temperature=temperature,
+        value_head=_RowHeads(heads, bounds) if any(h is not None for h in heads) else None,
+        return_logits=any(wants),
+        adapter_names=names,
+    )
+    outs = []
+    for (a, b, t), part, want, head in zip(bounds, parts, wants, heads, strict=True):
+        entropy = None
+        if want:
+            with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+                entropy = entropy_from_logits(logits[a:b, :t]) * part.response_mask
+        value = values[a:b, :t] if head is not None else None
+        outs.append(PolicyOutput(logprobs=logprobs[a:b, :t], values=value, entropy=entropy))
+    return outs
+
+
+class _RowHeads:
+    """Each part's rows through its own value head (zeros where it has none)."""
+
+    def __init__(self, heads: Sequence[nn.Module | None], bounds: Sequence[tuple[int, int, int]]):
+        self.heads, self.bounds = heads, bounds
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, T, H) -> (B, T, 1)``, rows in the parts' order."""
+        out = []
+        for head, (a, b, _) in zip(self.heads, self.bounds, strict=True):
+            rows = hidden[a:b]
+            out.append(head(rows) if head is not None else rows.new_zeros(*rows.shape[:-1], 1))
+        return torch.cat(out)
+
+
+@torch.no_grad()
+def reference_together(
+    policies: Sequence[HFPolicy], parts: Sequence[Completions]
+) -> list[torch.Tensor]:
+    """``ref_logprobs (B_i, T_i)`` of each part under the base (adapters off), in one pass."""
+    model, whole, bounds, _, temperature = _together(policies, parts)
+    with model.disable_adapter():
+        logprobs, _, _ = response_forward(model, whole, temperature=temperature)
+    return [logprobs[a:b, :t] for a, b, t in bounds]

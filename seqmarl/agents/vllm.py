@@ -409,6 +409,7 @@ class VllmPolicy(SamplingPlayer):
     value_head = property(lambda self: self.inner.value_head)
     generation = property(lambda self: self.inner.generation)
     lockstep = property(lambda self: self.inner.lockstep)
+    mixed_group = property(lambda self: self.inner.mixed_group)
 
     def evaluate(self, completions: Completions, **kw) -> PolicyOutput:
         """The HF policy's (:meth:`HFPolicy.evaluate`)."""

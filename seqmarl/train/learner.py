@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,7 +31,31 @@ from seqmarl.algos.core import RunningMoments, masked_sum
 from seqmarl.run.distributed import DistContext
 from seqmarl.types import Advantages, Completions, RolloutBatch
 
-__all__ = ["Learner", "length_chunks"]
+__all__ = ["Learner", "UpdatePlan", "length_chunks"]
+
+
+@dataclasses.dataclass
+class UpdatePlan:
+    """What one update reads before its first step (:meth:`Learner.plan`).
+
+    Attributes:
+        whole: Every rank's rows (this rank's with one process).
+        offset: Where this rank's rows start in ``whole``.
+        adv: This rank's rows' advantages (computed over ``whole``).
+        sampler: The sampler-mismatch tally (an inference engine sampled).
+        kl_coef: The KL coefficient the loss and advantages use, read once.
+    """
+
+    whole: RolloutBatch
+    offset: int
+    adv: Advantages
+    sampler: SamplerMismatch
+    kl_coef: float
+
+    @property
+    def n(self) -> int:
+        """Rows over every rank."""
+        return len(self.whole)
 
 
 class Learner:
@@ -100,11 +124,19 @@ class Learner:
         rewards: torch.Tensor,
         group_ids: torch.Tensor | None = None,
         roles: torch.Tensor | None = None,
+        *,
+        ref_logprobs: torch.Tensor | None = None,
     ) -> RolloutBatch:
-        """Reference log-probs and per-token KL for ``completions``; ``rewards`` is ``(B,)``."""
-        ref_logprobs, ref_logits = self.agent.reference(
-            completions, return_logits=self.wants_full_kl
-        )
+        """Reference log-probs and per-token KL for ``completions``; ``rewards`` is ``(B,)``.
+
+        ``ref_logprobs`` already computed (several agents' rows in one reference pass) are
+        used as given (not with ``kl_estimator=full``, which needs the reference logits).
+        """
+        ref_logits = None
+        if ref_logprobs is None or self.wants_full_kl:
+            ref_logprobs, ref_logits = self.agent.reference(
+                completions, return_logits=self.wants_full_kl
+            )
         kl = None
         if self.wants_full_kl:
             with torch.no_grad():
@@ -168,82 +200,130 @@ class Learner:
         ``completions`` and ``batch`` are this rank's rows (all rows with one process).
         """
         cfg, algo, dist = self.config, self.algorithm, self.dist
+        plan = self.plan(completions, batch)
+        adv, sampler, offset, n_local = plan.adv, plan.sampler, plan.offset, len(batch)
+        measure_first = completions.logprobs_from_engine  # on the first minibatch's rows
+        sharded = self.agent.lockstep  # its passes are collectives; FSDP reduces its gradients
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        stepped = False
+        for idx in self.minibatches(plan.n):  # global rows of each minibatch
+            mine = idx[(idx >= offset) & (idx < offset + n_local)] - offset
+            self.optimizer.zero_grad(set_to_none=True)
+            finite = True
+            terms: dict[str, float] = defaultdict(float)
+            share = self.chunks(completions, plan.whole, idx, mine)
+            if sharded:  # a sharded model's passes are collectives: as many on every rank
+                most = max(dist.gather_objects(len(share)))
+                share += [(torch.zeros(1, dtype=torch.long), 0.0)] * (most - len(share))
+            for chunk, weight in share:
+                sub = completions.select(chunk)
+                ref_logits = None
+                if self.wants_full_kl and cfg.kl_mode == "loss":
+                    ref_logits = self.agent.reference(sub, return_logits=True)[1]
+                with self._autocast():
+                    out = self.agent.evaluate(
+                        sub,
+                        with_values=algo.uses_value_head,
+                        with_entropy=cfg.entropy_coef > 0,
+                        entropy_grad=True,
+                        ref_logits=ref_logits,
+                    )
+                if measure_first:  # the weights are still the sampling ones here
+                    sampler.add(out.logprobs.detach() - sub.logprobs, sub.response_mask)
+                loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, plan.kl_coef)
+                if not torch.isfinite(loss.loss):
+                    finite = False
+                    if not sharded:
+                        break
+                # chunk loss x its share = its part of the whole minibatch's mean loss
+                (loss.loss * weight).backward()
+                for k, v in loss.terms.items():
+                    terms[k] += float(v) * weight
+            measure_first = False
+            stepped |= self.step(finite, terms, sums, counts)
+        return self.finish(plan, completions, batch, sums, counts, stepped)
+
+    def plan(self, completions: Completions, batch: RolloutBatch) -> UpdatePlan:
+        """What an update reads before its first step: the global batch and its advantages."""
+        cfg, dist = self.config, self.dist
         kl_coef = self.kl_coef  # the controller's value, read once: the loss and advantages use it
         whole, offset = self._global_batch(batch)
-        adv = _local_rows(algo.advantages(whole, cfg, self.state), offset, batch)
+        adv = _local_rows(self.algorithm.advantages(whole, cfg, self.state), offset, batch)
         sampler = SamplerMismatch(dist)
         if completions.engine_logprobs is not None and not completions.logprobs_from_engine:
             sampler.add(completions.logprobs - completions.engine_logprobs, batch.mask)
             if self.tis_cap is not None:
                 adv, tis = _truncated_is(adv, completions, batch.mask, self.tis_cap)
                 sampler.extra.update(tis)
-        measure_first = completions.logprobs_from_engine  # on the first minibatch's rows
-        n, n_local = len(whole), len(batch)
-        mb = min(cfg.minibatch_size or n, n)
-        params = self.agent.parameters()
-        sharded = self.agent.lockstep  # its passes are collectives; FSDP reduces its gradients
-        sums: dict[str, float] = defaultdict(float)
-        counts: dict[str, int] = defaultdict(int)
-        stepped = False
-        for _ in range(cfg.epochs):
+        return UpdatePlan(whole, offset, adv, sampler, kl_coef)
+
+    def minibatch_count(self, n: int) -> int:
+        """How many minibatches (optimizer steps) an epoch over ``n`` rows has."""
+        return math.ceil(n / min(self.config.minibatch_size or n, n)) if n else 0
+
+    def minibatches(self, n: int) -> Iterator[torch.Tensor]:
+        """The global rows of each minibatch, epoch after epoch (shuffled by the generator)."""
+        mb = min(self.config.minibatch_size or n, n)
+        for _ in range(self.config.epochs):
             order = torch.randperm(n, generator=self.generator)
             for start in range(0, n, mb):
-                idx = order[start : start + mb]  # global rows of this minibatch
-                mine = idx[(idx >= offset) & (idx < offset + n_local)] - offset
-                self.optimizer.zero_grad(set_to_none=True)
-                finite = True
-                terms: dict[str, float] = defaultdict(float)
-                share = []
-                if len(mine):
-                    max_rows = math.ceil(len(idx) / cfg.grad_accum_steps)
-                    chunks = length_chunks(completions, mine, max_rows, overhead=cfg.chunk_overhead)
-                    share = self._chunk_weights(completions, whole.mask[idx], chunks)
-                if sharded:  # a sharded model's passes are collectives: as many on every rank
-                    most = max(dist.gather_objects(len(share)))
-                    share += [(torch.zeros(1, dtype=torch.long), 0.0)] * (most - len(share))
-                for chunk, weight in share:
-                    sub = completions.select(chunk)
-                    ref_logits = None
-                    if self.wants_full_kl and cfg.kl_mode == "loss":
-                        ref_logits = self.agent.reference(sub, return_logits=True)[1]
-                    with self._autocast():
-                        out = self.agent.evaluate(
-                            sub,
-                            with_values=algo.uses_value_head,
-                            with_entropy=cfg.entropy_coef > 0,
-                            entropy_grad=True,
-                            ref_logits=ref_logits,
-                        )
-                    if measure_first:  # the weights are still the sampling ones here
-                        sampler.add(out.logprobs.detach() - sub.logprobs, sub.response_mask)
-                    loss = algo.loss(out, batch.select(chunk), adv.select(chunk), cfg, kl_coef)
-                    if not torch.isfinite(loss.loss):
-                        finite = False
-                        if not sharded:
-                            break
-                    # chunk loss x its share = its part of the whole minibatch's mean loss
-                    (loss.loss * weight).backward()
-                    for k, v in loss.terms.items():
-                        terms[k] += float(v) * weight
-                measure_first = False
-                if dist.any(not finite):  # every rank skips together
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.skipped_steps += 1
-                    sums["skipped_steps"] += 1
-                    counts["skipped_steps"] = 1
-                    continue
-                dist.all_reduce_grads([p for p in params if not _is_sharded(p)])
-                if dist.enabled:
-                    terms = _sum_dicts(dist.gather_objects(dict(terms)))
-                for k, v in terms.items():
-                    sums[k] += v
-                    counts[k] += 1
-                if cfg.max_grad_norm is not None:
-                    norm = self.agent.clip_grad_norm(cfg.max_grad_norm)
-                    sums["grad_norm"] += norm
-                    counts["grad_norm"] += 1
-                self.optimizer.step()
-                stepped = True
+                yield order[start : start + mb]
+
+    def chunks(
+        self, completions: Completions, whole: RolloutBatch, idx: torch.Tensor, mine: torch.Tensor
+    ) -> list[tuple[torch.Tensor, float]]:
+        """``(rows, weight)`` of this rank's passes over minibatch ``idx`` (``mine``: its rows)."""
+        if not len(mine):
+            return []
+        max_rows = math.ceil(len(idx) / self.config.grad_accum_steps)
+        chunks = length_chunks(completions, mine, max_rows, overhead=self.config.chunk_overhead)
+        return self._chunk_weights(completions, whole.mask[idx], chunks)
+
+    def step(
+        self,
+        finite: bool,
+        terms: dict[str, float],
+        sums: dict[str, float],
+        counts: dict[str, int],
+    ) -> bool:
+        """The optimizer step after a minibatch's backward passes; whether it stepped.
+
+        A non-finite loss on any rank skips it everywhere; otherwise the gradients are summed
+        over ranks, the loss terms recorded, the gradient norm clipped and the step taken.
+        """
+        cfg, dist = self.config, self.dist
+        if dist.any(not finite):  # every rank skips together
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            sums["skipped_steps"] += 1
+            counts["skipped_steps"] = 1
+            return False
+        dist.all_reduce_grads([p for p in self.agent.parameters() if not _is_sharded(p)])
+        if dist.enabled:
+            terms = _sum_dicts(dist.gather_objects(dict(terms)))
+        for k, v in terms.items():
+            sums[k] += v
+            counts[k] += 1
+        if cfg.max_grad_norm is not None:
+            norm = self.agent.clip_grad_norm(cfg.max_grad_norm)
+            sums["grad_norm"] += norm
+            counts["grad_norm"] += 1
+        self.optimizer.step()
+        return True
+
+    def finish(
+        self,
+        plan: UpdatePlan,
+        completions: Completions,
+        batch: RolloutBatch,
+        sums: dict[str, float],
+        counts: dict[str, int],
+        stepped: bool,
+    ) -> dict[str, float]:
+        """After the last step: push the weights, step the KL controller, the mean metrics."""
+        dist, whole, adv = self.dist, plan.whole, plan.adv
+        n = len(whole)
         if stepped:  # once per update: an engine holding a copy of the weights pushes lazily
             self.agent.sync()
         kl_sum = masked_sum(whole.kl if whole.kl is not None else _k1(whole), whole.mask, dim=1)
@@ -251,7 +331,7 @@ class Learner:
         self.state.kl.update(mean_kl, n)
         metrics = {k: sums[k] / max(counts[k], 1) for k in sums}
         metrics.update({f"adv/{k}": v for k, v in adv.stats.items()})
-        metrics.update(sampler.metrics())
+        metrics.update(plan.sampler.metrics())
         metrics["kl_coef"] = self.kl_coef  # after the controller's step: the next update's
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])  # the step size it used
         metrics["rollout_kl"] = mean_kl  # summed per response, mean over the batch

@@ -55,6 +55,7 @@ from seqmarl.run.lock import RunLock, RunLocked
 from seqmarl.run.sinks import JsonlSink, MetricSinks, check_sinks, read_jsonl, truncate_jsonl
 from seqmarl.train.league import League
 from seqmarl.train.learner import Learner
+from seqmarl.train.mixed import group_learners, learn_together
 from seqmarl.train.resume import check_resume, run_signature
 from seqmarl.train.rollout import Rollout, informative_groups, play, summed_timings
 
@@ -194,6 +195,7 @@ class Trainer:
         self.generator = torch.Generator(device=pool.device).manual_seed(seed + self.dist.rank)
         self.iteration = 0
         self.bad_iterations = 0
+        self._logged_alone: set[tuple[str, str]] = set()  # agents.update=mixed's fall-backs
         self.resumed_from: Path | None = None
         self._last_saved: int | None = None
         self._stop: StopSignals | None = None
@@ -469,6 +471,7 @@ class Trainer:
         record["episodes/turns"] = float(turns.sum(1).mean())
         if self.league is not None:
             record.update(self.league.record(task_rewards))
+        together = self._learn_together(roll) if self.cfg.agents.update == "mixed" else {}
         for i, a in enumerate(self.ids):
             task_reward = float(task_rewards[:, i].mean())
             p = f"agent/{a}/"
@@ -501,13 +504,15 @@ class Trainer:
             # rank where the agent had no turn takes part with no rows (src sends their form)
             comp = roll.completions.get(a)
             roles = None if comp is None else torch.full((len(comp.texts),), seats.index(a))
-            metrics = self.learners[a].learn(
-                comp,
-                roll.returns.get(a),
-                roll.turn_groups.get(a),
-                roles=roles,
-                src=None if all(acted) else acted.index(True),
-            )
+            metrics = together.get(a)
+            if metrics is None:
+                metrics = self.learners[a].learn(
+                    comp,
+                    roll.returns.get(a),
+                    roll.turn_groups.get(a),
+                    roles=roles,
+                    src=None if all(acted) else acted.index(True),
+                )
             kl = metrics.pop("rollout_kl")
             bad |= metrics.get("skipped_steps", 0) > 0
             record[p + "kl"] = kl
@@ -527,6 +532,39 @@ class Trainer:
         record["tokens_per_s"] = tokens / max(t_end - t_start, 1e-9)
         self.bad_iterations = self.bad_iterations + 1 if bad else 0
         return record, roll
+
+    def _learn_together(self, roll: Rollout) -> dict[str, dict[str, float]]:
+        """``agents.update=mixed``: the updates of agents that share a base, run together.
+
+        Returns the metrics of the agents updated together; the others (and the reason each
+        updates alone, logged once) are left to their own :meth:`Learner.learn`.
+        """
+        rows = {  # the agents that learn this iteration (a turn here; one process)
+            a: len(roll.completions[a])
+            for a in self.ids
+            if a in self.learners and a in roll.completions and len(roll.completions[a])
+        }
+        if self.dist.enabled:
+            groups, alone = [], dict.fromkeys(rows, "the run has several processes")
+        else:
+            groups, alone = group_learners(self.learners, rows)
+        for a, reason in alone.items():
+            if (a, reason) not in self._logged_alone:
+                self._logged_alone.add((a, reason))
+                log.warning("agents.update=mixed: %s updates alone: %s", a, reason)
+        out: dict[str, dict[str, float]] = {}
+        seats = roll.seats
+        for group in groups:
+            comps = [roll.completions[a] for a in group]
+            metrics = learn_together(
+                [self.learners[a] for a in group],
+                comps,
+                [roll.returns[a] for a in group],
+                [roll.turn_groups.get(a) for a in group],
+                [torch.full((len(c),), seats.index(a)) for a, c in zip(group, comps, strict=True)],
+            )
+            out.update(zip(group, metrics, strict=True))
+        return out
 
     def fit(self) -> dict[str, Any]:
         """Train to ``cfg.train.iterations``; returns the summary (also printed by the CLI).
