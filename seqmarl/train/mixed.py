@@ -2,8 +2,9 @@
 
 With ``agents.update=mixed`` the agents that are LoRA adapters on one shared base update
 together: each minibatch's rows of every agent go through one forward, each row through its
-own agent's adapter (peft's mixed-adapter batch,
-:func:`~seqmarl.agents.shared.evaluate_together`), and the agents' losses, each weighted as in
+own agent's adapter (:func:`~seqmarl.agents.shared.evaluate_together`: each adapter's LoRA
+branch over its own block of rows, :mod:`seqmarl.agents.lora_rows`, or peft's mixed-adapter
+batch where those branches do not apply), and the agents' losses, each weighted as in
 its own update, are summed for one backward. The adapters share no trainable parameter, so
 each adapter's gradient is that of its own loss, the one its agent-by-agent update computes
 (to float rounding). Everything else stays each agent's own: algorithm, advantages, loss,
