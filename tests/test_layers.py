@@ -115,3 +115,17 @@ def test_every_module_is_in_a_layer():
     assert stray == [], f"put these in a folder of seqmarl/: {stray}"
     folders = {m.split(".")[1] for m in GRAPH if m.count(".") >= 2}
     assert folders == {"agents", "algos", "envs", "eval", "method", "run", "train"}
+
+
+def test_paths_from_a_module_file_name_the_checkout():
+    """Modules that find folders from their own file keep finding them after a move.
+
+    A wrong depth fails here; elsewhere it would only skip every test that reads ../shared,
+    or let the run-folder guard mistake seqmarl's own checkout for a stranger's folder.
+    """
+    from seqmarl.run import paths, plugins
+
+    checkout = ROOT.parent
+    assert paths._REPO_ROOT == checkout
+    assert plugins.SEQMARL_HOME == checkout
+    assert (plugins.SEQMARL_HOME / "seqmarl" / "__init__.py").is_file()

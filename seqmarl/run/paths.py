@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ["cache_dir", "shared_dir", "shared_path"]
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]  # seqmarl/run/paths.py -> the checkout
 
 
 def shared_dir() -> Path:

@@ -65,6 +65,9 @@ ENTRY_POINT_GROUP = "seqmarl.envs"
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _loaded_entry_points: set[tuple[str, str, str]] = set()
+#: The ``sys.path`` entry seqmarl itself is imported from (seqmarl/run/plugins.py -> its parent).
+SEQMARL_HOME = Path(__file__).resolve().parents[2]
+
 #: While a run folder's config is read: (the run folder, the modules --import names).
 _GUARD: contextvars.ContextVar[tuple[Path, frozenset[str]] | None] = contextvars.ContextVar(
     "seqmarl_run_folder", default=None
@@ -404,7 +407,7 @@ def _run_folder_path(entry: str, run_dir: Path) -> bool:
     for env in {sys.prefix, sys.base_prefix}:
         if _inside(entry, Path(env)) and not _inside(run_dir, Path(env)):
             return False
-    return Path(entry).resolve() != Path(__file__).resolve().parents[1]
+    return Path(entry).resolve() != SEQMARL_HOME
 
 
 @contextlib.contextmanager
