@@ -62,9 +62,11 @@ def ragged_completions(tok, rows: int, q_range, r_range, seed: int):
     return Completions(q_ids, q_mask, r_ids, r_mask, logprobs, values, [""] * rows)
 
 
-def padded_forward(model, q, qmask, r, rmask, want_hidden):
+def padded_forward(model, q, qmask, r, rmask, want_hidden, names=None):
     """The previous single pass: [left-padded prompt, right-padded answer], no packing."""
     from seqmarl.agents.sampling import _positions
+
+    assert names is None, "one agent's update: no per-row adapters"
 
     t = r.shape[1]
     ids = torch.cat([q, r], dim=1)
