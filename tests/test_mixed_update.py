@@ -14,6 +14,7 @@ from seqmarl.run.sinks import read_jsonl
 from seqmarl.train.learner import Learner
 from seqmarl.train.mixed import group_learners, update_together
 from seqmarl.train.trainer import Trainer
+from tests.agents.test_learning import ragged_completions
 from tests.test_trainer import cfg_for, strip_timing
 
 IDS = ("llm_0", "llm_1", "llm_2")
@@ -23,19 +24,6 @@ AGENTS = {
     "llm_1": ("grpo", {"lr": 1e-2, "group_size": 3, "entropy_coef": 0.01}),
     "llm_2": ("rloo", {"lr": 5e-3, "group_size": 3, "grad_accum_steps": 2, "max_grad_norm": 0.5}),
 }
-
-
-def ragged(pool, agent, prompts, seed):
-    """Completions with responses of many lengths (2..8 of the 8 tokens)."""
-    c = pool[agent].sample(prompts, generator=torch.Generator().manual_seed(seed))
-    keep = torch.tensor([2 + (5 * i + seed) % 7 for i in range(len(prompts))])
-    cut = torch.arange(c.response_ids.shape[1])[None, :] >= keep[:, None]
-    c.response_mask[cut] = 0
-    c.response_ids[cut] = pool[agent].tokenizer.pad_token_id
-    c.logprobs[cut] = 0
-    if c.values is not None:
-        c.values[cut] = 0
-    return c
 
 
 def build(make_pool):
@@ -55,7 +43,8 @@ def build(make_pool):
     prompts = [p for p in ("ab", "cdefg", "h", "ijklmnop") for _ in range(3)]
     rows = {}
     for k, a in enumerate(IDS):
-        c = ragged(pool, a, prompts if k else [f"q{i}" * (1 + i % 4) for i in range(12)], k)
+        own = prompts if k else [f"q{i}" * (1 + i % 4) for i in range(12)]
+        c = ragged_completions(pool, a, prompts=own, seed=k)
         rewards = torch.linspace(-1, 1, 12).roll(k)
         rows[a] = (c, learners[a].make_batch(c, rewards, torch.arange(12) // 3))
     return pool, learners, rows

@@ -94,11 +94,11 @@ def test_learner_requires_a_value_head_for_ppo(make_pool):
         Learner(pool["llm_0"], "ppo")
 
 
-def _ragged(pool, agent="llm_0", n=12):
+def ragged_completions(pool, agent="llm_0", n=12, *, prompts=None, seed=0):
     """Completions with prompts and responses of many lengths (as EOS and datasets give)."""
-    prompts = ["q" * (1 + 3 * (i % 4)) for i in range(n)]
-    c = pool[agent].sample(prompts, generator=torch.Generator().manual_seed(0))
-    keep = torch.tensor([2 + (5 * i) % 7 for i in range(n)])  # 2..8 of the 8 tokens
+    prompts = prompts or ["q" * (1 + 3 * (i % 4)) for i in range(n)]
+    c = pool[agent].sample(prompts, generator=torch.Generator().manual_seed(seed))
+    keep = torch.tensor([2 + (5 * i + seed) % 7 for i in range(len(prompts))])  # 2..8 of 8
     cut = torch.arange(c.response_ids.shape[1])[None, :] >= keep[:, None]
     c.response_mask[cut] = 0
     c.response_ids[cut] = pool[agent].tokenizer.pad_token_id
@@ -128,7 +128,7 @@ def test_length_chunks_leave_the_minibatch_gradient_unchanged(make_pool, name, p
 
     algo = ALGORITHMS.get(name)
     pool = make_pool("separate", agent_ids=("llm_0",), value_heads=("llm_0",) * (name == "ppo"))
-    c = _ragged(pool)
+    c = ragged_completions(pool)
     rewards = torch.linspace(-1, 1, len(c))
     group = torch.arange(len(c)) // 3
     real = learner_mod.length_chunks
@@ -168,7 +168,7 @@ def test_length_chunks_sort_by_length_and_keep_prompt_groups_together(make_pool,
 
     monkeypatch.setattr(learner_mod, "PASS_TOKENS", 0)  # toy batches: splitting must pay
     pool = make_pool("separate", agent_ids=("llm_0",))
-    c = _ragged(pool)
+    c = ragged_completions(pool)
     rows = torch.randperm(len(c), generator=torch.Generator().manual_seed(0))
     for max_rows in (12, 5, 1):
         chunks = length_chunks(c, rows, max_rows)
