@@ -126,6 +126,6 @@ def test_paths_from_a_module_file_name_the_checkout():
     from seqmarl.run import paths, plugins
 
     checkout = ROOT.parent
-    assert paths._REPO_ROOT == checkout
-    assert plugins.SEQMARL_HOME == checkout
+    assert checkout == paths._REPO_ROOT
+    assert checkout == plugins.SEQMARL_HOME
     assert (plugins.SEQMARL_HOME / "seqmarl" / "__init__.py").is_file()

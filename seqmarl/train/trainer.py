@@ -491,7 +491,8 @@ class Trainer:
                 moves = float(turns[:, i].sum())
                 if moves:  # a refused move is a turn of its own (the game lets it retry)
                     record[p + "legal_move_rate"] = 1.0 - float(np.nansum(invalid[:, i])) / moves
-                record[p + "forfeit_rate"] = float(np.nanmean(forfeit[:, i]))
+                if not np.isnan(forfeit[:, i]).all():  # a game that can be lost by them
+                    record[p + "forfeit_rate"] = float(np.nanmean(forfeit[:, i]))
             corr = _others_correlation(task_rewards, i)
             if corr is not None:
                 record[p + "others_reward_corr"] = corr
@@ -823,7 +824,8 @@ class _NoSink:
 def _game_infos(roll: Rollout, ids: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """``(R, N)`` invalid moves and forfeits per row and agent, from the game's infos.
 
-    NaN where the game does not report them (the game suites do).
+    NaN where the game does not report them (the game suites do; OpenSpiel's games, where an
+    illegal answer becomes a random legal move, report no forfeits).
     """
     invalid = np.full((len(roll.infos), len(ids)), np.nan)
     forfeit = np.full((len(roll.infos), len(ids)), np.nan)
@@ -832,7 +834,8 @@ def _game_infos(roll: Rollout, ids: tuple[str, ...]) -> tuple[np.ndarray, np.nda
             info = infos.get(a, {})
             if "invalid_moves" in info:
                 invalid[r, i] = float(info["invalid_moves"])
-                forfeit[r, i] = float(bool(info.get("forfeit", False)))
+            if "forfeit" in info:
+                forfeit[r, i] = float(bool(info["forfeit"]))
     return invalid, forfeit
 
 

@@ -3,6 +3,7 @@
 import importlib.util
 import sys
 
+import numpy as np
 import pytest
 from pettingzoo.test import api_test, seed_test
 
@@ -91,7 +92,7 @@ def test_observation_at_reset_names_game_player_and_moves():
     assert "Available Moves" not in other
     assert other.splitlines()[-1] == "Waiting for player 0 to move."
     assert env.infos["player_0"]["legal_actions"] == list(range(9))
-    assert env.infos["player_1"] == {"legal_actions": [], "invalid_moves": 0, "forfeit": False}
+    assert env.infos["player_1"] == {"legal_actions": [], "invalid_moves": 0}  # no forfeits
 
 
 def test_a_random_player_can_read_the_moves_off_the_last_line():
@@ -166,7 +167,7 @@ def test_illegal_move_is_penalised_and_a_seeded_random_move_played():
     env = first_fallback(11)
     assert env.rewards == {"player_0": -0.5, "player_1": 0.0}
     assert env.infos["player_0"]["invalid_moves"] == 1
-    assert env.infos["player_0"]["forfeit"] is False
+    assert "forfeit" not in env.infos["player_0"]  # the game goes on: it cannot be forfeited
     assert board(env).count("x") == 1  # a legal move was played for player_0
     assert env.agent_selection == "player_1" and not any(env.terminations.values())
     assert env.last()[1] == 0.0  # player_1 owes nothing
@@ -259,3 +260,16 @@ def test_module_imports_without_the_extra_and_says_which_to_install(monkeypatch)
     with pytest.raises(ConfigError, match=r"seqmarl\[games\]") as err:
         module.resolve("openspiel/tic_tac_toe-v0")
     assert "\n" not in str(err.value)
+
+
+def test_a_game_that_cannot_be_forfeited_logs_no_forfeit_rate():
+    """OpenSpiel reports refused moves and no forfeits; TextArena both (the trainer's view)."""
+    from types import SimpleNamespace
+
+    from seqmarl.train.trainer import _game_infos
+
+    openspiel = {"a": {"invalid_moves": 2}, "b": {"invalid_moves": 0}}
+    textarena = {"a": {"invalid_moves": 3, "forfeit": True}, "b": {"invalid_moves": 0}}
+    invalid, forfeit = _game_infos(SimpleNamespace(infos=[openspiel, textarena]), ("a", "b"))
+    assert invalid.tolist() == [[2.0, 0.0], [3.0, 0.0]]
+    assert np.isnan(forfeit[0]).all() and forfeit[1, 0] == 1.0 and np.isnan(forfeit[1, 1])

@@ -222,6 +222,7 @@ def test_train_against_a_league_then_eval_and_rate_from_the_command_line(tmp_pat
         assert r["agent/llm_0/seat"] == r["iteration"] % 2  # seats swap every iteration
         if r["agent/llm_0/turns"]:  # (a model opponent moving first may forfeit at once)
             assert 0.0 <= r["agent/llm_0/legal_move_rate"] <= 1.0
+            assert 0.0 <= r["agent/llm_0/forfeit_rate"] <= 1.0  # TextArena forfeits a game
             assert f"agent/llm_0/adv_baseline_role{r['iteration'] % 2}" in r
     assert any(r["agent/llm_0/turns"] for r in rows)
     assert (run / "plots" / "game_curves.png").read_bytes()[:4] == b"\x89PNG"

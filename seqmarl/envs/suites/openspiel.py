@@ -268,11 +268,8 @@ class OpenSpielTextEnv(AECEnv):
     def _info(self, agent: str) -> dict[str, Any]:
         # Shimmy's numpy ``action_mask`` becomes a list of ids: JSON-friendly, and PettingZoo's
         # seed_test would hand a mask to the text space's sample(), which takes none
-        return {
-            "legal_actions": sorted(self._moves(agent)),
-            "invalid_moves": self._invalid[agent],
-            "forfeit": False,
-        }
+        # no "forfeit": an illegal answer becomes a random legal move, never a lost game
+        return {"legal_actions": sorted(self._moves(agent)), "invalid_moves": self._invalid[agent]}
 
     def _moves(self, agent: str) -> dict[int, str]:
         """The agent's legal moves (id -> name); empty when it is not its turn."""
