@@ -545,10 +545,7 @@ class Trainer:
             for a in self.ids
             if a in self.learners and a in roll.completions and len(roll.completions[a])
         }
-        if self.dist.enabled:
-            groups, alone = [], dict.fromkeys(rows, "the run has several processes")
-        else:
-            groups, alone = group_learners(self.learners, rows)
+        groups, alone = group_learners(self.learners, rows)  # (several processes: all alone)
         for a, reason in alone.items():
             if (a, reason) not in self._logged_alone:
                 self._logged_alone.add((a, reason))
